@@ -1,0 +1,2 @@
+//! collibra-oauth-operator: registers OAuth clients in Collibra for
+//! `OAuthClient` resources and keeps their credentials in Secrets.
