@@ -1,0 +1,349 @@
+//! The JSON shapes of the client management API, and their parsing.
+//!
+//! Parsing is lenient where Collibra's documentation is vague (unknown fields,
+//! `null` lists, timestamps as strings) and strict where a wrong guess would
+//! mislead the operator (a list without `registrations` is an error, not "no
+//! clients").
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{self, Error};
+use crate::observer::Operation;
+use crate::transport::Response;
+
+/// A registered client as Collibra describes it (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ClientInfo {
+    /// Identifier assigned by Collibra, e.g. `urn:sys:env:...:i:1cnxtsn`.
+    pub client_id: String,
+    /// The unique, human-chosen name.
+    pub client_name: String,
+    /// Seconds since the Unix epoch.
+    #[serde(default, deserialize_with = "lenient_timestamp")]
+    pub client_id_issued_at: Option<i64>,
+    /// Grants the client may use; empty when Collibra does not say.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub grant_types: Vec<String>,
+}
+
+/// The body of `POST /clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewClient {
+    /// Unique name of the new client.
+    pub client_name: String,
+    /// Grants it may use, e.g. `client_credentials`.
+    pub grant_types: Vec<String>,
+    /// Passed through as `software_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+}
+
+/// The writeable fields for `PUT /clients/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientUpdate {
+    /// The client's name (unchanged in practice: it is the natural key).
+    pub client_name: String,
+    /// The grants it may use from now on.
+    pub grant_types: Vec<String>,
+    /// Passed through as `software_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+}
+
+/// A newly registered client with the secret Collibra shows exactly once.
+#[derive(Debug, Clone)]
+pub struct IssuedClient {
+    /// What Collibra returned about the client.
+    pub info: ClientInfo,
+    /// The client secret; store it at once, it cannot be read again.
+    pub client_secret: SecretString,
+}
+
+/// The PUT body: RFC 7592 wants the id repeated in the body.
+#[derive(Serialize)]
+pub(crate) struct UpdateBody<'a> {
+    pub client_id: &'a str,
+    #[serde(flatten)]
+    pub update: &'a ClientUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListBody {
+    Wrapped { registrations: Vec<ClientInfo> },
+    // Tolerated in case a deployment returns the bare array.
+    Bare(Vec<ClientInfo>),
+}
+
+#[derive(Deserialize)]
+struct RegisteredBody {
+    #[serde(flatten)]
+    info: ClientInfo,
+    client_secret: SecretString,
+}
+
+/// The registrations in a `GET /clients` answer.
+pub(crate) fn parse_list(response: &Response) -> Result<Vec<ClientInfo>, Error> {
+    match serde_json::from_slice::<ListBody>(&response.body) {
+        Ok(ListBody::Wrapped { registrations } | ListBody::Bare(registrations)) => {
+            Ok(registrations)
+        }
+        Err(_) => {
+            // The untagged enum's own error says nothing useful; parse again
+            // for the precise complaint about the documented shape.
+            #[derive(Deserialize)]
+            #[allow(dead_code)] // only parsed for its error message
+            struct Documented {
+                registrations: Vec<ClientInfo>,
+            }
+            let detail = match serde_json::from_slice::<Documented>(&response.body) {
+                Err(e) => e.to_string(),
+                Ok(_) => "unexpected shape".to_owned(),
+            };
+            Err(invalid_body(Operation::List, response, &detail))
+        }
+    }
+}
+
+/// A single client from `GET` or `PUT /clients/{id}`.
+pub(crate) fn parse_client(operation: Operation, response: &Response) -> Result<ClientInfo, Error> {
+    serde_json::from_slice(&response.body)
+        .map_err(|e| invalid_body(operation, response, &e.to_string()))
+}
+
+/// The 201 of a registration. Its body holds the new secret, so error
+/// messages describe the problem without quoting any of it.
+pub(crate) fn parse_registered(response: &Response) -> Result<IssuedClient, Error> {
+    let body: RegisteredBody = serde_json::from_slice(&response.body).map_err(|e| {
+        let kind = response
+            .content_type
+            .as_deref()
+            .and_then(|ct| ct.split(';').next())
+            .unwrap_or("no content type");
+        Error::InvalidResponse {
+            operation: Operation::Register,
+            message: format!(
+                "Collibra answered HTTP {} ({kind}) but the body is not the registered client ({}); \
+                 the client may exist without its secret",
+                response.status,
+                safe_json_error(&e)
+            ),
+        }
+    })?;
+    Ok(IssuedClient {
+        info: body.info,
+        client_secret: body.client_secret,
+    })
+}
+
+/// An InvalidResponse for a body that holds no credentials, so an excerpt
+/// may be shown when it is not JSON at all.
+fn invalid_body(operation: Operation, response: &Response, detail: &str) -> Error {
+    let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&response.body).is_ok();
+    let message = if response.body.is_empty() {
+        format!("HTTP {} with an empty body", response.status)
+    } else if !is_json {
+        error::non_json_summary(
+            response.status,
+            response.content_type.as_deref(),
+            &response.body,
+        )
+        .unwrap_or_else(|| format!("HTTP {} with a blank body", response.status))
+    } else {
+        format!("HTTP {} with unexpected JSON: {detail}", response.status)
+    };
+    Error::InvalidResponse { operation, message }
+}
+
+/// A serde_json error described without any input text: its category and
+/// position, plus the message when it only names a field.
+pub(crate) fn safe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") {
+        return text;
+    }
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "a field has the wrong type",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Seconds since the epoch as an integer, a float or a numeric string.
+fn lenient_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("client_id_issued_at is out of range")),
+        Some(serde_json::Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom("client_id_issued_at is not a number")),
+        Some(_) => Err(D::Error::custom("client_id_issued_at is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use secrecy::ExposeSecret;
+
+    fn response(status: u16, content_type: &str, body: &str) -> Response {
+        Response {
+            status,
+            content_type: Some(content_type.to_owned()),
+            retry_after: None,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn list_parses_documented_shape_and_ignores_unknown_fields() {
+        let r = response(
+            200,
+            "application/json",
+            r#"{"registrations":[{"client_id":"urn:a:i:1","client_name":"a","client_id_issued_at":1700000000,"grant_types":["client_credentials"],"extra":1},
+                                  {"client_id":"urn:a:i:2","client_name":"b","grant_types":null}]}"#,
+        );
+        let list = parse_list(&r).expect("list");
+        assert_eq!(
+            list,
+            vec![
+                ClientInfo {
+                    client_id: "urn:a:i:1".into(),
+                    client_name: "a".into(),
+                    client_id_issued_at: Some(1_700_000_000),
+                    grant_types: vec!["client_credentials".into()],
+                },
+                ClientInfo {
+                    client_id: "urn:a:i:2".into(),
+                    client_name: "b".into(),
+                    client_id_issued_at: None,
+                    grant_types: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn list_without_registrations_is_an_error_not_an_empty_list() {
+        let err =
+            parse_list(&response(200, "application/json", r#"{"items":[]}"#)).expect_err("err");
+        let Error::InvalidResponse { message, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains("registrations"), "{message}");
+    }
+
+    #[test]
+    fn html_list_body_is_described() {
+        let err = parse_list(&response(
+            200,
+            "text/html",
+            "<html><body>Login</body></html>",
+        ))
+        .expect_err("err");
+        assert!(
+            err.to_string()
+                .contains("HTTP 200 with a non-JSON body (text/html): Login"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timestamps_as_strings_are_accepted() {
+        let info: ClientInfo = serde_json::from_str(
+            r#"{"client_id":"x","client_name":"y","client_id_issued_at":"42"}"#,
+        )
+        .expect("parse");
+        assert_eq!(info.client_id_issued_at, Some(42));
+    }
+
+    #[test]
+    fn registration_is_parsed_with_its_secret() {
+        let r = response(
+            201,
+            "application/json",
+            r#"{"client_id":"urn:x:i:1","client_name":"n","client_id_issued_at":5,"grant_types":["client_credentials"],"client_secret":"s3cr3t"}"#,
+        );
+        let issued = parse_registered(&r).expect("issued");
+        assert_eq!(issued.info.client_id, "urn:x:i:1");
+        assert_eq!(issued.client_secret.expose_secret(), "s3cr3t");
+        let debug = format!("{issued:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("urn:x:i:1"), "{debug}");
+    }
+
+    #[test]
+    fn broken_registration_body_never_quotes_the_secret() {
+        let bodies = [
+            // Truncated.
+            r#"{"client_id":"urn:x:i:1","client_name":"n","client_secret":"s3cr3t"#,
+            // Wrong type next to the secret.
+            r#"{"client_id":"urn:x:i:1","client_name":["s3cr3t"],"client_secret":"s3cr3t"}"#,
+            // Secret where something else belongs.
+            r#"{"client_id":"urn:x:i:1","client_name":"n","client_id_issued_at":"s3cr3t","client_secret":"s3cr3t"}"#,
+        ];
+        for body in bodies {
+            let err = parse_registered(&response(201, "application/json", body)).expect_err("err");
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(matches!(
+                err,
+                Error::InvalidResponse {
+                    operation: Operation::Register,
+                    ..
+                }
+            ));
+        }
+        let err = parse_registered(&response(
+            201,
+            "application/json",
+            r#"{"client_id":"urn:x:i:1","client_name":"n"}"#,
+        ))
+        .expect_err("err");
+        assert!(
+            err.to_string().contains("missing field `client_secret`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn request_bodies_serialize_as_documented() {
+        let new = NewClient {
+            client_name: "etl".into(),
+            grant_types: vec!["client_credentials".into()],
+            software_id: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&new).expect("json"),
+            serde_json::json!({"client_name":"etl","grant_types":["client_credentials"]})
+        );
+        let update = ClientUpdate {
+            client_name: "etl".into(),
+            grant_types: vec!["authorization_code".into()],
+            software_id: Some("suite".into()),
+        };
+        let body = UpdateBody {
+            client_id: "urn:x:i:1",
+            update: &update,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).expect("json"),
+            serde_json::json!({"client_id":"urn:x:i:1","client_name":"etl","grant_types":["authorization_code"],"software_id":"suite"})
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! TLS settings: rustls with the ring provider, the system trust roots (or
+//! Mozilla's, bundled, where the system has none), plus an optional CA file.
+//!
+//! The configuration is built here rather than by reqwest so that the crypto
+//! provider is chosen explicitly (no process-wide default to install, no
+//! aws-lc) and so that a bad CA file fails at start-up with a clear message.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::Error;
+
+/// A rustls client configuration that always verifies the server.
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        for cert in read_ca_file(path)? {
+            roots.add(cert).map_err(|e| {
+                Error::Config(format!(
+                    "CA file {} holds a certificate rustls cannot use: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+
+    // Unreadable system certificates are skipped, as every TLS client does;
+    // only a system with no usable roots at all falls back to the bundle.
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::debug!("no system CA certificates found; trusting the bundled Mozilla roots");
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // reqwest leaves ALPN to whoever builds the configuration.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Every certificate in a PEM file (a bundle may hold several).
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("CA file {} is not valid PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "CA file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).expect("cert").pem()
+    }
+
+    #[test]
+    fn bundle_with_several_certificates_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, format!("{}\n{}", ca_pem(), ca_pem())).expect("write");
+        assert_eq!(read_ca_file(&path).expect("read").len(), 2);
+        assert!(client_config(Some(&path)).is_ok());
+    }
+
+    #[test]
+    fn file_without_certificates_is_a_config_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").expect("write");
+        let err = client_config(Some(&path)).expect_err("must fail");
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("no PEM certificate")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_config_error() {
+        let err = client_config(Some(Path::new("/nonexistent/ca.pem"))).expect_err("must fail");
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("/nonexistent/ca.pem")),
+            "{err}"
+        );
+    }
+}
