@@ -1,2 +1,13 @@
 //! collibra-oauth-operator: registers OAuth clients in Collibra for
-//! `OAuthClient` resources and keeps their credentials in Secrets.
+//! `OAuthClient` resources and keeps their credentials in Kubernetes Secrets.
+//!
+//! The tree follows the data: [`api`] is the custom resource, [`config`] the
+//! command line, [`controller`] the reconcile loop (pure decisions apart from
+//! effects), [`metrics`] and [`server`] what the process exposes.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,238 @@
+//! One `GET /clients` serves many reconciles (lifecycle rule 7): the list is
+//! cached by name, refreshed single-flight when older than the resync
+//! interval or after an answer that may have changed it, and kept current
+//! between refreshes with the operator's own POSTs and DELETEs.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::decide::Listed;
+
+/// A name lookup answered from the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    /// The client with that name, if Collibra lists one.
+    pub client: Option<Listed>,
+    /// The refresh generation that answered: callers that distrust an answer
+    /// ask for a refresh newer than it with [`ClientList::invalidate`].
+    pub generation: u64,
+}
+
+struct State {
+    by_name: HashMap<String, Listed>,
+    fetched_at: Option<Instant>,
+    generation: u64,
+    /// Set when an answer means the cache may be wrong; the next lookup refreshes.
+    stale: bool,
+}
+
+/// The cached Collibra list.
+pub struct ClientList {
+    max_age: Duration,
+    state: Mutex<State>,
+    refresh: tokio::sync::Mutex<()>,
+    refreshes: AtomicU64,
+}
+
+impl ClientList {
+    /// A cache whose entries are trusted for `max_age`.
+    pub fn new(max_age: Duration) -> Self {
+        ClientList {
+            max_age,
+            state: Mutex::new(State {
+                by_name: HashMap::new(),
+                fetched_at: None,
+                generation: 0,
+                stale: true,
+            }),
+            refresh: tokio::sync::Mutex::new(()),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many lists were fetched.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the map half-written
+        // in a way that matters: recover the guard.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fresh(&self, s: &State) -> bool {
+        !s.stale && s.fetched_at.is_some_and(|t| t.elapsed() < self.max_age)
+    }
+
+    /// Looks `name` up, fetching the list with `fetch` first when the cache
+    /// is stale. Concurrent callers share one fetch.
+    pub async fn lookup<F, Fut, E>(&self, name: &str, fetch: F) -> Result<Lookup, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        if let Some(hit) = self.cached(name) {
+            return Ok(hit);
+        }
+        let _single_flight = self.refresh.lock().await;
+        // Someone else may have refreshed while we waited.
+        if let Some(hit) = self.cached(name) {
+            return Ok(hit);
+        }
+        let listed = fetch().await?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.lock();
+        s.by_name = listed_by_name(listed);
+        s.fetched_at = Some(Instant::now());
+        s.generation += 1;
+        s.stale = false;
+        Ok(Lookup {
+            client: s.by_name.get(name).cloned(),
+            generation: s.generation,
+        })
+    }
+
+    fn cached(&self, name: &str) -> Option<Lookup> {
+        let s = self.lock();
+        self.fresh(&s).then(|| Lookup {
+            client: s.by_name.get(name).cloned(),
+            generation: s.generation,
+        })
+    }
+
+    /// Marks the cache stale if it is still at `generation` (an answer from
+    /// it proved wrong, or an outcome is unknown).
+    pub fn invalidate(&self, generation: u64) {
+        let mut s = self.lock();
+        if s.generation == generation {
+            s.stale = true;
+        }
+    }
+
+    /// Records a client the operator just registered.
+    pub fn registered(&self, name: &str, client: Listed) {
+        self.lock().by_name.insert(name.to_owned(), client);
+    }
+
+    /// Records a client the operator just deleted.
+    pub fn deleted(&self, name: &str, client_id: &str) {
+        let mut s = self.lock();
+        if s.by_name
+            .get(name)
+            .is_some_and(|c| c.client_id == client_id)
+        {
+            s.by_name.remove(name);
+        }
+    }
+}
+
+/// Indexes a list by name. Collibra guarantees unique names; should a list
+/// ever repeat one, the first entry wins so the choice is stable.
+fn listed_by_name(listed: Vec<(String, Listed)>) -> HashMap<String, Listed> {
+    let mut map = HashMap::with_capacity(listed.len());
+    for (name, client) in listed {
+        map.entry(name).or_insert(client);
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, atomic::AtomicUsize};
+
+    fn entry(name: &str, id: &str) -> (String, Listed) {
+        (
+            name.to_owned(),
+            Listed {
+                client_id: id.to_owned(),
+                issued_at: Some(1),
+                grant_types: vec![],
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_lookups_cost_one_list() {
+        let list = Arc::new(ClientList::new(Duration::from_secs(60)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let list = list.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                list.lookup(&format!("n{}", i % 5), || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, ()>(vec![entry("n1", "id1")])
+                })
+                .await
+            }));
+        }
+        let mut found = 0;
+        for t in tasks {
+            if t.await.expect("joined").expect("ok").client.is_some() {
+                found += 1;
+            }
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(found, 10);
+        assert_eq!(list.refreshes(), 1);
+    }
+
+    #[tokio::test]
+    async fn own_writes_update_the_cache_and_invalidate_forces_a_refresh() {
+        let list = ClientList::new(Duration::from_secs(60));
+        let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
+        let first = list.lookup("b", fetch).await.expect("ok");
+        assert_eq!(first.client, None);
+        list.registered("b", entry("b", "2").1);
+        let hit = list.lookup("b", fetch).await.expect("ok");
+        assert_eq!(hit.client.map(|c| c.client_id).as_deref(), Some("2"));
+        list.deleted("b", "2");
+        assert_eq!(list.lookup("b", fetch).await.expect("ok").client, None);
+        assert_eq!(list.refreshes(), 1);
+
+        list.invalidate(first.generation);
+        let again = list.lookup("a", fetch).await.expect("ok");
+        assert_eq!(list.refreshes(), 2);
+        assert_eq!(again.generation, first.generation + 1);
+        // An invalidation from an older generation does not force another.
+        list.invalidate(first.generation);
+        list.lookup("a", fetch).await.expect("ok");
+        assert_eq!(list.refreshes(), 2);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_max_age_and_errors_keep_nothing() {
+        let list = ClientList::new(Duration::from_millis(1));
+        let err = list
+            .lookup("a", || async { Err::<Vec<(String, Listed)>, _>("boom") })
+            .await;
+        assert_eq!(err, Err("boom"));
+        list.lookup("a", || async { Ok::<_, ()>(vec![]) })
+            .await
+            .expect("ok");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        list.lookup("a", || async { Ok::<_, ()>(vec![]) })
+            .await
+            .expect("ok");
+        assert_eq!(list.refreshes(), 2);
+    }
+
+    #[test]
+    fn duplicate_names_keep_the_first() {
+        let m = listed_by_name(vec![entry("a", "1"), entry("a", "2")]);
+        assert_eq!(m["a"].client_id, "1");
+    }
+}

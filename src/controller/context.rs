@@ -1,0 +1,234 @@
+//! What every reconcile shares: clients, caches, metrics, and the little
+//! state that must outlive one reconcile (capabilities learned from
+//! Collibra, credentials not yet written, per-object backoff).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use collibra_client::{ClientInfo, CollibraClient, IssuedClient};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{
+    Client, ResourceExt,
+    runtime::{
+        events::Recorder,
+        reflector::{ObjectRef, Store},
+    },
+};
+use rand::Rng;
+
+use super::{
+    client_list::{ClientList, Lookup},
+    decide::{Listed, NameClaim, name_owner},
+};
+use crate::{api::OAuthClient, metrics::Metrics};
+
+/// The stores of one watched scope: the whole cluster or one namespace.
+#[derive(Clone)]
+pub struct Scope {
+    /// `None` for all namespaces.
+    pub namespace: Option<String>,
+    /// OAuthClients in the scope.
+    pub oauth_clients: Store<OAuthClient>,
+    /// Secrets in the scope that carry the managed-by label.
+    pub secrets: Store<Secret>,
+}
+
+impl Scope {
+    fn covers(&self, ns: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == ns)
+    }
+}
+
+/// A tri-state capability of the Collibra server.
+#[derive(Default)]
+pub struct Capability(AtomicU8);
+
+impl Capability {
+    /// `None` until an answer told.
+    pub fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Records what the server answered; returns whether this changed it.
+    pub fn set(&self, supported: bool) -> bool {
+        let v = if supported { 1 } else { 2 };
+        self.0.swap(v, Ordering::Relaxed) != v
+    }
+}
+
+/// Settings reconciles need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often an object is checked again when nothing happens.
+    pub resync: Duration,
+    /// How long a failing cleanup may hold a deleted object.
+    pub deletion_grace: Duration,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Collibra client.
+    pub collibra: CollibraClient,
+    /// Cached Collibra list.
+    pub list: ClientList,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Watched scopes.
+    pub scopes: Vec<Scope>,
+    /// Settings.
+    pub settings: Settings,
+    /// Whether Collibra answers DELETE.
+    pub delete_supported: Capability,
+    /// Whether Collibra answers PUT.
+    pub update_supported: Capability,
+    /// Credentials issued by Collibra whose Secret write failed, by object
+    /// uid: written before anything else on the next reconcile.
+    unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
+    /// Consecutive failures by object uid, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        collibra: CollibraClient,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        scopes: Vec<Scope>,
+        settings: Settings,
+    ) -> Self {
+        Context {
+            client,
+            collibra,
+            list: ClientList::new(settings.resync),
+            recorder,
+            metrics,
+            scopes,
+            settings,
+            delete_supported: Capability::default(),
+            update_supported: Capability::default(),
+            unsaved: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Collibra list entry for `name`, from the shared cache.
+    pub async fn lookup(&self, name: &str) -> Result<Lookup, collibra_client::Error> {
+        self.list
+            .lookup(name, || async {
+                let clients = self.collibra.list_clients().await?;
+                Ok(clients
+                    .into_iter()
+                    .map(|c| (c.client_name.clone(), listed(&c)))
+                    .collect())
+            })
+            .await
+    }
+
+    /// The managed Secret `ns/name` as last seen by the watch.
+    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+        let key = ObjectRef::new(name).within(ns);
+        self.scopes
+            .iter()
+            .find(|s| s.covers(ns))
+            .and_then(|s| s.secrets.get(&key))
+    }
+
+    /// The object that keeps `obj`'s clientName when several claim it: the
+    /// oldest live one. `None` when `obj` itself does.
+    pub fn name_winner(&self, obj: &OAuthClient) -> Option<NameClaim> {
+        let name = &obj.spec.client_name;
+        let claim = |o: &OAuthClient| NameClaim {
+            created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            namespace: o.namespace().unwrap_or_default(),
+            name: o.name_any(),
+        };
+        let mut claims: Vec<NameClaim> = self
+            .scopes
+            .iter()
+            .flat_map(|s| {
+                s.oauth_clients.state_filter(|o| {
+                    &o.spec.client_name == name && o.metadata.deletion_timestamp.is_none()
+                })
+            })
+            .filter(|o| o.metadata.uid != obj.metadata.uid)
+            .map(|o| claim(&o))
+            .collect();
+        if claims.is_empty() {
+            return None;
+        }
+        let me = claim(obj);
+        claims.push(me.clone());
+        name_owner(&claims).filter(|w| **w != me).cloned()
+    }
+
+    /// Keeps credentials whose Secret write failed.
+    pub fn stash_unsaved(&self, uid: &str, issued: Arc<IssuedClient>) {
+        lock(&self.unsaved).insert(uid.to_owned(), issued);
+    }
+
+    /// Takes credentials kept by [`Self::stash_unsaved`].
+    pub fn take_unsaved(&self, uid: &str) -> Option<Arc<IssuedClient>> {
+        lock(&self.unsaved).remove(uid)
+    }
+
+    /// Counts a failure of `uid` and returns how long to wait before the
+    /// next try: capped exponential backoff with jitter, at least `floor`.
+    pub fn backoff(&self, uid: &str, floor: Option<Duration>) -> Duration {
+        let n = {
+            let mut f = lock(&self.failures);
+            let n = f.entry(uid.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let exp =
+            Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(Duration::from_secs(300));
+        let jittered = exp.mul_f64(rand::rng().random_range(0.8..1.2));
+        floor.map_or(jittered, |f| jittered.max(f))
+    }
+
+    /// Forgets failures of `uid` after a success.
+    pub fn reset_backoff(&self, uid: &str) {
+        lock(&self.failures).remove(uid);
+    }
+
+    /// Forgets everything about `uid` (the object is gone).
+    pub fn forget(&self, uid: &str) {
+        self.reset_backoff(uid);
+        lock(&self.unsaved).remove(uid);
+        self.metrics.forget(uid);
+    }
+}
+
+/// A list entry in the decision table's terms.
+pub fn listed(c: &ClientInfo) -> Listed {
+    Listed {
+        client_id: c.client_id.clone(),
+        issued_at: c.client_id_issued_at,
+        grant_types: c.grant_types.clone(),
+    }
+}
+
+/// Now, as Kubernetes timestamps want it.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}

@@ -1,0 +1,552 @@
+//! The decision table: given what the operator sees (the OAuthClient, its
+//! Secret and the Collibra list entry for its name), what must it do?
+//!
+//! Pure functions only, so every row of the table is a unit test. The
+//! effects live in `reconcile.rs`.
+
+use k8s_openapi::jiff::Timestamp;
+
+/// Tolerated clock difference between Collibra and the operator when
+/// deciding whether a client was registered after our claim.
+pub const CLOCK_SKEW_SECS: i64 = 120;
+
+/// A Collibra client as the list reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Collibra's id.
+    pub client_id: String,
+    /// Seconds since the epoch, when Collibra reports it.
+    pub issued_at: Option<i64>,
+    /// Grant types Collibra reports.
+    pub grant_types: Vec<String>,
+}
+
+/// The target Secret as far as the operator may know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretView {
+    /// No Secret of that name exists.
+    Missing,
+    /// A Secret of that name exists and is not ours: no managed-by label,
+    /// or controlled by another object.
+    Foreign {
+        /// Why it is not ours, for the condition message.
+        why: String,
+    },
+    /// Ours (managed-by label; controlled by this object or by nobody yet).
+    Managed(ManagedSecret),
+}
+
+/// What the operator reads from a Secret it manages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagedSecret {
+    /// `client_id`, when both it and `client_secret` are present and non-empty.
+    pub client_id: Option<String>,
+    /// When a registration was started and not yet completed.
+    pub registering_since: Option<Timestamp>,
+    /// The rotation request the current credentials answer.
+    pub rotated_for: Option<String>,
+    /// Whether this object is its controller owner (false: pre-created, adoptable).
+    pub owned: bool,
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    /// The Secret.
+    pub secret: &'a SecretView,
+    /// The Collibra client with `spec.clientName`, if listed.
+    pub listed: Option<&'a Listed>,
+    /// `status.clientId`: a client the operator recorded as its own.
+    pub status_client_id: Option<&'a str>,
+    /// The `oauth.collibra.dev/rotate` annotation.
+    pub rotation_request: Option<&'a str>,
+    /// Desired grant types, as Collibra spells them, sorted.
+    pub grant_types: &'a [String],
+    /// Whether Collibra supports DELETE (`None`: not yet known).
+    pub delete_supported: Option<bool>,
+    /// Whether Collibra supports PUT (`None`: not yet known).
+    pub update_supported: Option<bool>,
+}
+
+/// Why a new registration is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterReason {
+    /// The name is free and nothing was registered yet.
+    New,
+    /// The Secret holds credentials of a client that Collibra no longer lists.
+    Recreate,
+}
+
+/// Why an existing client is deleted and registered again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplaceReason {
+    /// The rotate annotation changed.
+    Rotation,
+    /// The client is provably ours but its secret was lost (a crash between
+    /// the 201 and the Secret write, or the Secret deleted by a user).
+    LostSecret,
+}
+
+/// What to do about grant types that differ from the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantDrift {
+    /// Send a PUT with the desired grant types.
+    Update,
+    /// PUT is not supported: report it.
+    Unsupported { actual: Vec<String> },
+}
+
+/// The decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The client exists and the Secret holds its credentials.
+    InSync {
+        /// The Secret was pre-created by a user and is adopted now.
+        adopt: bool,
+        /// Grant types differ from the spec.
+        drift: Option<GrantDrift>,
+        /// A rotation was requested but DELETE is not supported.
+        rotation_unsupported: bool,
+    },
+    /// Claim the Secret, register, write the credentials.
+    Register(RegisterReason),
+    /// Delete `client_id` in Collibra, then register again.
+    Replace {
+        client_id: String,
+        reason: ReplaceReason,
+    },
+    /// A client with this name exists and the operator holds no credentials
+    /// for it. `own` says whether it is provably the operator's.
+    ClientExistsWithoutSecret { client_id: String, own: bool },
+    /// The Secret exists and is not ours: never overwritten.
+    SecretConflict { why: String },
+}
+
+/// Decides what to do. See the module docs and the contract's lifecycle rules.
+pub fn decide(o: &Observed<'_>) -> Plan {
+    let managed = match o.secret {
+        SecretView::Foreign { why } => return Plan::SecretConflict { why: why.clone() },
+        SecretView::Missing => None,
+        SecretView::Managed(m) => Some(m),
+    };
+    let held_id = managed.and_then(|m| m.client_id.as_deref());
+    let Some(listed) = o.listed else {
+        // Rule 1: the name is free. Register (again, if we held credentials).
+        return Plan::Register(if held_id.is_some() {
+            RegisterReason::Recreate
+        } else {
+            RegisterReason::New
+        });
+    };
+
+    if held_id == Some(listed.client_id.as_str()) {
+        let rotation_wanted = o.rotation_request.is_some()
+            && o.rotation_request != managed.and_then(|m| m.rotated_for.as_deref());
+        if rotation_wanted && o.delete_supported != Some(false) {
+            return Plan::Replace {
+                client_id: listed.client_id.clone(),
+                reason: ReplaceReason::Rotation,
+            };
+        }
+        let drift = (!same_grants(&listed.grant_types, o.grant_types)).then(|| {
+            if o.update_supported == Some(false) {
+                GrantDrift::Unsupported {
+                    actual: listed.grant_types.clone(),
+                }
+            } else {
+                GrantDrift::Update
+            }
+        });
+        return Plan::InSync {
+            adopt: managed.is_some_and(|m| !m.owned),
+            drift,
+            rotation_unsupported: rotation_wanted,
+        };
+    }
+
+    // The name is taken by a client whose secret we do not hold.
+    let own = provably_own(managed, o.status_client_id, listed);
+    if own && o.delete_supported != Some(false) {
+        Plan::Replace {
+            client_id: listed.client_id.clone(),
+            reason: ReplaceReason::LostSecret,
+        }
+    } else {
+        Plan::ClientExistsWithoutSecret {
+            client_id: listed.client_id.clone(),
+            own,
+        }
+    }
+}
+
+/// A listed client is ours when status recorded its id, or when our claim
+/// on the Secret predates its registration (a crash after the POST).
+fn provably_own(
+    managed: Option<&ManagedSecret>,
+    status_client_id: Option<&str>,
+    listed: &Listed,
+) -> bool {
+    if status_client_id == Some(listed.client_id.as_str()) {
+        return true;
+    }
+    match (managed.and_then(|m| m.registering_since), listed.issued_at) {
+        (Some(since), Some(issued)) => issued >= since.as_second() - CLOCK_SKEW_SECS,
+        _ => false,
+    }
+}
+
+/// Grant types compared as sets.
+pub fn same_grants(actual: &[String], desired: &[String]) -> bool {
+    let mut a: Vec<&str> = actual.iter().map(String::as_str).collect();
+    let mut d: Vec<&str> = desired.iter().map(String::as_str).collect();
+    a.sort_unstable();
+    a.dedup();
+    d.sort_unstable();
+    d.dedup();
+    a == d
+}
+
+/// Among objects claiming one `clientName`, the oldest keeps it; ties are
+/// broken by namespace and name so every replica decides alike.
+pub fn name_owner<'a, I>(claimants: I) -> Option<&'a NameClaim>
+where
+    I: IntoIterator<Item = &'a NameClaim>,
+{
+    claimants
+        .into_iter()
+        .min_by(|a, b| (a.created, &a.namespace, &a.name).cmp(&(b.created, &b.namespace, &b.name)))
+}
+
+/// One object's claim on a `clientName`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameClaim {
+    /// Creation time.
+    pub created: Option<Timestamp>,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Vec<String> {
+        vec!["client_credentials".to_owned()]
+    }
+
+    fn listed(id: &str, issued_at: i64) -> Listed {
+        Listed {
+            client_id: id.to_owned(),
+            issued_at: Some(issued_at),
+            grant_types: grants(),
+        }
+    }
+
+    fn managed(id: Option<&str>) -> SecretView {
+        SecretView::Managed(ManagedSecret {
+            client_id: id.map(str::to_owned),
+            owned: true,
+            ..ManagedSecret::default()
+        })
+    }
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("valid")
+    }
+
+    struct Case<'a> {
+        secret: SecretView,
+        listed: Option<Listed>,
+        status_id: Option<&'a str>,
+        rotate: Option<&'a str>,
+        delete: Option<bool>,
+        update: Option<bool>,
+        want_grants: Vec<String>,
+    }
+
+    impl Default for Case<'_> {
+        fn default() -> Self {
+            Case {
+                secret: SecretView::Missing,
+                listed: None,
+                status_id: None,
+                rotate: None,
+                delete: None,
+                update: None,
+                want_grants: grants(),
+            }
+        }
+    }
+
+    fn run(c: &Case<'_>) -> Plan {
+        decide(&Observed {
+            secret: &c.secret,
+            listed: c.listed.as_ref(),
+            status_client_id: c.status_id,
+            rotation_request: c.rotate,
+            grant_types: &c.want_grants,
+            delete_supported: c.delete,
+            update_supported: c.update,
+        })
+    }
+
+    #[test]
+    fn free_name_and_no_secret_registers() {
+        assert_eq!(run(&Case::default()), Plan::Register(RegisterReason::New));
+        let c = Case {
+            secret: managed(None),
+            ..Case::default()
+        };
+        assert_eq!(run(&c), Plan::Register(RegisterReason::New));
+    }
+
+    #[test]
+    fn client_deleted_behind_our_back_is_registered_again() {
+        let c = Case {
+            secret: managed(Some("old")),
+            ..Case::default()
+        };
+        assert_eq!(run(&c), Plan::Register(RegisterReason::Recreate));
+    }
+
+    #[test]
+    fn matching_credentials_are_in_sync() {
+        let c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 10)),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::InSync {
+                adopt: false,
+                drift: None,
+                rotation_unsupported: false
+            }
+        );
+    }
+
+    #[test]
+    fn foreign_secret_is_never_touched_whatever_collibra_says() {
+        for listed_entry in [None, Some(listed("x", 1))] {
+            let c = Case {
+                secret: SecretView::Foreign {
+                    why: "no label".into(),
+                },
+                listed: listed_entry,
+                status_id: Some("x"),
+                ..Case::default()
+            };
+            assert_eq!(
+                run(&c),
+                Plan::SecretConflict {
+                    why: "no label".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_client_without_evidence_is_reported_not_deleted() {
+        for secret in [SecretView::Missing, managed(None), managed(Some("mine"))] {
+            let c = Case {
+                secret,
+                listed: Some(listed("theirs", 100)),
+                delete: Some(true),
+                ..Case::default()
+            };
+            assert_eq!(
+                run(&c),
+                Plan::ClientExistsWithoutSecret {
+                    client_id: "theirs".into(),
+                    own: false
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn crash_after_post_is_recovered_by_replacing_when_delete_works() {
+        let secret = SecretView::Managed(ManagedSecret {
+            registering_since: Some(ts(1_000)),
+            owned: true,
+            ..ManagedSecret::default()
+        });
+        for delete in [None, Some(true)] {
+            let c = Case {
+                secret: secret.clone(),
+                listed: Some(listed("lost", 1_001)),
+                delete,
+                ..Case::default()
+            };
+            assert_eq!(
+                run(&c),
+                Plan::Replace {
+                    client_id: "lost".into(),
+                    reason: ReplaceReason::LostSecret
+                }
+            );
+        }
+        let c = Case {
+            secret,
+            listed: Some(listed("lost", 1_001)),
+            delete: Some(false),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret {
+                client_id: "lost".into(),
+                own: true
+            }
+        );
+    }
+
+    #[test]
+    fn client_registered_long_before_our_claim_is_foreign() {
+        let c = Case {
+            secret: SecretView::Managed(ManagedSecret {
+                registering_since: Some(ts(10_000)),
+                owned: true,
+                ..ManagedSecret::default()
+            }),
+            listed: Some(listed("old", 10_000 - CLOCK_SKEW_SECS - 1)),
+            delete: Some(true),
+            ..Case::default()
+        };
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: false, .. }
+        ));
+    }
+
+    #[test]
+    fn deleted_secret_with_recorded_client_is_replaced() {
+        let c = Case {
+            secret: SecretView::Missing,
+            listed: Some(listed("id1", 5)),
+            status_id: Some("id1"),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::LostSecret
+            }
+        );
+    }
+
+    #[test]
+    fn rotation_replaces_once_per_annotation_value() {
+        let mut c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            rotate: Some("2026-11-26"),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::Rotation
+            }
+        );
+        c.secret = SecretView::Managed(ManagedSecret {
+            client_id: Some("id1".into()),
+            rotated_for: Some("2026-11-26".into()),
+            owned: true,
+            ..ManagedSecret::default()
+        });
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                rotation_unsupported: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rotation_without_delete_is_reported() {
+        let c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            rotate: Some("r1"),
+            delete: Some(false),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::InSync {
+                adopt: false,
+                drift: None,
+                rotation_unsupported: true
+            }
+        );
+    }
+
+    #[test]
+    fn pre_created_secret_is_adopted() {
+        let c = Case {
+            secret: SecretView::Managed(ManagedSecret {
+                client_id: Some("id1".into()),
+                owned: false,
+                ..ManagedSecret::default()
+            }),
+            listed: Some(listed("id1", 5)),
+            ..Case::default()
+        };
+        assert!(matches!(run(&c), Plan::InSync { adopt: true, .. }));
+    }
+
+    #[test]
+    fn grant_drift_updates_or_reports() {
+        let mut c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            want_grants: vec!["authorization_code".into(), "client_credentials".into()],
+            ..Case::default()
+        };
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                drift: Some(GrantDrift::Update),
+                ..
+            }
+        ));
+        c.update = Some(false);
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                drift: Some(GrantDrift::Unsupported { .. }),
+                ..
+            }
+        ));
+        c.want_grants = grants();
+        assert!(matches!(run(&c), Plan::InSync { drift: None, .. }));
+    }
+
+    #[test]
+    fn grants_compare_as_sets() {
+        let a = vec!["b".to_owned(), "a".to_owned()];
+        let b = vec!["a".to_owned(), "b".to_owned(), "a".to_owned()];
+        assert!(same_grants(&a, &b));
+        assert!(!same_grants(&a, &b[..1]));
+    }
+
+    #[test]
+    fn oldest_claimant_keeps_the_name_deterministically() {
+        let c = |t: i64, ns: &str, n: &str| NameClaim {
+            created: Some(ts(t)),
+            namespace: ns.into(),
+            name: n.into(),
+        };
+        let claims = [c(20, "a", "x"), c(10, "b", "y"), c(10, "a", "z")];
+        assert_eq!(name_owner(&claims), Some(&claims[2]));
+        let reversed: Vec<NameClaim> = claims.iter().rev().cloned().collect();
+        assert_eq!(name_owner(&reversed), Some(&claims[2]));
+    }
+}

@@ -1,0 +1,225 @@
+//! The controller: watches OAuthClients and the Secrets it manages, and
+//! reconciles each object. Pure decisions are in [`decide`]; effects in
+//! [`reconcile`]; the Secret's shape in [`secret`]; conditions in
+//! [`status`]; the shared Collibra list in [`client_list`].
+
+pub mod client_list;
+pub mod context;
+pub mod decide;
+pub mod reconcile;
+pub mod secret;
+pub mod status;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::Context as _;
+use collibra_client::CollibraClient;
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller, Predicate, WatchStreamExt,
+        events::{Recorder, Reporter},
+        predicates,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::context::{Context, Scope, Settings};
+use crate::{
+    api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
+    config::RunArgs,
+    metrics::{CollibraObserver, Metrics},
+    server::{self, Health},
+};
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // reqwest and kube both use rustls; pick its ring provider once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let metrics = Arc::new(Metrics::default());
+    let collibra = CollibraClient::new(args.collibra_config()?)
+        .context("configuring the Collibra client")?
+        .with_observer(Arc::new(CollibraObserver(metrics.clone())));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: finishing reconciles in flight");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(server::serve(args.metrics_addr, health, stopped()));
+
+    let namespaces: Vec<Option<String>> = match args.namespaces() {
+        Some(ns) => ns.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    info!(namespaces = ?namespaces, collibra = %args.collibra_url, "starting");
+
+    let mut controllers = Vec::new();
+    let mut scopes = Vec::new();
+    for ns in &namespaces {
+        let (oauth_api, secret_api): (Api<OAuthClient>, Api<Secret>) = match ns {
+            Some(n) => (
+                Api::namespaced(client.clone(), n),
+                Api::namespaced(client.clone(), n),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (oauth_store, oauth_writer) = reflector::store();
+        // Only changes that matter wake a reconcile: spec (generation, which
+        // deletion also bumps), annotations (rotation) and finalizers. Our
+        // own status writes do not.
+        let oauth_stream = watcher(oauth_api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(oauth_writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation
+                    .combine(predicates::annotations)
+                    .combine(predicates::finalizers),
+                Default::default(),
+            );
+        let (secret_store, secret_writer) = reflector::store();
+        let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        let secret_stream = watcher(
+            secret_api,
+            watcher::Config::default().labels(&label).any_semantic(),
+        )
+        .default_backoff()
+        .reflect(secret_writer)
+        .touched_objects();
+        let controller = Controller::for_stream(oauth_stream, oauth_store.clone());
+        let mapper_store = oauth_store.clone();
+        let controller = controller.watches_stream(secret_stream, move |s: Secret| {
+            secret_owners(&mapper_store, &s)
+        });
+        scopes.push(Scope {
+            namespace: ns.clone(),
+            oauth_clients: oauth_store,
+            secrets: secret_store,
+        });
+        controllers.push(controller);
+    }
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        collibra,
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+        scopes.clone(),
+        Settings {
+            resync: args.resync_interval,
+            deletion_grace: args.deletion_grace,
+        },
+    ));
+
+    // Ready once every watch has listed its objects.
+    {
+        let scopes = scopes.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            for s in &scopes {
+                if s.oauth_clients.wait_until_ready().await.is_err()
+                    || s.secrets.wait_until_ready().await.is_err()
+                {
+                    return;
+                }
+            }
+            ready.store(true, Ordering::Relaxed);
+            info!("caches synced; ready");
+        });
+    }
+
+    let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
+    let runs = controllers.into_iter().map(|c| {
+        let ctx = ctx.clone();
+        c.with_config(config.clone())
+            .graceful_shutdown_on(stopped())
+            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .for_each(|r| {
+                if let Err(e) = r {
+                    match e {
+                        kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                        other => warn!(error = %other, "controller"),
+                    }
+                }
+                future::ready(())
+            })
+    });
+    future::join_all(runs).await;
+    ready.store(false, Ordering::Relaxed);
+    match server.await {
+        Ok(r) => r?,
+        Err(e) => warn!(error = %e, "metrics server task"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Which OAuthClients a Secret event concerns: its controller owner, or,
+/// for a pre-created Secret without owner, the objects that name it.
+fn secret_owners(store: &Store<OAuthClient>, s: &Secret) -> Vec<ObjectRef<OAuthClient>> {
+    let ns = s.namespace().unwrap_or_default();
+    let owner = s
+        .owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true) && r.kind == "OAuthClient");
+    if let Some(r) = owner {
+        return vec![ObjectRef::new(&r.name).within(&ns)];
+    }
+    let name = s.name_any();
+    store
+        .state_filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && o.secret_name() == name)
+        .iter()
+        .map(|o| ObjectRef::from(o.as_ref()))
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

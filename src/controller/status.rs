@@ -1,0 +1,290 @@
+//! Conditions (Ready, Reconciling, Stalled, kstatus style) and the status
+//! body the operator applies.
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+
+use crate::api::{OAuthClient, OAuthClientStatus};
+
+/// The reasons of the Ready condition (the contract's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The client exists and its credentials are in the Secret.
+    Registered,
+    /// Work in progress.
+    Registering,
+    /// Network error, timeout, 5xx or 429; retried with backoff.
+    CollibraUnavailable,
+    /// Collibra answered 4xx.
+    CollibraRejected,
+    /// A client with this name exists; the operator holds no credentials for it.
+    ClientExistsWithoutSecret,
+    /// The target Secret exists and is not managed by this object.
+    SecretConflict,
+    /// An older OAuthClient claims this clientName.
+    NameConflict,
+    /// Cleanup in progress.
+    Deleting,
+}
+
+impl Reason {
+    /// Every reason, for metrics that list them all.
+    pub const ALL: [Reason; 8] = [
+        Reason::Registered,
+        Reason::Registering,
+        Reason::CollibraUnavailable,
+        Reason::CollibraRejected,
+        Reason::ClientExistsWithoutSecret,
+        Reason::SecretConflict,
+        Reason::NameConflict,
+        Reason::Deleting,
+    ];
+
+    /// The reason as written in the condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Registered => "Registered",
+            Reason::Registering => "Registering",
+            Reason::CollibraUnavailable => "CollibraUnavailable",
+            Reason::CollibraRejected => "CollibraRejected",
+            Reason::ClientExistsWithoutSecret => "ClientExistsWithoutSecret",
+            Reason::SecretConflict => "SecretConflict",
+            Reason::NameConflict => "NameConflict",
+            Reason::Deleting => "Deleting",
+        }
+    }
+
+    /// Parses a condition reason.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Stalled: nothing changes until a person acts.
+    pub fn is_stalled(self) -> bool {
+        matches!(
+            self,
+            Reason::CollibraRejected
+                | Reason::ClientExistsWithoutSecret
+                | Reason::SecretConflict
+                | Reason::NameConflict
+        )
+    }
+
+    /// Reconciling: the operator is working towards Ready.
+    pub fn is_reconciling(self) -> bool {
+        matches!(
+            self,
+            Reason::Registering | Reason::CollibraUnavailable | Reason::Deleting
+        )
+    }
+}
+
+/// The Ready state the operator wants to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Ready's reason.
+    pub reason: Reason,
+    /// Ready's message: what happened and what to do.
+    pub message: String,
+}
+
+impl Readiness {
+    /// Builds a readiness.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Readiness {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Fields of status besides the conditions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    /// See [`OAuthClientStatus::client_id`].
+    pub client_id: Option<String>,
+    /// See [`OAuthClientStatus::client_id_issued_at`].
+    pub client_id_issued_at: Option<String>,
+    /// See [`OAuthClientStatus::grant_types`].
+    pub grant_types: Vec<String>,
+    /// See [`OAuthClientStatus::last_rotation`].
+    pub last_rotation: Option<String>,
+    /// See [`OAuthClientStatus::credentials_issued_at`].
+    pub credentials_issued_at: Option<String>,
+}
+
+impl Facts {
+    /// The facts already recorded in status.
+    pub fn from_status(obj: &OAuthClient) -> Facts {
+        let s = obj.status.clone().unwrap_or_default();
+        Facts {
+            client_id: s.client_id,
+            client_id_issued_at: s.client_id_issued_at,
+            grant_types: s.grant_types,
+            last_rotation: s.last_rotation,
+            credentials_issued_at: s.credentials_issued_at,
+        }
+    }
+}
+
+/// Seconds since the epoch as RFC 3339.
+pub fn rfc3339(secs: i64) -> Option<String> {
+    Timestamp::from_second(secs).ok().map(|t| t.to_string())
+}
+
+/// The complete status: conditions keep their `lastTransitionTime` when
+/// their status does not change.
+pub fn build(
+    obj: &OAuthClient,
+    ready: &Readiness,
+    facts: Facts,
+    now: Timestamp,
+) -> OAuthClientStatus {
+    let generation = obj.metadata.generation;
+    let previous = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let cond = |type_: &str, on: bool, reason: &str, message: &str| {
+        let status = if on { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: generation,
+            last_transition_time: since,
+        }
+    };
+    let r = ready.reason;
+    let ready_on = r == Reason::Registered;
+    let conditions = vec![
+        cond("Ready", ready_on, r.as_str(), &ready.message),
+        cond(
+            "Reconciling",
+            r.is_reconciling(),
+            if r.is_reconciling() {
+                r.as_str()
+            } else {
+                "Idle"
+            },
+            if r.is_reconciling() {
+                &ready.message
+            } else {
+                ""
+            },
+        ),
+        cond(
+            "Stalled",
+            r.is_stalled(),
+            if r.is_stalled() {
+                r.as_str()
+            } else {
+                "Progressing"
+            },
+            if r.is_stalled() { &ready.message } else { "" },
+        ),
+    ];
+    OAuthClientStatus {
+        client_id: facts.client_id,
+        client_id_issued_at: facts.client_id_issued_at,
+        secret_name: Some(obj.secret_name()),
+        grant_types: facts.grant_types,
+        last_rotation: facts.last_rotation,
+        credentials_issued_at: facts.credentials_issued_at,
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+/// Whether writing `next` would change what is stored (timestamps aside).
+pub fn differs(obj: &OAuthClient, next: &OAuthClientStatus) -> bool {
+    obj.status.as_ref() != Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj() -> OAuthClient {
+        let mut o = OAuthClient::new(
+            "a",
+            serde_json::from_str(r#"{"clientName":"a"}"#).expect("spec"),
+        );
+        o.metadata.generation = Some(3);
+        o
+    }
+
+    fn find<'a>(s: &'a OAuthClientStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn ready_reconciling_stalled_follow_kstatus() {
+        let now = Timestamp::from_second(100).expect("ts");
+        for reason in Reason::ALL {
+            let s = build(&obj(), &Readiness::new(reason, "m"), Facts::default(), now);
+            assert_eq!(
+                find(&s, "Ready").status == "True",
+                reason == Reason::Registered,
+                "{reason:?}"
+            );
+            assert_eq!(find(&s, "Ready").reason, reason.as_str());
+            assert_eq!(
+                find(&s, "Reconciling").status == "True",
+                reason.is_reconciling()
+            );
+            assert_eq!(find(&s, "Stalled").status == "True", reason.is_stalled());
+            assert!(!(reason.is_stalled() && reason.is_reconciling()));
+            assert_eq!(s.observed_generation, Some(3));
+            assert!(
+                s.conditions
+                    .iter()
+                    .all(|c| c.observed_generation == Some(3))
+            );
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_status_change() {
+        let mut o = obj();
+        let t1 = Timestamp::from_second(100).expect("ts");
+        let t2 = Timestamp::from_second(200).expect("ts");
+        let first = build(
+            &o,
+            &Readiness::new(Reason::Registering, "a"),
+            Facts::default(),
+            t1,
+        );
+        o.status = Some(first.clone());
+        let same = build(
+            &o,
+            &Readiness::new(Reason::CollibraUnavailable, "b"),
+            Facts::default(),
+            t2,
+        );
+        assert_eq!(find(&same, "Ready").last_transition_time, Time(t1));
+        let done = build(
+            &o,
+            &Readiness::new(Reason::Registered, "c"),
+            Facts::default(),
+            t2,
+        );
+        assert_eq!(find(&done, "Ready").last_transition_time, Time(t2));
+        o.status = Some(done.clone());
+        assert!(!differs(&o, &done));
+        assert!(differs(&o, &first));
+    }
+}
