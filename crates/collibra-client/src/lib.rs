@@ -12,6 +12,37 @@
 //!
 //! Credentials (the operator's own and the secrets of registered clients)
 //! never appear in `Debug`, `Display`, logs or error messages.
+//!
+//! Reads, updates, deletes and token requests are retried on connection
+//! errors, timeouts, 5xx and 429. A registration is retried only when it
+//! surely never reached Collibra (connection refused, 429); otherwise its
+//! failure is [`Error::Ambiguous`] and the caller must re-read the list,
+//! because the one copy of a new secret is in the answer that was lost.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), collibra_client::Error> {
+//! use collibra_client::{Auth, CollibraClient, Config, Credential, NewClient};
+//!
+//! let url = url::Url::parse("https://acme.collibra.com").expect("valid URL");
+//! let auth = Auth::OAuth {
+//!     client_id: Credential::File("/var/run/collibra/client_id".into()),
+//!     client_secret: Credential::File("/var/run/collibra/client_secret".into()),
+//! };
+//! let client = CollibraClient::new(Config::new(url, auth))?;
+//! if !client.list_clients().await?.iter().any(|c| c.client_name == "billing-etl") {
+//!     let issued = client
+//!         .register_client(&NewClient {
+//!             client_name: "billing-etl".into(),
+//!             grant_types: vec!["client_credentials".into()],
+//!             software_id: None,
+//!         })
+//!         .await?;
+//!     // Store issued.client_secret now: Collibra never shows it again.
+//! #   let _ = issued;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
 pub mod client;

@@ -319,7 +319,7 @@ fn classify(error: &reqwest::Error, status: Option<u16>) -> Failure {
     };
     if let Some(tls) = tls_certificate_error(error) {
         return Failure::CertificateRejected(format!(
-            "the server's TLS certificate is not trusted ({tls}); check the CA file"
+            "the server's TLS certificate is not trusted ({tls}); check the CA file and the host name in the URL"
         ));
     }
     if error.is_connect() && status.is_none() {
@@ -333,22 +333,28 @@ fn classify(error: &reqwest::Error, status: Option<u16>) -> Failure {
 
 /// A rustls certificate error somewhere in the cause chain.
 fn tls_certificate_error(error: &(dyn StdError + 'static)) -> Option<String> {
-    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(e) = current {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(
-            err @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented),
-        ) = rustls_error
-        {
-            return Some(err.to_string());
+    match find_rustls_error(error)? {
+        err @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            Some(err.to_string())
         }
-        current = e.source();
+        _ => None,
     }
-    None
+}
+
+/// Walks `source()` links and also into `io::Error`s, whose `source()` skips
+/// the error they wrap (tokio-rustls reports rustls errors that way, nested).
+fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(found) = error.downcast_ref::<rustls::Error>() {
+        return Some(found);
+    }
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && let Some(found) = find_rustls_error(inner)
+    {
+        return Some(found);
+    }
+    error.source().and_then(find_rustls_error)
 }
 
 /// An error and its causes as one line, without the URL (short, and it keeps
