@@ -89,6 +89,9 @@ fn default_grant_types() -> Vec<GrantType> {
 }
 
 /// An OAuth client to register in Collibra, with its credentials kept in a Secret.
+// The printcolumn(...) lists repeat `type_ = "string"`, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "oauth.collibra.dev",

@@ -8,7 +8,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU8, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use collibra_client::{ClientInfo, CollibraClient, IssuedClient};
@@ -100,6 +100,10 @@ pub struct Context {
     unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
     /// Consecutive failures by object uid, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// After a Collibra failure, no new attempt for this object (at this
+    /// generation) before the instant: the operator's own Secret writes
+    /// wake a reconcile at once and must not bypass the backoff.
+    holds: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,6 +132,7 @@ impl Context {
             update_supported: Capability::default(),
             unsaved: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,6 +214,21 @@ impl Context {
     /// Forgets failures of `uid` after a success.
     pub fn reset_backoff(&self, uid: &str) {
         lock(&self.failures).remove(uid);
+        lock(&self.holds).remove(uid);
+    }
+
+    /// Holds further attempts on `uid` at `generation` for `delay`.
+    pub fn hold(&self, uid: &str, generation: Option<i64>, delay: Duration) {
+        lock(&self.holds).insert(uid.to_owned(), (generation, Instant::now() + delay));
+    }
+
+    /// The time left on a hold of `uid`, if it still applies to `generation`.
+    pub fn held(&self, uid: &str, generation: Option<i64>) -> Option<Duration> {
+        let holds = lock(&self.holds);
+        let (g, until) = holds.get(uid)?;
+        (*g == generation)
+            .then(|| until.checked_duration_since(Instant::now()))
+            .flatten()
     }
 
     /// Forgets everything about `uid` (the object is gone).

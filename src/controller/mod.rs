@@ -139,17 +139,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     ));
 
-    // Ready once every watch has listed its objects.
+    // Ready once every watch has listed its objects. Polled rather than
+    // awaited: a waiter registered before the first list completes was seen
+    // not to be woken (kube-runtime 5.0's DelayedInit).
     {
         let scopes = scopes.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
-            for s in &scopes {
-                if s.oauth_clients.wait_until_ready().await.is_err()
-                    || s.secrets.wait_until_ready().await.is_err()
-                {
-                    return;
-                }
+            let synced = |s: &Scope| {
+                futures::FutureExt::now_or_never(s.oauth_clients.wait_until_ready())
+                    .is_some_and(|r| r.is_ok())
+                    && futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
+                        .is_some_and(|r| r.is_ok())
+            };
+            while !scopes.iter().all(synced) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             ready.store(true, Ordering::Relaxed);
             info!("caches synced; ready");

@@ -145,15 +145,21 @@ impl<'a> Reconciler<'a> {
     // ---- apply ----------------------------------------------------------
 
     async fn apply(&self) -> Result<Action> {
+        let generation = self.obj.metadata.generation;
+        if let Some(left) = self.ctx.held(&self.uid, generation) {
+            // Woken by our own write during a backoff: keep waiting.
+            return Ok(Action::requeue(left));
+        }
         let outcome = self.converge().await?;
         let requeue = outcome.requeue;
         self.report(&outcome.ready, outcome.facts).await?;
-        if outcome.ready.reason == Reason::Registered {
-            self.ctx.reset_backoff(&self.uid);
-        } else {
-            self.ctx
-                .metrics
-                .reconcile_error(outcome.ready.reason.as_str());
+        match outcome.ready.reason {
+            Reason::Registered => self.ctx.reset_backoff(&self.uid),
+            r @ (Reason::CollibraUnavailable | Reason::CollibraRejected) => {
+                self.ctx.hold(&self.uid, generation, requeue);
+                self.ctx.metrics.reconcile_error(r.as_str());
+            }
+            r => self.ctx.metrics.reconcile_error(r.as_str()),
         }
         Ok(Action::requeue(requeue))
     }
@@ -294,7 +300,7 @@ impl<'a> Reconciler<'a> {
                 false,
             );
             if secret::needs_update(cur, &want) {
-                self.apply_secret(&want).await?;
+                self.apply_secret(&want, Some(cur)).await?;
             }
         }
         if adopt {
@@ -519,7 +525,6 @@ impl<'a> Reconciler<'a> {
         rotated_for: Option<&str>,
         event: Option<&str>,
     ) -> Result<Outcome> {
-        let _ = current;
         let want = secret::desired(
             &self.obj,
             &self.token_url(),
@@ -537,7 +542,7 @@ impl<'a> Reconciler<'a> {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }
-            match self.apply_secret(&want).await {
+            match self.apply_secret(&want, current).await {
                 Ok(_) => {
                     last_err = None;
                     break;
@@ -740,7 +745,7 @@ impl<'a> Reconciler<'a> {
             false,
         );
         if current.is_some() {
-            return Ok(Some(self.apply_secret(&want).await?));
+            return Ok(Some(self.apply_secret(&want, current).await?));
         }
         match self
             .secrets()
@@ -770,17 +775,26 @@ impl<'a> Reconciler<'a> {
             },
             false,
         );
-        self.apply_secret(&want).await?;
+        self.apply_secret(&want, Some(claimed)).await?;
         Ok(())
     }
 
-    async fn apply_secret(&self, want: &Secret) -> Result<Secret, kube::Error> {
+    /// Writes the operator's part of the Secret with a merge patch: unlike
+    /// server-side apply it also removes what the claim's create set (the
+    /// claim annotation, the ownerReference when orphaning), and it keeps
+    /// owner references of others.
+    async fn apply_secret(
+        &self,
+        want: &Secret,
+        current: Option<&Secret>,
+    ) -> Result<Secret, kube::Error> {
+        let body = secret::merge_patch(want, current);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
         self.secrets()
-            .patch(
-                &self.secret_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(want),
-            )
+            .patch(&self.secret_name, &params, &Patch::Merge(&body))
             .await
     }
 
@@ -1040,7 +1054,7 @@ impl<'a> Reconciler<'a> {
             },
             true,
         );
-        self.apply_secret(&want).await?;
+        self.apply_secret(&want, Some(current)).await?;
         Ok(())
     }
 }

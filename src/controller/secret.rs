@@ -212,6 +212,51 @@ fn owner_reference(owner: &OAuthClient) -> Option<OwnerReference> {
     Some(r)
 }
 
+/// The JSON merge patch that makes the Secret look like `want` in what the
+/// operator manages: the claim annotation is removed when `want` has none,
+/// the operator's ownerReference is set or removed, others' are kept.
+pub fn merge_patch(want: &Secret, current: Option<&Secret>) -> serde_json::Value {
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in want.metadata.annotations.iter().flatten() {
+        annotations.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    if !annotations.contains_key(REGISTERING_ANNOTATION) {
+        annotations.insert(REGISTERING_ANNOTATION.to_owned(), serde_json::Value::Null);
+    }
+    let ours: Vec<OwnerReference> = want.metadata.owner_references.clone().unwrap_or_default();
+    let mut owners: Vec<OwnerReference> = current
+        .and_then(|c| c.metadata.owner_references.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.kind != "OAuthClient" || r.api_version != ours_api_version())
+        .collect();
+    owners.extend(ours);
+    let data: serde_json::Map<String, serde_json::Value> = want
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "metadata": {
+            "labels": want.metadata.labels,
+            "annotations": annotations,
+            "ownerReferences": owners,
+        },
+        "type": want.type_,
+        "data": data,
+    })
+}
+
+fn ours_api_version() -> String {
+    format!("{}/v1alpha1", crate::api::GROUP)
+}
+
 /// Whether applying `want` would change anything in `have` that the
 /// operator manages (labels, annotations, owner, data).
 pub fn needs_update(have: &Secret, want: &Secret) -> bool {
@@ -376,6 +421,71 @@ mod tests {
             "the claim annotation must be removed"
         );
         assert!(!needs_update(&old, &old));
+    }
+
+    #[test]
+    fn merge_patch_removes_the_claim_and_only_our_owner() {
+        let o = owner();
+        let since = Timestamp::from_second(5).expect("ts");
+        let mut claimed = desired(&o, "u", Contents::Claim { since, keep: None }, false);
+        let foreign_owner = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "d".into(),
+            uid: "dep".into(),
+            ..OwnerReference::default()
+        };
+        if let Some(refs) = claimed.metadata.owner_references.as_mut() {
+            refs.push(foreign_owner.clone());
+        }
+        let secret = SecretString::from("s");
+        let creds = desired(
+            &o,
+            "u",
+            Contents::Credentials {
+                creds: Credentials {
+                    client_id: "id",
+                    client_secret: &secret,
+                },
+                rotated_for: None,
+            },
+            false,
+        );
+        let patch = merge_patch(&creds, Some(&claimed));
+        assert_eq!(
+            patch["metadata"]["annotations"][REGISTERING_ANNOTATION],
+            serde_json::Value::Null
+        );
+        assert_eq!(patch["data"][KEY_CLIENT_SECRET], serde_json::json!("cw=="));
+        let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|r| r["uid"].as_str())
+            .collect();
+        assert_eq!(uids, vec!["dep", "uid-1"]);
+
+        let orphan = desired(
+            &o,
+            "u",
+            Contents::Refresh {
+                current: &claimed,
+                keep_claim: true,
+            },
+            true,
+        );
+        let patch = merge_patch(&orphan, Some(&claimed));
+        let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|r| r["uid"].as_str())
+            .collect();
+        assert_eq!(uids, vec!["dep"], "orphaning drops only our owner");
+        assert_eq!(
+            patch["metadata"]["annotations"][REGISTERING_ANNOTATION],
+            serde_json::json!("1970-01-01T00:00:05Z")
+        );
     }
 
     #[test]
