@@ -1,0 +1,291 @@
+//! The reconciler's request sequences against a mock Kubernetes API server
+//! (tower-test) and the in-process Collibra simulator: each Kubernetes
+//! request is checked for method, path and body, in order.
+
+use std::{sync::Arc, time::Duration};
+
+use collibra_client::{Auth, CollibraClient, Config, Credential};
+use collibra_oauth_operator::{
+    api::{FINALIZER, OAuthClient},
+    controller::{
+        context::{Context, Scope, Settings},
+        reconcile::reconcile,
+    },
+    metrics::Metrics,
+};
+use collibra_sim::{SimConfig, Simulator};
+use http::{Request, Response, StatusCode};
+use kube::{
+    Client,
+    client::Body,
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector,
+    },
+};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn object() -> OAuthClient {
+    serde_json::from_value(json!({
+        "apiVersion": "oauth.collibra.dev/v1alpha1",
+        "kind": "OAuthClient",
+        "metadata": {
+            "name": "billing", "namespace": "team-a", "uid": "uid-1", "generation": 1,
+            "resourceVersion": "10", "creationTimestamp": "2026-11-26T10:00:00Z",
+            "finalizers": [FINALIZER]
+        },
+        "spec": {"clientName": "billing-etl"}
+    }))
+    .expect("valid object")
+}
+
+async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = Config::new(
+        sim.url().parse().expect("url"),
+        Auth::OAuth {
+            client_id: Credential::Value("operator".to_owned().into()),
+            client_secret: Credential::Value("operator-secret".to_owned().into()),
+        },
+    );
+    config.request_timeout = Duration::from_secs(5);
+    let collibra = CollibraClient::new(config).expect("client");
+    let (oauth_clients, _w1) = reflector::store::<OAuthClient>();
+    let (secrets, _w2) = reflector::store();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "collibra-oauth-operator".into(),
+            instance: None,
+        },
+    );
+    Arc::new(Context::new(
+        client,
+        collibra,
+        recorder,
+        Arc::new(Metrics::default()),
+        vec![Scope {
+            namespace: None,
+            oauth_clients,
+            secrets,
+        }],
+        Settings {
+            resync: Duration::from_secs(600),
+            deletion_grace: Duration::from_secs(60),
+        },
+    ))
+}
+
+async fn next(
+    handle: &mut Handle,
+) -> (
+    http::request::Parts,
+    Value,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .expect("a request within 10s")
+        .expect("service alive");
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect_bytes().await.expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    (parts, value, send)
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: StatusCode, body: Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).expect("json")))
+            .expect("response"),
+    );
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine as _;
+    let s = v.as_str().expect("string");
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64"),
+    )
+    .expect("utf8")
+}
+
+#[tokio::test]
+async fn new_object_claims_registers_writes_then_reports() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let ctx = context(client, &sim).await;
+    let collibra = sim.handle();
+
+    let server = tokio::spawn(async move {
+        // 1. Is there a Secret? Metadata only: a foreign Secret's data is never read.
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(p.method, "GET");
+        assert_eq!(p.uri.path(), "/api/v1/namespaces/team-a/secrets/billing");
+        let accept = p
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            accept.contains("PartialObjectMetadata"),
+            "metadata-only GET, got accept {accept}"
+        );
+        respond(send, StatusCode::NOT_FOUND, not_found());
+
+        // 2. The claim: created (never applied over an existing Secret), no credentials yet.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("POST", "/api/v1/namespaces/team-a/secrets")
+        );
+        assert!(
+            body["metadata"]["annotations"]["oauth.collibra.dev/registering-since"].is_string()
+        );
+        assert!(body["data"].get("client_secret").is_none());
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        let mut created = body.clone();
+        created["metadata"]["resourceVersion"] = json!("11");
+        respond(send, StatusCode::CREATED, created);
+
+        // 3. Right after the 201: the credentials, and the claim removed.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(p.method, "PATCH");
+        assert_eq!(p.uri.path(), "/api/v1/namespaces/team-a/secrets/billing");
+        assert_eq!(
+            p.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/merge-patch+json")
+        );
+        assert_eq!(
+            body["metadata"]["annotations"]["oauth.collibra.dev/registering-since"],
+            Value::Null
+        );
+        let id = b64(&body["data"]["client_id"]);
+        let secret = b64(&body["data"]["client_secret"]);
+        assert_eq!(b64(&body["data"]["client_name"]), "billing-etl");
+        let mut patched = body.clone();
+        patched["metadata"]["annotations"] = json!({});
+        patched["metadata"]["name"] = json!("billing");
+        respond(send, StatusCode::OK, patched);
+
+        // 4. An Event for the registration.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(p.method, "POST");
+        assert_eq!(
+            p.uri.path(),
+            "/apis/events.k8s.io/v1/namespaces/team-a/events"
+        );
+        assert_eq!(body["reason"], "Registered");
+        assert!(
+            !body.to_string().contains(&secret),
+            "the Event must not carry the secret"
+        );
+        respond(send, StatusCode::CREATED, body);
+
+        // 5. Status by server-side apply on the status subresource.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(p.method, "PATCH");
+        assert_eq!(
+            p.uri.path(),
+            "/apis/oauth.collibra.dev/v1alpha1/namespaces/team-a/oauthclients/billing/status"
+        );
+        let query = p.uri.query().unwrap_or("");
+        assert!(
+            query.contains("fieldManager=collibra-oauth-operator") && query.contains("force=true"),
+            "{query}"
+        );
+        assert_eq!(body["status"]["clientId"], Value::String(id.clone()));
+        assert_eq!(body["status"]["conditions"][0]["reason"], "Registered");
+        assert!(body.get("spec").is_none(), "the spec is never written");
+        assert!(
+            !body.to_string().contains(&secret),
+            "status must not carry the secret"
+        );
+        respond(
+            send,
+            StatusCode::OK,
+            json!({
+                "apiVersion": "oauth.collibra.dev/v1alpha1", "kind": "OAuthClient",
+                "metadata": {"name": "billing", "namespace": "team-a"},
+                "spec": {"clientName": "billing-etl"}, "status": body["status"].clone()
+            }),
+        );
+        (id, secret)
+    });
+
+    let action = reconcile(Arc::new(object()), ctx.clone())
+        .await
+        .expect("reconciled");
+    let (id, secret) = server.await.expect("mock server assertions");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+    );
+    assert!(collibra.verify_credentials(&id, &secret));
+    assert_eq!(collibra.stats().requests_for("list"), 1);
+    assert_eq!(collibra.stats().requests_for("register"), 1);
+}
+
+#[tokio::test]
+async fn foreign_secret_is_reported_without_reading_or_registering() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), &sim).await;
+    let collibra = sim.handle();
+    let server = tokio::spawn(async move {
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(p.method, "GET");
+        respond(
+            send,
+            StatusCode::OK,
+            json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "billing", "namespace": "team-a", "labels": {"team": "x"}}
+            }),
+        );
+        // No second GET of the data and no write: straight to the Event and status.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(
+            p.method, "PATCH",
+            "expected the status write, got {} {}",
+            p.method, p.uri
+        );
+        assert!(p.uri.path().ends_with("/status"));
+        assert_eq!(body["status"]["conditions"][0]["reason"], "SecretConflict");
+        assert_eq!(body["status"]["conditions"][2]["type"], "Stalled");
+        assert_eq!(body["status"]["conditions"][2]["status"], "True");
+        respond(
+            send,
+            StatusCode::OK,
+            json!({
+                "apiVersion": "oauth.collibra.dev/v1alpha1", "kind": "OAuthClient",
+                "metadata": {"name": "billing", "namespace": "team-a"},
+                "spec": {"clientName": "billing-etl"}, "status": body["status"].clone()
+            }),
+        );
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(p.method, "POST");
+        assert_eq!(body["reason"], "SecretConflict");
+        assert_eq!(body["type"], "Warning");
+        respond(send, StatusCode::CREATED, body);
+    });
+    reconcile(Arc::new(object()), ctx)
+        .await
+        .expect("reconciled");
+    server.await.expect("mock server assertions");
+    assert_eq!(collibra.stats().requests_for("register"), 0);
+}
