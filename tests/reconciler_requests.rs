@@ -70,6 +70,7 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
             namespace: None,
             oauth_clients,
             secrets,
+            wake: futures::channel::mpsc::unbounded().0,
         }],
         Settings {
             resync: Duration::from_secs(600),

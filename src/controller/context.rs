@@ -37,6 +37,8 @@ pub struct Scope {
     pub oauth_clients: Store<OAuthClient>,
     /// Secrets in the scope that carry the managed-by label.
     pub secrets: Store<Secret>,
+    /// Asks the scope's controller to reconcile an object now.
+    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
 }
 
 impl Scope {
@@ -184,6 +186,20 @@ impl Context {
         let me = claim(obj);
         claims.push(me.clone());
         name_owner(&claims).filter(|w| **w != me).cloned()
+    }
+
+    /// Wakes the other objects that claim `obj`'s clientName (after `obj`
+    /// is gone, the oldest of them takes the name over at once).
+    pub fn wake_name_claimants(&self, obj: &OAuthClient) {
+        let name = &obj.spec.client_name;
+        for s in &self.scopes {
+            for o in s
+                .oauth_clients
+                .state_filter(|o| &o.spec.client_name == name && o.metadata.uid != obj.metadata.uid)
+            {
+                let _ = s.wake.unbounded_send(ObjectRef::from(o.as_ref()));
+            }
+        }
     }
 
     /// Keeps credentials whose Secret write failed.

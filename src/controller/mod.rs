@@ -110,7 +110,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .default_backoff()
         .reflect(secret_writer)
         .touched_objects();
-        let controller = Controller::for_stream(oauth_stream, oauth_store.clone());
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        let controller =
+            Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
         let mapper_store = oauth_store.clone();
         let controller = controller.watches_stream(secret_stream, move |s: Secret| {
             secret_owners(&mapper_store, &s)
@@ -119,6 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: ns.clone(),
             oauth_clients: oauth_store,
             secrets: secret_store,
+            wake,
         });
         controllers.push(controller);
     }

@@ -898,6 +898,7 @@ impl<'a> Reconciler<'a> {
         let result = self.cleanup_inner().await;
         if result.is_ok() {
             self.ctx.forget(&self.uid);
+            self.ctx.wake_name_claimants(&self.obj);
         }
         result
     }

@@ -314,10 +314,21 @@ async fn younger_object_gets_name_conflict(env: Arc<Env>) -> anyhow::Result<()> 
     );
     ensure!(f.collibra.clients().len() == 1);
     // Deleting the loser never touches the winner's client.
-    f.oauth().delete("second", &DeleteParams::default()).await?;
-    f.wait_gone("second").await?;
+    f.apply(&manifest("third", "shared-name", "")).await?;
+    f.wait_reason("third", "NameConflict").await?;
+    f.oauth().delete("third", &DeleteParams::default()).await?;
+    f.wait_gone("third").await?;
     ensure!(f.collibra.clients().len() == 1);
     ensure!(ready_reason(&f.oauth().get("first").await?).as_deref() == Some("Registered"));
+    // When the winner goes, the next oldest takes the name over at once.
+    f.oauth().delete("first", &DeleteParams::default()).await?;
+    f.wait_gone("first").await?;
+    let o = f.wait_reason("second", "Registered").await?;
+    let clients = f.collibra.clients();
+    ensure!(
+        clients.len() == 1
+            && Some(&clients[0].client_id) == o.status.and_then(|s| s.client_id).as_ref()
+    );
     f.finish().await
 }
 
