@@ -33,6 +33,11 @@ struct OperationLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReadyLabels {
     ready: String,
     reason: String,
@@ -49,6 +54,7 @@ pub struct Metrics {
     collibra_retries: Family<OperationLabel, Counter>,
     collibra_backoff: Family<OperationLabel, Counter<f64>>,
     objects: Family<ReadyLabels, Gauge>,
+    kubernetes_requests: Family<MethodLabel, Counter>,
     states: Mutex<HashMap<String, Reason>>,
 }
 
@@ -108,6 +114,12 @@ impl Default for Metrics {
             "OAuthClients by Ready status and reason",
             objects.clone(),
         );
+        let kubernetes_requests = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Requests the operator sent to the Kubernetes API server, by HTTP method (a watch counts once)",
+            kubernetes_requests.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -118,6 +130,7 @@ impl Default for Metrics {
             collibra_retries,
             collibra_backoff,
             objects,
+            kubernetes_requests,
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -162,6 +175,15 @@ impl Metrics {
             self.objects.get_or_create(&ready_labels(p)).dec();
         }
         self.objects.get_or_create(&ready_labels(reason)).inc();
+    }
+
+    /// Counts a request to the Kubernetes API server.
+    pub fn kubernetes_request(&self, method: &str) {
+        self.kubernetes_requests
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .inc();
     }
 
     /// Forgets an object that is gone.
@@ -235,6 +257,7 @@ mod tests {
         m.forget("u2");
         m.reconciled(Duration::from_millis(3));
         m.reconcile_error("CollibraUnavailable");
+        m.kubernetes_request("PATCH");
         let text = m.render();
         for needle in [
             r#"collibra_oauth_collibra_requests_total{operation="register",status="201"} 1"#,
@@ -245,6 +268,7 @@ mod tests {
             r#"collibra_oauth_objects{ready="False",reason="NameConflict"} 0"#,
             "collibra_oauth_reconciles_total 1",
             r#"collibra_oauth_reconcile_errors_total{reason="CollibraUnavailable"} 1"#,
+            r#"collibra_oauth_kubernetes_requests_total{method="PATCH"} 1"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

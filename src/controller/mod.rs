@@ -44,10 +44,8 @@ use crate::{
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // reqwest and kube both use rustls; pick its ring provider once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default()
-        .await
-        .context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
+    let client = kube_client(metrics.clone()).await?;
     let collibra = CollibraClient::new(args.collibra_config()?)
         .context("configuring the Collibra client")?
         .with_observer(Arc::new(CollibraObserver(metrics.clone())));
@@ -187,6 +185,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client, counting every request it sends in the metrics.
+async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .context("finding a kubeconfig or in-cluster config")?;
+    let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        metrics.kubernetes_request(req.method().as_str());
+        req
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&count)
+        .build())
 }
 
 /// Which OAuthClients a Secret event concerns: its controller owner, or,

@@ -757,6 +757,7 @@ async fn metrics_and_health_endpoints(env: Arc<Env>) -> anyhow::Result<()> {
         r#"collibra_oauth_objects{ready="True",reason="Registered"} 1"#,
         "collibra_oauth_reconciles_total",
         "collibra_oauth_collibra_request_duration_seconds_bucket",
+        r#"collibra_oauth_kubernetes_requests_total{method="PATCH"}"#,
     ] {
         ensure!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
