@@ -174,6 +174,16 @@ impl Operator {
         Ok(status.success())
     }
 
+    /// Where the operator logs to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Whether the process was started and not yet killed.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The operator's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -210,6 +220,14 @@ pub struct Options {
     pub resync: &'static str,
     /// Start the operator right away.
     pub start_operator: bool,
+    /// `RUST_LOG` for the operator (default `info,collibra_oauth_operator=debug`).
+    pub rust_log: Option<String>,
+    /// The Collibra URL given to the operator (default: the simulator's).
+    pub collibra_url: Option<String>,
+    /// More flags for `collibra-oauth-operator run`.
+    pub extra_args: Vec<String>,
+    /// More environment variables for the operator.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -218,6 +236,10 @@ impl Default for Options {
             sim: SimConfig::default(),
             resync: "10m",
             start_operator: true,
+            rust_log: None,
+            collibra_url: None,
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -234,9 +256,9 @@ impl Fixture {
         let sim = Simulator::start(opts.sim).await?;
         let collibra = sim.handle();
         let dir = tempfile::tempdir()?;
-        let args = vec![
+        let mut args = vec![
             "--collibra-url".to_owned(),
-            sim.url(),
+            opts.collibra_url.clone().unwrap_or_else(|| sim.url()),
             "--watch-namespaces".to_owned(),
             ns.clone(),
             "--resync-interval".to_owned(),
@@ -244,7 +266,8 @@ impl Fixture {
             "--deletion-grace".to_owned(),
             "20s".to_owned(),
         ];
-        let envs = vec![
+        args.extend(opts.extra_args.iter().cloned());
+        let mut envs = vec![
             (
                 "KUBECONFIG".to_owned(),
                 env.operator_kubeconfig.display().to_string(),
@@ -256,9 +279,12 @@ impl Fixture {
             ),
             (
                 "RUST_LOG".to_owned(),
-                "info,collibra_oauth_operator=debug".to_owned(),
+                opts.rust_log
+                    .clone()
+                    .unwrap_or_else(|| "info,collibra_oauth_operator=debug".to_owned()),
             ),
         ];
+        envs.extend(opts.extra_env.iter().cloned());
         let mut op = Operator::start(dir.path().join("operator.log"), args, envs)?;
         if !opts.start_operator {
             op.kill().await?;

@@ -1,0 +1,3 @@
+//! placeholder
+
+crate::common::tests!();
