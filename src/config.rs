@@ -76,6 +76,24 @@ pub struct RunArgs {
     #[arg(long, env = "DELETION_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub deletion_grace: Duration,
 
+    /// Run for a Lease: with several replicas exactly one reconciles.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(long, env = "LEASE_NAME", default_value = "collibra-oauth-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; defaults to the operator's own namespace
+    /// (in a cluster) or the kubeconfig's.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a lease stays valid without renewal; a standby takes over
+    /// within this time after the leader dies.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
     /// Log format; the level comes from RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -1,26 +1,22 @@
 //! The HTTP endpoints of the process: `/metrics`, `/healthz` (alive) and
 //! `/readyz` (the controller's caches are synced and it is reconciling).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::{leader::Role, metrics::Metrics};
 
 /// What the endpoints report on.
 #[derive(Clone)]
 pub struct Health {
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
-    /// Set once the watches have listed everything and reconciles run.
-    pub ready: Arc<AtomicBool>,
+    /// What this replica is doing.
+    pub role: Role,
+    /// Whether leader election is on (then `/readyz` says leader or standby).
+    pub elected: bool,
 }
 
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
@@ -38,10 +34,12 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
-    if h.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    match h.role.readiness(h.elected) {
+        Some(what) => (StatusCode::OK, what),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches not synced",
+        ),
     }
 }
 

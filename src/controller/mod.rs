@@ -36,6 +36,7 @@ use self::context::{Context, Scope, Settings};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
+    leader::{self, Leadership, LeaseSettings, Role},
     metrics::{CollibraObserver, Metrics},
     server::{self, Health},
 };
@@ -49,13 +50,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let collibra = CollibraClient::new(args.collibra_config()?)
         .context("configuring the Collibra client")?
         .with_observer(Arc::new(CollibraObserver(metrics.clone())));
-    let ready = Arc::new(AtomicBool::new(false));
+    let role = Role::default();
+    let lost_lease = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down: finishing reconciles in flight");
-        let _ = stop_tx.send(true);
-    });
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutting down: finishing reconciles in flight");
+            let _ = stop_tx.send(true);
+        });
+    }
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -65,9 +71,50 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let health = Health {
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        role: role.clone(),
+        elected: args.leader_elect,
     };
     let server = tokio::spawn(server::serve(args.metrics_addr, health, stopped()));
+
+    let mut leadership = None;
+    if args.leader_elect {
+        let settings = LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            identity: leader::default_identity(),
+            duration: args.lease_duration,
+        };
+        let mut l = Leadership::start(client.clone(), &settings).await?;
+        role.standby();
+        tokio::select! {
+            got = l.acquired() => if !got {
+                anyhow::bail!("the lease manager stopped before this replica became leader");
+            },
+            () = stopped() => {
+                role.stopping();
+                l.release().await;
+                let _ = server.await;
+                info!("stopped while standing by");
+                return Ok(());
+            }
+        }
+        info!(identity = %settings.identity, "became the leader");
+        let mut watch_loss = l.subscribe();
+        let stop_tx = stop_tx.clone();
+        let lost = lost_lease.clone();
+        tokio::spawn(async move {
+            if watch_loss.wait_for(|leader| !*leader).await.is_ok() {
+                tracing::error!("lost the lease: stopping so that no two replicas reconcile");
+                lost.store(true, Ordering::Relaxed);
+                let _ = stop_tx.send(true);
+            }
+        });
+        leadership = Some(l);
+    }
+    role.syncing();
 
     let namespaces: Vec<Option<String>> = match args.namespaces() {
         Some(ns) => ns.into_iter().map(Some).collect(),
@@ -145,7 +192,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // not to be woken (kube-runtime 5.0's DelayedInit).
     {
         let scopes = scopes.clone();
-        let ready = ready.clone();
+        let role = role.clone();
         tokio::spawn(async move {
             let synced = |s: &Scope| {
                 futures::FutureExt::now_or_never(s.oauth_clients.wait_until_ready())
@@ -156,7 +203,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             while !scopes.iter().all(synced) {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            ready.store(true, Ordering::Relaxed);
+            if role.is_leading() {
+                role.serving();
+            }
             info!("caches synced; ready");
         });
     }
@@ -178,10 +227,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             })
     });
     future::join_all(runs).await;
-    ready.store(false, Ordering::Relaxed);
+    role.stopping();
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     match server.await {
         Ok(r) => r?,
         Err(e) => warn!(error = %e, "metrics server task"),
+    }
+    if lost_lease.load(Ordering::Relaxed) {
+        anyhow::bail!("lost the lease while leading");
     }
     info!("stopped");
     Ok(())
