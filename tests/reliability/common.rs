@@ -151,7 +151,9 @@ pub async fn wait_settled(
                     "{}: {:?} {}",
                     o.metadata.name.as_deref().unwrap_or(""),
                     ready_reason(o),
-                    o.ready_condition().map(|c| c.message.as_str()).unwrap_or("")
+                    o.ready_condition()
+                        .map(|c| c.message.as_str())
+                        .unwrap_or("")
                 )
             })
             .collect();
@@ -162,7 +164,12 @@ pub async fn wait_settled(
             "{} objects, {} pending, e.g.:\n{}",
             objs.len(),
             pending.len(),
-            pending.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+            pending
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -197,7 +204,11 @@ pub struct Audit {
 /// Checks every object, Secret and simulator client: each object is Ready
 /// with credentials that the simulator accepts, or (without DELETE) reports
 /// the lost secret; exactly one client per name; no client without its Secret.
-pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> anyhow::Result<Audit> {
+pub async fn audit(
+    f: &Fixture,
+    delete_supported: bool,
+    token_sample: usize,
+) -> anyhow::Result<Audit> {
     let objs = list_objects(f).await?;
     let creds = credentials(f).await?;
     let clients = f.collibra.clients();
@@ -212,7 +223,8 @@ pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> 
     for (name, cs) in &by_name {
         if cs.len() > 1 {
             a.duplicated += cs.len() - 1;
-            a.failures.push(format!("{} clients named {name}", cs.len()));
+            a.failures
+                .push(format!("{} clients named {name}", cs.len()));
         }
     }
     let mut accounted: BTreeSet<String> = BTreeSet::new();
@@ -223,11 +235,13 @@ pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> 
         match ready_reason(o).as_deref() {
             Some("Registered") => {
                 let Some((id, secret)) = creds.get(&o.secret_name()) else {
-                    a.failures.push(format!("{obj}: Ready but its Secret holds no credentials"));
+                    a.failures
+                        .push(format!("{obj}: Ready but its Secret holds no credentials"));
                     continue;
                 };
                 let Some(client) = client else {
-                    a.failures.push(format!("{obj}: Ready but Collibra has no client {cname}"));
+                    a.failures
+                        .push(format!("{obj}: Ready but Collibra has no client {cname}"));
                     continue;
                 };
                 if &client.client_id != id {
@@ -238,17 +252,20 @@ pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> 
                     continue;
                 }
                 if o.status.as_ref().and_then(|s| s.client_id.as_ref()) != Some(id) {
-                    a.failures.push(format!("{obj}: status.clientId differs from the Secret"));
+                    a.failures
+                        .push(format!("{obj}: status.clientId differs from the Secret"));
                 }
                 if !f.collibra.verify_credentials(id, secret) {
-                    a.failures.push(format!("{obj}: the Secret's credentials are rejected"));
+                    a.failures
+                        .push(format!("{obj}: the Secret's credentials are rejected"));
                     continue;
                 }
                 if a.token_checked < token_sample {
                     if token_accepted(&f.sim.url(), id, secret).await? {
                         a.token_checked += 1;
                     } else {
-                        a.failures.push(format!("{obj}: the token endpoint refuses its credentials"));
+                        a.failures
+                            .push(format!("{obj}: the token endpoint refuses its credentials"));
                     }
                 }
                 a.ready += 1;
@@ -256,7 +273,9 @@ pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> 
             }
             Some("ClientExistsWithoutSecret") if !delete_supported => {
                 if condition(o, "Stalled").as_deref() != Some("True") {
-                    a.failures.push(format!("{obj}: ClientExistsWithoutSecret without Stalled=True"));
+                    a.failures.push(format!(
+                        "{obj}: ClientExistsWithoutSecret without Stalled=True"
+                    ));
                 }
                 match client {
                     Some(c) => {
@@ -271,7 +290,9 @@ pub async fn audit(f: &Fixture, delete_supported: bool, token_sample: usize) -> 
             }
             other => a.failures.push(format!(
                 "{obj}: Ready reason {other:?}: {}",
-                o.ready_condition().map(|c| c.message.as_str()).unwrap_or("")
+                o.ready_condition()
+                    .map(|c| c.message.as_str())
+                    .unwrap_or("")
             )),
         }
     }
