@@ -144,6 +144,12 @@ impl Operator {
         Ok(())
     }
 
+    /// Another process with the same flags and environment (its own
+    /// metrics port and log), e.g. a second replica.
+    pub fn replica(&self, log: PathBuf) -> anyhow::Result<Operator> {
+        Operator::start(log, self.args.clone(), self.envs.clone())
+    }
+
     /// SIGKILL, as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {
@@ -177,6 +183,18 @@ impl Operator {
     /// Where the operator logs to.
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Whether the process was started and has exited on its own (crashed).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
     }
 
     /// Whether the process was started and not yet killed.
