@@ -9,7 +9,9 @@
 //! built or started, every test fails with the reason.
 
 mod lifecycle;
+mod packaging;
 mod support;
+mod tooling;
 
 use std::{process::ExitCode, sync::Arc};
 
@@ -32,7 +34,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
+    let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
+    tests.extend(packaging::tests());
     let wanted = tests
         .iter()
         .any(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)));

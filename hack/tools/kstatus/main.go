@@ -21,11 +21,16 @@ func main() {
 	if err != nil {
 		fail("reading stdin: %v", err)
 	}
-	obj := map[string]interface{}{}
-	if err := yaml.Unmarshal(raw, &obj); err != nil {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
 		fail("parsing the object: %v", err)
 	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	// Unstructured's own decoder keeps integers as int64, as kstatus expects.
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(js); err != nil {
+		fail("decoding the object: %v", err)
+	}
+	res, err := status.Compute(obj)
 	if err != nil {
 		fail("computing the status: %v", err)
 	}
