@@ -7,7 +7,7 @@
 //! The cluster-wide mode runs in its own test binary (`tests/packaging`),
 //! where no other test's objects exist.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail, ensure};
 use collibra_sim::{Faults, SimConfig, Simulator};
@@ -17,8 +17,8 @@ use crate::{
     TestFn,
     support::{Env, Fixture, manifest, tail, token_accepted},
     tooling::{
-        argocd_health, chart, documents, forbidden_lines, helm, helm_output, kinds, kstatus,
-        render, repo, start_as_chart,
+        argocd_health, base64_decode, can_i, chart, documents, forbidden_lines, helm, helm_output,
+        kinds, kstatus, render, repo, start_as_chart, wait_ready_reason,
     },
 };
 
@@ -271,25 +271,6 @@ async fn deployment(env: &Env, ns: &str, name: &str) -> anyhow::Result<serde_jso
         .kubectl(&["get", "deployment", "-n", ns, name, "-o", "json"])
         .await?;
     Ok(serde_json::from_str(&json)?)
-}
-
-/// `kubectl auth can-i` as `user`: exit 0 is yes, 1 is no.
-async fn can_i(env: &Env, user: &str, args: &[&str]) -> anyhow::Result<bool> {
-    let out = tokio::process::Command::new("kubectl")
-        .args(["auth", "can-i"])
-        .args(args)
-        .args(["--as", user])
-        .env("KUBECONFIG", env.cp.kubeconfig_path())
-        .output()
-        .await?;
-    match out.status.code() {
-        Some(0) => Ok(true),
-        Some(1) if String::from_utf8_lossy(&out.stdout).trim() == "no" => Ok(false),
-        _ => bail!(
-            "kubectl auth can-i {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
 }
 
 async fn packaging_helm_template_applies_server_side(env: Arc<Env>) -> anyhow::Result<()> {
@@ -736,38 +717,6 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
         .kubectl(&["delete", "namespace", &op_ns, &watched, "--wait=false"])
         .await;
     result
-}
-
-fn base64_decode(s: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine as _;
-    Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
-}
-
-/// Waits until the object's Ready reason is `reason`; returns it as JSON.
-async fn wait_ready_reason(
-    env: &Env,
-    ns: &str,
-    name: &str,
-    reason: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let mut last = String::new();
-    for _ in 0..300 {
-        last = env
-            .cp
-            .kubectl(&["get", "oauthclient", "-n", ns, name, "-o", "json"])
-            .await?;
-        let o: serde_json::Value = serde_json::from_str(&last)?;
-        let ready = o["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-            .and_then(|c| c["reason"].as_str())
-            .map(str::to_owned);
-        if ready.as_deref() == Some(reason) {
-            return Ok(o);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("{ns}/{name} never reached {reason}; last:\n{last}")
 }
 
 async fn packaging_kstatus_and_argocd_health_on_real_objects(env: Arc<Env>) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::Stdio,
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail, ensure};
@@ -369,4 +370,56 @@ pub fn forbidden_lines(log: &str) -> Vec<String> {
         .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
         .map(str::to_owned)
         .collect()
+}
+
+/// `kubectl auth can-i` as `user`: exit 0 is yes, 1 is no.
+pub async fn can_i(env: &Env, user: &str, args: &[&str]) -> anyhow::Result<bool> {
+    let out = tokio::process::Command::new("kubectl")
+        .args(["auth", "can-i"])
+        .args(args)
+        .args(["--as", user])
+        .env("KUBECONFIG", env.cp.kubeconfig_path())
+        .output()
+        .await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) if String::from_utf8_lossy(&out.stdout).trim() == "no" => Ok(false),
+        _ => bail!(
+            "kubectl auth can-i {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Waits until the object's Ready reason is `reason`; returns it as JSON.
+pub async fn wait_ready_reason(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut last = String::new();
+    for _ in 0..300 {
+        last = env
+            .cp
+            .kubectl(&["get", "oauthclient", "-n", ns, name, "-o", "json"])
+            .await?;
+        let o: serde_json::Value = serde_json::from_str(&last)?;
+        let ready = o["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["reason"].as_str())
+            .map(str::to_owned);
+        if ready.as_deref() == Some(reason) {
+            return Ok(o);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{ns}/{name} never reached {reason}; last:\n{last}")
+}
+
+/// Standard base64.
+pub fn base64_decode(s: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
 }

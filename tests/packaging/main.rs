@@ -1,0 +1,356 @@
+//! The operator installed cluster-wide with the chart's defaults, on its own
+//! control plane (nothing else runs there, so a cluster-wide operator touches
+//! only this binary's objects).
+//!
+//! The operator binary runs as the chart's Deployment configures it: the
+//! same arguments (leader election included) and environment, its Collibra
+//! credentials from files as the mounted Secret provides them, and exactly the
+//! chart's RBAC (`deploy/rbac.yaml`, rendered from the chart and checked by
+//! the e2e suite) through impersonation of its ServiceAccount.
+
+#[path = "../e2e/support.rs"]
+#[allow(dead_code)]
+mod support;
+#[path = "../e2e/tooling.rs"]
+#[allow(dead_code)]
+mod tooling;
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail, ensure};
+use collibra_sim::{SimConfig, SimHandle, Simulator};
+use futures::{FutureExt, future::BoxFuture};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use support::{Env, Operator, manifest, tail, token_accepted};
+use tooling::{
+    base64_decode, can_i, documents, forbidden_lines, render, start_as_chart, wait_ready_reason,
+};
+
+/// The release and namespace of the chart's defaults (as in deploy/).
+const NS: &str = "collibra-oauth-operator";
+
+/// One control plane, one simulator, one cluster-wide operator.
+struct World {
+    env: Env,
+    sim_url: String,
+    collibra: SimHandle,
+    op: tokio::sync::Mutex<Operator>,
+}
+
+type TestFn = fn(Arc<World>) -> BoxFuture<'static, anyhow::Result<()>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        fn tests() -> Vec<(&'static str, TestFn)> {
+            vec![$((stringify!($name), (|w| $name(w).boxed()) as TestFn)),*]
+        }
+    };
+}
+
+tests!(
+    cluster_wide_registers_in_any_namespace,
+    cluster_wide_reports_a_secret_conflict,
+    cluster_wide_rbac_is_what_the_chart_grants,
+    cluster_wide_leads_and_is_ready,
+);
+
+async fn start(dir: &std::path::Path) -> anyhow::Result<(World, Simulator)> {
+    let env = Env::start().await?;
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let yaml = render(&env, NS, NS, &[]).await?;
+    let docs = documents(&yaml)?;
+    let cfg = tooling::container_config(&docs)?;
+    ensure!(
+        !cfg.env.contains_key("WATCH_NAMESPACES"),
+        "the chart's defaults are not cluster-wide"
+    );
+    let op = start_as_chart(&docs, &env.operator_kubeconfig, &sim.url(), NS, dir).await?;
+    let world = World {
+        sim_url: sim.url(),
+        collibra: sim.handle(),
+        op: tokio::sync::Mutex::new(op),
+        env,
+    };
+    Ok((world, sim))
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tests = tests();
+    let wanted = tests
+        .iter()
+        .any(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)));
+    if args.list || !wanted {
+        let trials = tests
+            .iter()
+            .map(|(n, _)| Trial::test(*n, || Ok(())))
+            .collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("no temporary directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (world, sim) = match rt.block_on(start(dir.path())) {
+        Ok((w, s)) => (Arc::new(w), s),
+        Err(e) => {
+            // Every test fails with the reason; nothing is skipped.
+            let reason = format!("the cluster-wide installation could not be started: {e:#}");
+            eprintln!("{reason}");
+            let trials = tests
+                .iter()
+                .map(|(n, _)| {
+                    let reason = reason.clone();
+                    Trial::test(*n, move || Err(Failed::from(reason)))
+                })
+                .collect();
+            return libtest_mimic::run(&args, trials).exit_code();
+        }
+    };
+    let handle = rt.handle().clone();
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let world = world.clone();
+            let handle = handle.clone();
+            Trial::test(name, move || {
+                handle
+                    .block_on(f(world))
+                    .map_err(|e| Failed::from(format!("{e:#}")))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    rt.block_on(async {
+        if let Err(e) = world.op.lock().await.kill().await {
+            eprintln!("stopping the operator: {e:#}");
+        }
+        sim.shutdown().await;
+    });
+    match Arc::try_unwrap(world) {
+        Ok(world) => {
+            if let Err(e) = world.env.stop() {
+                eprintln!("stopping the control plane: {e:#}");
+            }
+        }
+        Err(_) => eprintln!("control plane still referenced; it is stopped when the process exits"),
+    }
+    drop(rt);
+    conclusion.exit_code()
+}
+
+async fn operator_log(w: &World) -> String {
+    tail(&w.op.lock().await.log(), 40)
+}
+
+/// Registers `name` in a fresh namespace and checks the credentials; returns
+/// the namespace.
+async fn register(w: &World, prefix: &str, name: &str) -> anyhow::Result<String> {
+    let ns = w.env.cp.create_namespace(prefix).await?;
+    w.env
+        .cp
+        .kubectl_with_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &manifest(name, &format!("{ns}-{name}"), ""),
+        )
+        .await?;
+    let o = match wait_ready_reason(&w.env, &ns, name, "Registered").await {
+        Ok(o) => o,
+        Err(e) => bail!("{e:#}\n--- operator log ---\n{}", operator_log(w).await),
+    };
+    let client_id = o["status"]["clientId"].as_str().unwrap_or_default();
+    let secret = w
+        .env
+        .cp
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            &ns,
+            name,
+            "-o",
+            "jsonpath={.data.client_secret}",
+        ])
+        .await?;
+    let secret = String::from_utf8(base64_decode(secret.trim())?)?;
+    ensure!(
+        token_accepted(&w.sim_url, client_id, &secret).await?,
+        "Collibra does not accept the credentials in {ns}/{name}"
+    );
+    Ok(ns)
+}
+
+async fn cluster_wide_registers_in_any_namespace(w: Arc<World>) -> anyhow::Result<()> {
+    let a = register(&w, "team-a", "billing").await?;
+    let b = register(&w, "team-b", "reports").await?;
+    // Deletion through the finalizer deletes the Collibra client.
+    for (ns, name) in [(&a, "billing"), (&b, "reports")] {
+        w.env
+            .cp
+            .kubectl(&["delete", "oauthclient", "-n", ns, name, "--timeout=60s"])
+            .await
+            .with_context(|| format!("deleting {ns}/{name}"))?;
+    }
+    let left: Vec<String> = w
+        .collibra
+        .clients()
+        .into_iter()
+        .map(|c| c.client_name)
+        .filter(|n| n.starts_with(&a) || n.starts_with(&b))
+        .collect();
+    ensure!(left.is_empty(), "Collibra clients left: {left:?}");
+    for ns in [a, b] {
+        let _ = w
+            .env
+            .cp
+            .kubectl(&["delete", "namespace", &ns, "--wait=false"])
+            .await;
+    }
+    Ok(())
+}
+
+async fn cluster_wide_reports_a_secret_conflict(w: Arc<World>) -> anyhow::Result<()> {
+    let ns = w.env.cp.create_namespace("conflict").await?;
+    w.env
+        .cp
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "taken",
+            "-n",
+            &ns,
+            "--from-literal=x=y",
+        ])
+        .await?;
+    w.env
+        .cp
+        .kubectl_with_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &manifest("app", &format!("{ns}-app"), "  secretName: taken\n"),
+        )
+        .await?;
+    if let Err(e) = wait_ready_reason(&w.env, &ns, "app", "SecretConflict").await {
+        bail!("{e:#}\n--- operator log ---\n{}", operator_log(&w).await);
+    }
+    let data = w
+        .env
+        .cp
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            &ns,
+            "taken",
+            "-o",
+            "jsonpath={.data}",
+        ])
+        .await?;
+    ensure!(
+        data == r#"{"x":"eQ=="}"#,
+        "the foreign Secret was changed: {data}"
+    );
+    let _ = w
+        .env
+        .cp
+        .kubectl(&["delete", "namespace", &ns, "--wait=false"])
+        .await;
+    Ok(())
+}
+
+async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Result<()> {
+    let sa = support::OPERATOR_SA;
+    let oac = "oauthclients.oauth.collibra.dev";
+    for (args, want) in [
+        (vec!["watch", oac, "--all-namespaces"], true),
+        (vec!["patch", oac, "--all-namespaces"], true),
+        (
+            vec!["patch", oac, "--all-namespaces", "--subresource=status"],
+            true,
+        ),
+        (vec!["update", oac, "--all-namespaces"], false),
+        (vec!["create", oac, "--all-namespaces"], false),
+        (vec!["delete", oac, "--all-namespaces"], false),
+        (vec!["watch", "secrets", "--all-namespaces"], true),
+        (vec!["create", "secrets", "--all-namespaces"], true),
+        (vec!["delete", "secrets", "--all-namespaces"], false),
+        (vec!["update", "secrets", "--all-namespaces"], false),
+        (
+            vec!["create", "events.events.k8s.io", "--all-namespaces"],
+            true,
+        ),
+        (vec!["list", "configmaps", "--all-namespaces"], false),
+        (vec!["list", "pods", "--all-namespaces"], false),
+        (vec!["patch", "leases.coordination.k8s.io", "-n", NS], true),
+        (
+            vec!["patch", "leases.coordination.k8s.io", "-n", "default"],
+            false,
+        ),
+        (
+            vec!["create", "customresourcedefinitions.apiextensions.k8s.io"],
+            false,
+        ),
+    ] {
+        let have = can_i(&w.env, sa, &args).await?;
+        ensure!(
+            have == want,
+            "can the operator {args:?}? {have}, want {want}"
+        );
+    }
+    Ok(())
+}
+
+async fn cluster_wide_leads_and_is_ready(w: Arc<World>) -> anyhow::Result<()> {
+    let mut last = (0, String::new());
+    for _ in 0..150 {
+        last = w.op.lock().await.http_get("/readyz").await?;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(
+        last.0 == 200,
+        "/readyz: {} {}\n--- operator log ---\n{}",
+        last.0,
+        last.1,
+        operator_log(&w).await
+    );
+    let holder = w
+        .env
+        .cp
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            NS,
+            NS,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .await
+        .context("the Lease named by the chart")?;
+    ensure!(!holder.is_empty(), "the Lease has no holder");
+    let forbidden = forbidden_lines(&w.op.lock().await.log());
+    ensure!(
+        forbidden.is_empty(),
+        "the operator was refused something:\n{}",
+        forbidden.join("\n")
+    );
+    Ok(())
+}
