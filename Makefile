@@ -2,13 +2,17 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test lint unit e2e crd demo build control-plane
+.PHONY: help test test-deps lint unit e2e packaging crd deploy tools demo build control-plane
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: lint ## Everything: formatting, clippy, unit, simulator, client and end-to-end tests
+test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end and packaging tests
 	cargo test --workspace
+
+test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
+	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
+		{ echo 'lua5.4 is needed by the packaging tests (Debian: apt-get install lua5.4)' >&2; exit 1; }
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
@@ -20,8 +24,20 @@ unit: ## Unit tests only (no control plane)
 e2e: ## End-to-end tests on a real control plane
 	cargo test -p collibra-oauth-operator --test e2e
 
-crd: ## Regenerate crds/oauthclients.yaml from the Rust types
+crd: ## Regenerate crds/oauthclients.yaml from the Rust types (and the chart's copy, and deploy/)
 	cargo run -q -- crd > crds/oauthclients.yaml
+	cp crds/oauthclients.yaml charts/collibra-oauth-operator/crds/oauthclients.yaml
+	bash hack/render-deploy.sh
+
+deploy: ## Render deploy/ (kustomize) from the Helm chart
+	bash hack/render-deploy.sh
+
+packaging: test-deps ## The install paths: chart, deploy/, RBAC, kstatus and Argo CD health, on a real control plane
+	cargo test -p collibra-oauth-operator --test e2e -- packaging
+	cargo test -p collibra-oauth-operator --test packaging
+
+tools: ## Build (or find cached) helm and kstatus from hack/tools
+	bash hack/tools/build.sh
 
 control-plane: ## Build (or find cached) etcd, kube-apiserver, kube-controller-manager
 	bash hack/control-plane/build.sh
