@@ -185,6 +185,15 @@ impl Operator {
         &self.log
     }
 
+    /// Points the next start at another Collibra URL.
+    pub fn set_collibra_url(&mut self, url: &str) {
+        if let Some(i) = self.args.iter().position(|a| a == "--collibra-url")
+            && let Some(v) = self.args.get_mut(i + 1)
+        {
+            *v = url.to_owned();
+        }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)

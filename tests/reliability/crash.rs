@@ -29,9 +29,7 @@ async fn crash_rounds_lose_nothing_with_delete(env: Arc<Env>) -> anyhow::Result<
     crash_rounds(env, true).await
 }
 
-async fn crash_rounds_without_delete_report_every_lost_secret(
-    env: Arc<Env>,
-) -> anyhow::Result<()> {
+async fn crash_rounds_without_delete_report_every_lost_secret(env: Arc<Env>) -> anyhow::Result<()> {
     crash_rounds(env, false).await
 }
 
@@ -97,7 +95,9 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
                 }
             }
             let wait = Duration::from_millis(rng.random_range(0..8000));
-            if let Ok(Ok(_)) = tokio::time::timeout(wait.max(Duration::from_secs(3)), announced.recv()).await {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(wait.max(Duration::from_secs(3)), announced.recv()).await
+            {
                 c.targeted += 1;
             }
         } else {
@@ -125,7 +125,8 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
     let converge = wait_settled(&f, objects, !delete, timeout).await?;
     let a = audit(&f, delete, if common::full() { 25 } else { 8 }).await?;
     let stats = f.collibra.stats();
-    let dup_refused = stats.responses_for("register", "400") + stats.responses_for("register", "409");
+    let dup_refused =
+        stats.responses_for("register", "400") + stats.responses_for("register", "409");
     println!(
         "RELIABILITY crash delete={delete} seed={seed} objects={} rounds={} kills={} targeted_kills={} kills_inside_window={} secrets_lost_in_flight={} recovered={} lost={} duplicated={} orphaned={} ready={} token_checked={} registers={} deletes={} duplicate_registers_refused={} rollout_secs={:.0} converge_after_last_start_secs={:.0}",
         a.objects,
@@ -146,16 +147,27 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         converge.as_secs_f64(),
     );
-    ensure!(a.failures.is_empty(), "audit failures:\n{}", a.failures.join("\n"));
+    ensure!(
+        a.failures.is_empty(),
+        "audit failures:\n{}",
+        a.failures.join("\n")
+    );
     ensure!(a.objects == objects && a.duplicated == 0 && a.orphaned == 0);
     ensure!(c.kills >= rounds);
     ensure!(
         c.in_window >= 1,
         "no kill landed between a registration and its Secret write; the worst window was never hit"
     );
-    ensure!(dup_refused == 0, "the operator registered a name that already existed {dup_refused} times");
+    ensure!(
+        dup_refused == 0,
+        "the operator registered a name that already existed {dup_refused} times"
+    );
     if delete {
-        ensure!(a.lost == 0, "{} secrets lost although DELETE is supported", a.lost);
+        ensure!(
+            a.lost == 0,
+            "{} secrets lost although DELETE is supported",
+            a.lost
+        );
         ensure!(a.ready == objects);
     } else {
         let seen: BTreeSet<String> = c.lost_in_flight.iter().map(|(n, _)| n.clone()).collect();
