@@ -505,6 +505,24 @@ async fn packaging_helm_install_upgrade_uninstall(env: Arc<Env>) -> anyhow::Resu
     result
 }
 
+/// The patch of the README's kustomize overlay (section Install).
+const README_OVERLAY_PATCH: &str = r#"patches:
+  - patch: |
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: collibra-oauth-operator
+        namespace: collibra-oauth-operator
+      spec:
+        template:
+          spec:
+            containers:
+              - name: operator
+                env:
+                  - name: COLLIBRA_URL
+                    value: https://acme.collibra.com
+"#;
+
 async fn packaging_kustomize_deploy_applies(env: Arc<Env>) -> anyhow::Result<()> {
     let deploy = repo("deploy");
     let deploy = deploy.to_str().context("non-UTF-8 path")?;
@@ -512,6 +530,38 @@ async fn packaging_kustomize_deploy_applies(env: Arc<Env>) -> anyhow::Result<()>
         .kubectl(&["apply", "--server-side", "--dry-run=server", "-k", deploy])
         .await
         .context("kubectl apply -k deploy/ (server dry run)")?;
+    // The README's overlay sets the Collibra URL.
+    let readme = std::fs::read_to_string(repo("README.md"))?;
+    ensure!(
+        readme.contains(README_OVERLAY_PATCH),
+        "README.md's kustomize overlay is not the one tested here (README_OVERLAY_PATCH)"
+    );
+    let overlay = tempfile::tempdir()?;
+    let up = "../".repeat(overlay.path().components().count() - 1);
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!(
+            "resources:\n  - {up}{}\n{}",
+            deploy.trim_start_matches('/'),
+            README_OVERLAY_PATCH
+        ),
+    )?;
+    let built = env
+        .cp
+        .kubectl(&[
+            "kustomize",
+            overlay.path().to_str().context("non-UTF-8 path")?,
+        ])
+        .await
+        .context("kubectl kustomize of the README's overlay")?;
+    ensure!(
+        built.contains("- name: COLLIBRA_URL\n          value: https://acme.collibra.com\n"),
+        "the README's overlay does not set COLLIBRA_URL:\n{built}"
+    );
+    ensure!(
+        built.matches("name: COLLIBRA_URL").count() == 1,
+        "COLLIBRA_URL twice"
+    );
     // For real. The RBAC is what the suite already runs with (deploy/rbac.yaml);
     // the Deployment and Service are removed again afterwards.
     let result = async {
