@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test test-deps lint unit e2e packaging crd deploy tools demo build control-plane
+.PHONY: help test test-deps lint unit e2e e2e-namespaced packaging crd deploy tools demo build control-plane
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end and packaging tests
 	cargo test --workspace
+	$(MAKE) e2e-namespaced
 
 test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
 	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
@@ -23,6 +24,9 @@ unit: ## Unit tests only (no control plane)
 
 e2e: ## End-to-end tests on a real control plane
 	cargo test -p collibra-oauth-operator --test e2e
+
+e2e-namespaced: ## The end-to-end suite again with the chart's namespaced RBAC only (no cluster-wide rule)
+	E2E_RBAC=namespaced cargo test -p collibra-oauth-operator --test e2e -- --skip packaging
 
 crd: ## Regenerate crds/oauthclients.yaml from the Rust types (and the chart's copy, and deploy/)
 	cargo run -q -- crd > crds/oauthclients.yaml

@@ -61,6 +61,13 @@ impl Env {
             "crd/oauthclients.oauth.collibra.dev",
         ])
         .await?;
+        if namespaced_rbac() {
+            // The chart's namespaced mode: no cluster-wide rule at all; each
+            // fixture's namespace gets the chart's Role (see `grant_namespace`).
+            cp.kubectl(&["delete", "clusterrolebinding", "collibra-oauth-operator"])
+                .await
+                .context("E2E_RBAC=namespaced: removing the cluster-wide binding")?;
+        }
         let dir = tempfile::tempdir()?;
         let operator_kubeconfig = dir.path().join("operator.kubeconfig");
         cp.write_kubeconfig_as(&operator_kubeconfig, OPERATOR_SA, &[])?;
@@ -80,6 +87,53 @@ impl Env {
     pub fn stop(self) -> anyhow::Result<()> {
         self.cp.stop()
     }
+}
+
+/// `E2E_RBAC=namespaced`: run the suite with the chart's namespaced RBAC
+/// (`watchNamespaces`) instead of its cluster-wide default.
+pub fn namespaced_rbac() -> bool {
+    std::env::var("E2E_RBAC").as_deref() == Ok("namespaced")
+}
+
+/// Applies the chart's namespaced-mode Role and RoleBinding for `ns`
+/// (rendered by helm from `charts/`, with the operator's ServiceAccount).
+async fn grant_namespace(env: &Env, ns: &str) -> anyhow::Result<()> {
+    let build = repo("hack/tools/build.sh");
+    let out = Command::new("bash").arg(&build).output().await?;
+    if !out.status.success() {
+        bail!(
+            "hack/tools/build.sh failed (helm is needed for E2E_RBAC=namespaced): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tools = String::from_utf8_lossy(&out.stdout);
+    let helm = Path::new(tools.lines().last().unwrap_or_default().trim()).join("helm");
+    let chart = repo("charts/collibra-oauth-operator");
+    let home = env.cp.dir().join("helm-home");
+    let out = Command::new(helm)
+        .args(["template", "collibra-oauth-operator", path_str(&chart)?])
+        .args(["--namespace", "collibra-oauth-operator"])
+        .args(["--set", "collibra.url=https://collibra.example.com"])
+        .args(["--set", "leaderElection.enabled=false"])
+        .args(["--set-json", &format!(r#"watchNamespaces=["{ns}"]"#)])
+        .args(["--show-only", "templates/rbac.yaml"])
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rbac = String::from_utf8(out.stdout)?;
+    env.cp
+        .kubectl_with_stdin(&["apply", "--server-side", "-f", "-"], &rbac)
+        .await
+        .context("applying the chart's namespaced Role")?;
+    Ok(())
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
@@ -280,6 +334,9 @@ impl Fixture {
     /// A fixture with `opts`.
     pub async fn with(env: Arc<Env>, prefix: &str, opts: Options) -> anyhow::Result<Fixture> {
         let ns = env.cp.create_namespace(prefix).await?;
+        if namespaced_rbac() {
+            grant_namespace(&env, &ns).await?;
+        }
         let sim = Simulator::start(opts.sim).await?;
         let collibra = sim.handle();
         let dir = tempfile::tempdir()?;
