@@ -212,9 +212,31 @@ pub(crate) fn non_json_summary(
         .map(str::trim)
         .filter(|ct| !ct.is_empty())
         .unwrap_or("no content type");
-    Some(format!(
-        "HTTP {status} with a non-JSON body ({kind}): {excerpt}"
-    ))
+    let what = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        "a JSON body without error fields"
+    } else {
+        "a non-JSON body"
+    };
+    // A body that may carry credentials (a registration's answer relayed
+    // by a proxy with an error status, a token) is described, never quoted.
+    if holds_credentials(body) {
+        return Some(format!(
+            "HTTP {status} with {what} ({kind}) that looks like it holds credentials (not shown)"
+        ));
+    }
+    Some(format!("HTTP {status} with {what} ({kind}): {excerpt}"))
+}
+
+/// Whether a body names a credential field anywhere (any case).
+fn holds_credentials(body: &[u8]) -> bool {
+    const KEYS: [&[u8]; 4] = [
+        b"client_secret",
+        b"access_token",
+        b"refresh_token",
+        b"password",
+    ];
+    KEYS.iter()
+        .any(|key| body.windows(key.len()).any(|w| w.eq_ignore_ascii_case(key)))
 }
 
 /// A readable excerpt of a body: markup tags removed, whitespace collapsed,
@@ -536,6 +558,20 @@ mod tests {
         let text = "é".repeat(500);
         let out = excerpt(text.as_bytes());
         assert_eq!(out.chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn bodies_naming_credentials_are_described_not_quoted() {
+        let relayed = br#"{"client_id":"urn:x","client_name":"n","client_secret":"s3cr3t-value"}"#;
+        let m = non_json_summary(502, Some("application/json"), relayed).unwrap_or_default();
+        assert!(m.contains("JSON body without error fields"), "{m}");
+        assert!(!m.contains("s3cr3t-value"), "{m}");
+        let truncated = br#"{"access_token":"tok-value-123"#;
+        let m = non_json_summary(500, None, truncated).unwrap_or_default();
+        assert!(
+            m.contains("non-JSON") && !m.contains("tok-value-123"),
+            "{m}"
+        );
     }
 
     #[test]
