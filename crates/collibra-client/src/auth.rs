@@ -472,6 +472,11 @@ pub(crate) fn refresh_margin(lifetime: Duration) -> Duration {
     (lifetime / 5).min(MAX_REFRESH_MARGIN)
 }
 
+/// The lifetime a token response grants (for `parse::token`).
+pub(crate) fn parse_token_body(body: &[u8]) -> Result<Duration, Error> {
+    parse_token_response(body).map(|(_, lifetime)| lifetime)
+}
+
 /// The `Authorization` header and lifetime from a token response. Error
 /// messages never quote the body: it holds the token.
 fn parse_token_response(body: &[u8]) -> Result<(HeaderValue, Duration), Error> {

@@ -50,6 +50,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod observer;
+pub mod parse;
 mod tls;
 mod transport;
 
