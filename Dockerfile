@@ -11,7 +11,7 @@
 # when no --collibra-ca-file is given) and /etc/passwd for uid 65532; no
 # shell, no package manager.
 
-FROM rust:1.95-alpine3.22 AS build
+FROM rust:1.95-alpine AS build
 # ring (rustls' crypto) compiles some C and assembly.
 RUN apk add --no-cache musl-dev
 WORKDIR /src
