@@ -41,6 +41,7 @@ tests!(
     packaging_kustomize_deploy_applies,
     packaging_namespaced_mode_with_only_the_charts_roles,
     packaging_kstatus_and_argocd_health_on_real_objects,
+    packaging_argocd_health_edge_cases,
 );
 
 async fn packaging_chart_crd_is_the_generated_crd(_env: Arc<Env>) -> anyhow::Result<()> {
@@ -821,4 +822,47 @@ async fn packaging_kstatus_and_argocd_health_on_real_objects(env: Arc<Env>) -> a
     f.finish().await?;
     outage.finish().await?;
     result
+}
+
+/// Objects the cluster tests do not produce: not yet seen, stale status,
+/// being deleted.
+async fn packaging_argocd_health_edge_cases(_env: Arc<Env>) -> anyhow::Result<()> {
+    let ready = serde_json::json!([
+        {"type": "Ready", "status": "True", "reason": "Registered", "message": "ok"},
+        {"type": "Stalled", "status": "False", "reason": "Registered", "message": ""},
+    ]);
+    let cases = [
+        (
+            serde_json::json!({"metadata": {"name": "a", "generation": 1}}),
+            "Progressing",
+            "Waiting for the operator",
+        ),
+        (
+            serde_json::json!({"metadata": {"name": "a", "generation": 2},
+                "status": {"observedGeneration": 1, "conditions": ready}}),
+            "Progressing",
+            "generation 2",
+        ),
+        (
+            serde_json::json!({"metadata": {"name": "a", "generation": 1,
+                "deletionTimestamp": "2026-11-26T00:00:00Z"},
+                "status": {"observedGeneration": 1, "conditions": ready}}),
+            "Progressing",
+            "Deleting",
+        ),
+        (
+            serde_json::json!({"metadata": {"name": "a", "generation": 1},
+                "status": {"observedGeneration": 1, "conditions": ready}}),
+            "Healthy",
+            "Registered: ok",
+        ),
+    ];
+    for (obj, want, message) in cases {
+        let (status, got) = argocd_health(&obj.to_string()).await?;
+        ensure!(
+            status == want && got.contains(message),
+            "{obj}: {status} ({got}), want {want} ({message})"
+        );
+    }
+    Ok(())
 }
