@@ -8,6 +8,7 @@
 //! stopped at the end. Nothing is skipped: if the control plane cannot be
 //! built or started, every test fails with the reason.
 
+mod leader;
 mod lifecycle;
 mod packaging;
 mod support;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         }
     };
     let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
+    tests.extend(leader::tests());
     tests.extend(packaging::tests());
     let wanted = tests
         .iter()
