@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test test-deps lint unit e2e e2e-namespaced packaging crd deploy tools demo build control-plane
+.PHONY: help test test-deps lint unit e2e e2e-namespaced packaging crd deploy tools demo build control-plane bench
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,3 +51,9 @@ build: ## Build the operator and the simulator
 
 demo: build ## Run it all locally: control plane, simulator, operator, examples/ (Ctrl-C stops)
 	bash hack/demo.sh
+
+N ?= 1000
+RESYNC ?= 60s
+bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=60s] [JSON=out.json] [OPERATOR_ARGS="--concurrency 16"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)

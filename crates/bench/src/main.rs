@@ -1,0 +1,845 @@
+//! Rollout benchmark of the operator (issue 6).
+//!
+//! Starts a real control plane (`test-control-plane`), the Collibra
+//! simulator with latency and a rate limit, and the operator's release
+//! binary as its own process watching one namespace with the RBAC of
+//! `deploy/rbac.yaml`. Then it creates N OAuthClients and measures:
+//!
+//! 1. the rollout: time until all are Ready, Collibra requests by operation
+//!    (simulator stats), API-server requests the operator made (its
+//!    `collibra_oauth_kubernetes_requests_total`), its peak RSS and CPU time;
+//! 2. a steady-state window of one resync period right after convergence:
+//!    Collibra and API-server requests per minute;
+//! 3. a restart with N objects present: time from process start to the first
+//!    finished reconcile, and until every object was checked again.
+//!
+//! Prints a table and writes the figures as JSON (`--json`). Every process
+//! it starts is killed on every exit path (kill-on-drop, and the control
+//! plane stops when dropped).
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use collibra_oauth_operator::api::OAuthClient;
+use collibra_sim::{Faults, RateLimit, SimConfig, Simulator, Stats};
+use futures::{StreamExt, TryStreamExt};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::{Value, json};
+use test_control_plane::ControlPlane;
+use tokio::process::{Child, Command};
+
+/// The operator's service account, as `deploy/rbac.yaml` defines it.
+const OPERATOR_SA: &str = "system:serviceaccount:collibra-oauth-operator:collibra-oauth-operator";
+
+#[derive(Parser, Debug)]
+#[command(about = "Rollout benchmark: N OAuthClients against the rate-limited simulator")]
+struct Args {
+    /// Number of OAuthClients to create.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// The operator's --resync-interval; also the steady-state window.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    /// Simulator rate limit (requests per second, Retry-After 1 s).
+    #[arg(long, default_value_t = 50)]
+    rate_limit: u32,
+    /// Simulator latency per request.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// The operator binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/collibra-oauth-operator")]
+    operator: PathBuf,
+    /// Objects created at once by the benchmark (server-side apply).
+    #[arg(long, default_value_t = 32)]
+    create_concurrency: usize,
+    /// Longest wait for all objects to be Ready (default: 10 x N / rate + 120 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Copy the operator's log here at the end.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Skip the steady-state window.
+    #[arg(long)]
+    no_steady: bool,
+    /// Skip the restart measurement.
+    #[arg(long)]
+    no_restart: bool,
+    /// Extra flags for `collibra-oauth-operator run` (after `--`).
+    #[arg(last = true)]
+    operator_args: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::select! {
+            r = bench(args) => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })
+}
+
+/// The operator as a process; killed when dropped.
+struct Operator {
+    child: Child,
+    pid: u32,
+    metrics_addr: String,
+    started: Instant,
+}
+
+struct OperatorSpec {
+    bin: PathBuf,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+}
+
+impl OperatorSpec {
+    fn spawn(&self) -> anyhow::Result<Operator> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let started = Instant::now();
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .args(&self.args)
+            .arg("--metrics-addr")
+            .arg(&metrics_addr)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("COLLIBRA_CLIENT_ID", "operator")
+            .env("COLLIBRA_CLIENT_SECRET", "operator-secret")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let pid = child.id().context("the operator exited at once")?;
+        Ok(Operator {
+            child,
+            pid,
+            metrics_addr,
+            started,
+        })
+    }
+}
+
+impl Operator {
+    async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<Metrics> {
+        let text = http
+            .get(format!("http://{}/metrics", self.metrics_addr))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Metrics::parse(&text))
+    }
+
+    async fn wait_ready(&mut self, http: &reqwest::Client, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the operator exited: {status}");
+            }
+            let ok = http
+                .get(format!("http://{}/readyz", self.metrics_addr))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the operator was not ready within {limit:?}")
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = send_sigterm(self.pid);
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => self.child.kill().await?,
+        }
+        Ok(())
+    }
+
+    fn proc(&self) -> anyhow::Result<Proc> {
+        Proc::read(self.pid)
+    }
+}
+
+fn send_sigterm(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+}
+
+/// Resource use of a process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct Proc {
+    /// Peak resident set (VmHWM), KiB.
+    hwm_kib: u64,
+    /// Resident set now (VmRSS), KiB.
+    rss_kib: u64,
+    /// utime + stime, seconds.
+    cpu_secs: f64,
+}
+
+impl Proc {
+    fn read(pid: u32) -> anyhow::Result<Proc> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let hz = rustix::param::clock_ticks_per_second() as f64;
+        Ok(Proc {
+            hwm_kib: kib("VmHWM:"),
+            rss_kib: kib("VmRSS:"),
+            cpu_secs: (ticks(11) + ticks(12)) as f64 / hz,
+        })
+    }
+}
+
+/// The samples of a Prometheus text exposition.
+#[derive(Clone, Debug, Default)]
+struct Metrics {
+    samples: Vec<(String, String, f64)>,
+}
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let value = value.parse::<f64>().ok()?;
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                Some((name.to_owned(), labels.to_owned(), value))
+            })
+            .collect();
+        Metrics { samples }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let key = format!("{label}=\"");
+        let mut out = BTreeMap::new();
+        for (n, labels, v) in &self.samples {
+            if n != name {
+                continue;
+            }
+            let value = labels
+                .split_once(&key)
+                .and_then(|(_, r)| r.split_once('"'))
+                .map(|(v, _)| v.to_owned())
+                .unwrap_or_default();
+            *out.entry(value).or_insert(0.0) += v;
+        }
+        out
+    }
+}
+
+const KUBE_REQUESTS: &str = "collibra_oauth_kubernetes_requests_total";
+
+/// Counters at one instant.
+#[derive(Clone, Debug)]
+struct Snapshot {
+    at: Instant,
+    sim: Stats,
+    kube: Option<BTreeMap<String, f64>>,
+    reconciles: f64,
+    retries: f64,
+    proc: Proc,
+}
+
+async fn snapshot(
+    op: &Operator,
+    http: &reqwest::Client,
+    sim: &collibra_sim::SimHandle,
+) -> anyhow::Result<Snapshot> {
+    let m = op.metrics(http).await?;
+    Ok(Snapshot {
+        at: Instant::now(),
+        sim: sim.stats(),
+        kube: m
+            .has(KUBE_REQUESTS)
+            .then(|| m.by_label(KUBE_REQUESTS, "method")),
+        reconciles: m.sum("collibra_oauth_reconciles_total"),
+        retries: m.sum("collibra_oauth_collibra_retries_total"),
+        proc: op.proc()?,
+    })
+}
+
+/// Differences between two snapshots.
+fn delta(a: &Snapshot, b: &Snapshot) -> Value {
+    let mut collibra = BTreeMap::new();
+    for (op, n) in &b.sim.requests {
+        let d = n - a.sim.requests.get(op).copied().unwrap_or(0);
+        if d > 0 {
+            collibra.insert(op.clone(), d);
+        }
+    }
+    let mut responses = BTreeMap::new();
+    for (k, n) in &b.sim.responses {
+        let d = n - a.sim.responses.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            responses.insert(k.clone(), d);
+        }
+    }
+    let kube = match (&a.kube, &b.kube) {
+        (Some(x), Some(y)) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in y {
+                let d = v - x.get(k).copied().unwrap_or(0.0);
+                if d > 0.0 {
+                    m.insert(k.clone(), d as u64);
+                }
+            }
+            json!(m)
+        }
+        (None, Some(y)) => json!(
+            y.iter()
+                .map(|(k, v)| (k.clone(), *v as u64))
+                .collect::<BTreeMap<_, _>>()
+        ),
+        _ => Value::Null,
+    };
+    json!({
+        "seconds": round3(b.at.duration_since(a.at).as_secs_f64()),
+        "collibra_requests": collibra,
+        "collibra_responses": responses,
+        "kubernetes_requests": kube,
+        "reconciles": b.reconciles - a.reconciles,
+        "collibra_retries": b.retries - a.retries,
+        "cpu_seconds": round3(b.proc.cpu_secs - a.proc.cpu_secs),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn repo_path(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Counts Ready OAuthClients in `ns`, published on a watch channel.
+fn watch_ready(api: Api<OAuthClient>) -> tokio::sync::watch::Receiver<usize> {
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    tokio::spawn(async move {
+        let mut ready = HashSet::new();
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(ev) = events.next().await {
+            let Ok(ev) = ev else { continue };
+            match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    if o.ready_condition().is_some_and(|c| c.status == "True") {
+                        ready.insert(name);
+                    } else {
+                        ready.remove(&name);
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    ready.remove(&o.metadata.name.clone().unwrap_or_default());
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            if tx.send(ready.len()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    if !args.operator.exists() {
+        bail!(
+            "{} not found: run `cargo build --release` first (or pass --operator)",
+            args.operator.display()
+        );
+    }
+    let n = args.n;
+    let began = Instant::now();
+    let load_start = load();
+    eprintln!("bench: N={n}, starting the control plane (load {load_start})");
+    let cp = ControlPlane::start().await?;
+    let crd = repo_path("crds/oauthclients.yaml");
+    let rbac = repo_path("deploy/rbac.yaml");
+    cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &crd.display().to_string(),
+        "-f",
+        &rbac.display().to_string(),
+    ])
+    .await?;
+    cp.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/oauthclients.oauth.collibra.dev",
+    ])
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("operator.kubeconfig");
+    cp.write_kubeconfig_as(&kubeconfig, OPERATOR_SA, &[])?;
+    let admin = {
+        let kc = Kubeconfig::read_from(cp.kubeconfig_path())?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Client::try_from(config)?
+    };
+    let ns = cp.create_namespace("bench").await?;
+
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let collibra = sim.handle();
+    collibra.set_faults(Faults {
+        latency_ms: args.latency_ms,
+        rate_limit: Some(RateLimit {
+            requests_per_second: args.rate_limit,
+            retry_after_secs: Some(1),
+        }),
+        ..Faults::default()
+    });
+
+    let mut op_args = vec![
+        "--collibra-url".to_owned(),
+        sim.url(),
+        "--watch-namespaces".to_owned(),
+        ns.clone(),
+        "--resync-interval".to_owned(),
+        humantime::format_duration(args.resync).to_string(),
+    ];
+    op_args.extend(args.operator_args.iter().cloned());
+    let spec = OperatorSpec {
+        bin: args.operator.clone(),
+        args: op_args.clone(),
+        kubeconfig: kubeconfig.clone(),
+        log: dir.path().join("operator.log"),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let result = run_phases(&args, &cp, &admin, &ns, &collibra, &spec, &http).await;
+    if let Some(to) = &args.log {
+        let _ = std::fs::copy(&spec.log, to);
+    }
+    sim.shutdown().await;
+    cp.stop()?;
+    let mut report = result?;
+    report["machine"] = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "mem_total_kib": meminfo_total(),
+        "load_start": load_start,
+        "load_end": load(),
+    });
+    report["operator_args"] = json!(
+        op_args
+            .iter()
+            .map(|a| if a.starts_with("http://") {
+                "<sim-url>".to_owned()
+            } else if a == &ns {
+                "<ns>".to_owned()
+            } else {
+                a.clone()
+            })
+            .collect::<Vec<_>>()
+    );
+    report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn meminfo_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_phases(
+    args: &Args,
+    _cp: &ControlPlane,
+    admin: &Client,
+    ns: &str,
+    collibra: &collibra_sim::SimHandle,
+    spec: &OperatorSpec,
+    http: &reqwest::Client,
+) -> anyhow::Result<Value> {
+    let n = args.n;
+    let rate = f64::from(args.rate_limit);
+    let mut op = spec.spawn()?;
+    op.wait_ready(http, Duration::from_secs(60)).await?;
+    let api: Api<OAuthClient> = Api::namespaced(admin.clone(), ns);
+    let mut ready = watch_ready(api.clone());
+
+    // Rollout.
+    let s0 = snapshot(&op, http, collibra).await?;
+    let t0 = Instant::now();
+    eprintln!("bench: creating {n} OAuthClients");
+    let creating = {
+        let api = api.clone();
+        let c = args.create_concurrency.max(1);
+        async move {
+            futures::stream::iter(0..n)
+                .map(|i| {
+                    let api = api.clone();
+                    async move {
+                        let name = format!("bench-{i:05}");
+                        let obj = json!({
+                            "apiVersion": "oauth.collibra.dev/v1alpha1",
+                            "kind": "OAuthClient",
+                            "metadata": { "name": name },
+                            "spec": { "clientName": format!("bench-client-{i:05}") },
+                        });
+                        api.patch(
+                            &name,
+                            &PatchParams::apply("collibra-oauth-bench").force(),
+                            &Patch::Apply(&obj),
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                })
+                .buffer_unordered(c)
+                .try_collect::<Vec<()>>()
+                .await?;
+            anyhow::Ok(t0.elapsed())
+        }
+    };
+    let created_in = creating.await?;
+    eprintln!("bench: created in {:.1}s", created_in.as_secs_f64());
+    let timeout = args
+        .timeout
+        .unwrap_or_else(|| Duration::from_secs_f64(10.0 * n as f64 / rate + 120.0));
+    let deadline = t0 + timeout;
+    let mut last_print = Instant::now();
+    loop {
+        if *ready.borrow_and_update() >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} Ready after {timeout:?}; operator log: {}",
+                *ready.borrow(),
+                spec.log.display()
+            );
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            last_print = Instant::now();
+            let st = collibra.stats();
+            eprintln!(
+                "bench: {:>6.1}s ready {}/{n}, Collibra register {} (429s {})",
+                t0.elapsed().as_secs_f64(),
+                *ready.borrow(),
+                st.requests_for("register"),
+                st.faults.get("429").copied().unwrap_or(0)
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), ready.changed()).await;
+    }
+    let converge = t0.elapsed();
+    let s1 = snapshot(&op, http, collibra).await?;
+    eprintln!("bench: all {n} Ready after {:.1}s", converge.as_secs_f64());
+    let rollout = delta(&s0, &s1);
+    let limit = n as f64 / rate;
+    let lists = s1.sim.requests_for("list") - s0.sim.requests_for("list");
+    let registers =
+        s1.sim.responses_for("register", "201") - s0.sim.responses_for("register", "201");
+
+    // Steady state: one resync period right after convergence.
+    let steady = if args.no_steady {
+        Value::Null
+    } else {
+        eprintln!("bench: steady-state window of {:?}", args.resync);
+        tokio::time::sleep(args.resync).await;
+        let s2 = snapshot(&op, http, collibra).await?;
+        let mut d = delta(&s1, &s2);
+        let minutes = s2.at.duration_since(s1.at).as_secs_f64() / 60.0;
+        let per_min = |v: &Value| -> Value {
+            match v.as_object() {
+                Some(m) => json!(
+                    m.iter()
+                        .map(|(k, x)| (k.clone(), round3(x.as_f64().unwrap_or(0.0) / minutes)))
+                        .collect::<BTreeMap<_, _>>()
+                ),
+                None => Value::Null,
+            }
+        };
+        d["collibra_per_minute"] = per_min(&d["collibra_requests"]);
+        d["kubernetes_per_minute"] = per_min(&d["kubernetes_requests"]);
+        d
+    };
+    let proc_before_restart = op.proc()?;
+
+    // Restart with N objects present.
+    let restart = if args.no_restart {
+        op.stop().await?;
+        Value::Null
+    } else {
+        op.stop().await?;
+        eprintln!("bench: restarting the operator");
+        let before = collibra.stats();
+        let op2 = spec.spawn()?;
+        let deadline =
+            Instant::now() + Duration::from_secs(120) + Duration::from_millis(n as u64 * 20);
+        let mut first = None;
+        let mut all = None;
+        let mut ready_at = None;
+        while Instant::now() < deadline && all.is_none() {
+            if let Ok(m) = op2.metrics(http).await {
+                let r = m.sum("collibra_oauth_reconciles_total");
+                if r >= 1.0 && first.is_none() {
+                    first = Some(op2.started.elapsed());
+                }
+                if r >= n as f64 {
+                    all = Some(op2.started.elapsed());
+                }
+            }
+            if ready_at.is_none()
+                && http
+                    .get(format!("http://{}/readyz", op2.metrics_addr))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                ready_at = Some(op2.started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let m = op2.metrics(http).await?;
+        let after = collibra.stats();
+        let proc2 = op2.proc()?;
+        let mut collibra_requests = BTreeMap::new();
+        for (k, v) in &after.requests {
+            let d = v - before.requests.get(k).copied().unwrap_or(0);
+            if d > 0 {
+                collibra_requests.insert(k.clone(), d);
+            }
+        }
+        let kube = m.has(KUBE_REQUESTS).then(|| {
+            m.by_label(KUBE_REQUESTS, "method")
+                .into_iter()
+                .map(|(k, v)| (k, v as u64))
+                .collect::<BTreeMap<_, _>>()
+        });
+        op2.stop().await?;
+        json!({
+            "first_reconcile_seconds": first.map(|d| round3(d.as_secs_f64())),
+            "readyz_seconds": ready_at.map(|d| round3(d.as_secs_f64())),
+            "all_reconciled_seconds": all.map(|d| round3(d.as_secs_f64())),
+            "collibra_requests": collibra_requests,
+            "kubernetes_requests": kube,
+            "peak_rss_mib": round3(proc2.hwm_kib as f64 / 1024.0),
+            "cpu_seconds": round3(proc2.cpu_secs),
+        })
+    };
+
+    let peak_rss_mib = proc_before_restart.hwm_kib as f64 / 1024.0;
+    let steady_lists = steady["collibra_requests"]["list"].as_u64().unwrap_or(0);
+    let steady_writes: u64 = ["register", "update", "delete"]
+        .iter()
+        .map(|k| steady["collibra_requests"][*k].as_u64().unwrap_or(0))
+        .sum();
+    let first = restart["first_reconcile_seconds"].as_f64();
+    Ok(json!({
+        "n": n,
+        "resync_seconds": args.resync.as_secs_f64(),
+        "rate_limit_per_second": args.rate_limit,
+        "latency_ms": args.latency_ms,
+        "create_seconds": round3(created_in.as_secs_f64()),
+        "converge_seconds": round3(converge.as_secs_f64()),
+        "physical_limit_seconds": round3(limit),
+        "rollout": rollout,
+        "peak_rss_mib": round3(peak_rss_mib),
+        "rss_mib_before_restart": round3(proc_before_restart.rss_kib as f64 / 1024.0),
+        "cpu_seconds_total": round3(proc_before_restart.cpu_secs),
+        "steady": steady,
+        "restart": restart,
+        "targets": {
+            "converge_ratio": round3(converge.as_secs_f64() / limit),
+            "converge_met": converge.as_secs_f64() <= 1.2 * limit,
+            "lists_per_100_registrations": round3(lists as f64 * 100.0 / (registers.max(1)) as f64),
+            "lists_met": lists as f64 * 100.0 <= registers.max(1) as f64,
+            "steady_lists_per_resync": steady_lists,
+            "steady_writes": steady_writes,
+            "steady_met": (!args.no_steady).then_some(steady_lists <= 1 && steady_writes == 0),
+            "peak_rss_ratio_to_64mib": round3(peak_rss_mib / 64.0),
+            "peak_rss_met": peak_rss_mib <= 64.0,
+            "first_reconcile_met": first.map(|f| f <= 1.0),
+        },
+    }))
+}
+
+fn print_table(r: &Value) {
+    let row = |k: &str, v: String| println!("| {k:<44} | {v:>28} |");
+    let s = |v: &Value| match v {
+        Value::Null => "n/a".to_owned(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    println!("| {:<44} | {:>28} |", "figure", "value");
+    println!("|{}|{}|", "-".repeat(46), "-".repeat(30));
+    row("N", s(&r["n"]));
+    row(
+        "machine cpus / load start / load end",
+        format!(
+            "{} / {} / {}",
+            s(&r["machine"]["cpus"]),
+            r["machine"]["load_start"].as_str().unwrap_or(""),
+            r["machine"]["load_end"].as_str().unwrap_or("")
+        ),
+    );
+    row("create N objects (s)", s(&r["create_seconds"]));
+    row("converge: all Ready (s)", s(&r["converge_seconds"]));
+    row("physical limit N/rate (s)", s(&r["physical_limit_seconds"]));
+    row(
+        "converge ratio (target <= 1.2)",
+        s(&r["targets"]["converge_ratio"]),
+    );
+    row(
+        "rollout Collibra requests",
+        s(&r["rollout"]["collibra_requests"]),
+    );
+    row(
+        "rollout Collibra responses",
+        s(&r["rollout"]["collibra_responses"]),
+    );
+    row(
+        "rollout Collibra retries (operator)",
+        s(&r["rollout"]["collibra_retries"]),
+    );
+    row(
+        "rollout lists per 100 registrations (<= 1)",
+        s(&r["targets"]["lists_per_100_registrations"]),
+    );
+    row(
+        "rollout API-server requests",
+        s(&r["rollout"]["kubernetes_requests"]),
+    );
+    row("rollout reconciles", s(&r["rollout"]["reconciles"]));
+    row("peak RSS (MiB, target <= 64 at 10k)", s(&r["peak_rss_mib"]));
+    row(
+        "CPU seconds (start to end of steady)",
+        s(&r["cpu_seconds_total"]),
+    );
+    row("steady window (s)", s(&r["steady"]["seconds"]));
+    row(
+        "steady Collibra requests / min",
+        s(&r["steady"]["collibra_per_minute"]),
+    );
+    row(
+        "steady API-server requests / min",
+        s(&r["steady"]["kubernetes_per_minute"]),
+    );
+    row("steady reconciles", s(&r["steady"]["reconciles"]));
+    row(
+        "steady met (<= 1 list, no writes)",
+        s(&r["targets"]["steady_met"]),
+    );
+    row(
+        "restart: first reconcile (s, target <= 1)",
+        s(&r["restart"]["first_reconcile_seconds"]),
+    );
+    row("restart: /readyz (s)", s(&r["restart"]["readyz_seconds"]));
+    row(
+        "restart: all N reconciled (s)",
+        s(&r["restart"]["all_reconciled_seconds"]),
+    );
+    row(
+        "restart: Collibra requests",
+        s(&r["restart"]["collibra_requests"]),
+    );
+    row(
+        "restart: API-server requests",
+        s(&r["restart"]["kubernetes_requests"]),
+    );
+    row("restart: peak RSS (MiB)", s(&r["restart"]["peak_rss_mib"]));
+}
