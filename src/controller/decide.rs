@@ -7,8 +7,11 @@
 use k8s_openapi::jiff::Timestamp;
 
 /// Tolerated clock difference between Collibra and the operator when
-/// deciding whether a client was registered after our claim.
-pub const CLOCK_SKEW_SECS: i64 = 120;
+/// deciding whether a client was registered after our claim. Small on
+/// purpose: too small only turns a lost secret of ours into a Stalled
+/// `ClientExistsWithoutSecret`; too large could take a foreign client
+/// registered just before our claim for ours.
+pub const CLOCK_SKEW_SECS: i64 = 30;
 
 /// A Collibra client as the list reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
