@@ -80,7 +80,7 @@ if ((${#missing[@]} > 0)); then
 	for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
 		ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
 	done
-	if ! (cd "$here" && CGO_ENABLED=0 "$go_bin" build -ldflags="$ldflags" -o "$tmp/" "${pkgs[@]}") >&2; then
+	if ! (cd "$here" && CGO_ENABLED=0 "$go_bin" build -buildvcs=false -ldflags="$ldflags" -o "$tmp/" "${pkgs[@]}") >&2; then
 		die "go build of ${missing[*]} failed (see the compiler output above)"
 	fi
 	for b in "${missing[@]}"; do
