@@ -31,6 +31,10 @@ struct State {
     generation: u64,
     /// Set when an answer means the cache may be wrong; the next lookup refreshes.
     stale: bool,
+    /// Counts invalidations, so a fetch that was already in flight when the
+    /// cache was invalidated does not store its (possibly older) answer as
+    /// fresh.
+    invalidations: u64,
 }
 
 /// The cached Collibra list.
@@ -51,6 +55,7 @@ impl ClientList {
                 fetched_at: None,
                 generation: 0,
                 stale: true,
+                invalidations: 0,
             }),
             refresh: tokio::sync::Mutex::new(()),
             refreshes: AtomicU64::new(0),
@@ -89,13 +94,17 @@ impl ClientList {
         if let Some(hit) = self.cached(name) {
             return Ok(hit);
         }
+        let invalidations_before = self.lock().invalidations;
         let listed = fetch().await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
         s.by_name = listed_by_name(listed);
         s.fetched_at = Some(Instant::now());
         s.generation += 1;
-        s.stale = false;
+        // Invalidated meanwhile (say, a registration whose answer was lost
+        // committed while this list was on its way): the answer may predate
+        // it, so the next lookup reads the list again.
+        s.stale = s.invalidations != invalidations_before;
         Ok(Lookup {
             client: s.by_name.get(name).cloned(),
             generation: s.generation,
@@ -116,6 +125,7 @@ impl ClientList {
         let mut s = self.lock();
         if s.generation == generation {
             s.stale = true;
+            s.invalidations += 1;
         }
     }
 
@@ -160,6 +170,48 @@ mod tests {
                 grant_types: vec![],
             },
         )
+    }
+
+    #[tokio::test]
+    async fn a_list_in_flight_during_an_invalidation_is_not_fresh() {
+        let list = Arc::new(ClientList::new(Duration::from_secs(60)));
+        let first = list
+            .lookup("a", || async { Ok::<_, ()>(vec![]) })
+            .await
+            .expect("ok");
+        // A slow list starts before a registration commits...
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let list = list.clone();
+            list.invalidate(first.generation);
+            tokio::spawn(async move {
+                list.lookup("other", || async move {
+                    let _ = wait.await;
+                    Ok::<_, ()>(vec![])
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // ...the registration's answer is lost, so the cache is invalidated
+        // while that list is still on its way.
+        list.invalidate(first.generation);
+        let _ = release.send(());
+        slow.await.expect("joined").expect("ok");
+        let calls = AtomicUsize::new(0);
+        let again = list
+            .lookup("a", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(vec![entry("a", "id-a")])
+            })
+            .await
+            .expect("ok");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the older answer was taken as fresh"
+        );
+        assert!(again.client.is_some());
     }
 
     #[tokio::test]
