@@ -52,6 +52,16 @@ build: ## Build the operator and the simulator
 demo: build ## Run it all locally: control plane, simulator, operator, examples/ (Ctrl-C stops)
 	bash hack/demo.sh
 
+.PHONY: reliability fuzz
+reliability: ## Full reliability suites (crash 200 objects x 30 kill rounds, faults on 200 objects, bad input, hygiene); see RELIABILITY.md
+	RELIABILITY_FULL=1 cargo test -p collibra-oauth-operator --test reliability
+
+FUZZ_SECONDS ?= 60
+fuzz: ## cargo fuzz on the Collibra response parsing (nightly; installs cargo-fuzz when missing): make fuzz [FUZZ_SECONDS=60]
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd crates/collibra-client && mkdir -p fuzz/corpus/parse_responses && \
+		cargo +nightly fuzz run parse_responses --fuzz-dir fuzz fuzz/corpus/parse_responses fuzz/seeds -- -max_total_time=$(FUZZ_SECONDS)
+
 N ?= 1000
 RESYNC ?= 60s
 bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=60s] [JSON=out.json] [OPERATOR_ARGS="--concurrency 16"]

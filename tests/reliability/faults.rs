@@ -110,9 +110,11 @@ async fn faulty_collibra_and_control_plane_restarts_converge(env: Arc<Env>) -> a
     let backoff = metric_sum(&metrics, "collibra_oauth_collibra_backoff_seconds_total");
     let reconcile_errors = metric_sum(&metrics, "collibra_oauth_reconcile_errors_total");
     let faults_injected: u64 = stats.faults.values().sum();
+    let dup_refused =
+        stats.responses_for("register", "400") + stats.responses_for("register", "409");
     let n = objects as u64;
     println!(
-        "RELIABILITY faults objects={} seed={seed} converged_secs={:.0} apiserver_restart_secs={:.1} etcd_restart_secs={:.1} faults_injected={faults_injected} faults={:?} scripted_queued={scripted} scripted_unused={unused_scripts} requests={:?} total_requests={} requests_per_object={:.1} quiet_after_convergence={quiet} retries_total={retries} backoff_seconds_total={backoff:.1} reconcile_errors_total={reconcile_errors} lost={} duplicated={} orphaned={} ready={}",
+        "RELIABILITY faults objects={} seed={seed} converged_secs={:.0} apiserver_restart_secs={:.1} etcd_restart_secs={:.1} faults_injected={faults_injected} faults={:?} scripted_queued={scripted} scripted_unused={unused_scripts} requests={:?} total_requests={} requests_per_object={:.1} quiet_after_convergence={quiet} retries_total={retries} backoff_seconds_total={backoff:.1} reconcile_errors_total={reconcile_errors} duplicate_registers_refused={dup_refused} lost={} duplicated={} orphaned={} ready={}",
         a.objects,
         converged.as_secs_f64(),
         apiserver_restart.as_secs_f64(),
