@@ -88,12 +88,8 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
         // Half the kills wait for Collibra to commit a registration and
         // land while its 201 is held back; the others at a random moment.
         if rng.random_bool(0.5) {
-            loop {
-                match announced.try_recv() {
-                    Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
+            // Forget commits announced before this start.
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = announced.try_recv() {}
             let wait = Duration::from_millis(rng.random_range(0..8000));
             if let Ok(Ok(_)) =
                 tokio::time::timeout(wait.max(Duration::from_secs(3)), announced.recv()).await
