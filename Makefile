@@ -7,9 +7,10 @@ SHELL := /bin/bash
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end and packaging tests
+test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end, reliability (short) and packaging tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
 	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
