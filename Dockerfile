@@ -5,8 +5,9 @@
 #
 #   docker build -t collibra-oauth-operator:0.1.0 .
 #
-# Expected size: about 20 MB uncompressed (distroless/static is ~2 MB, the
-# stripped release binary ~15-20 MB); about 8 MB compressed in the registry.
+# Expected size: about 19 MB uncompressed, about 8 MB compressed in the
+# registry: distroless/static is ~2 MB, the stripped release binary ~16.5 MB
+# (measured on x86_64 for 0.1.0: 16.4 MB stripped, 6.6 MB gzipped).
 # The image holds the binary, CA roots (from distroless, used for Collibra
 # when no --collibra-ca-file is given) and /etc/passwd for uid 65532; no
 # shell, no package manager.
