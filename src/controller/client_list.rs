@@ -119,14 +119,16 @@ impl ClientList {
         })
     }
 
-    /// Marks the cache stale if it is still at `generation` (an answer from
-    /// it proved wrong, or an outcome is unknown).
-    pub fn invalidate(&self, generation: u64) {
+    /// Marks the cache stale (an answer from generation `_generation` proved
+    /// wrong, or an outcome is unknown). Newer generations are invalidated
+    /// too: a list stored since may have been requested before the event
+    /// (a registration that committed while its answer was lost), and
+    /// taking it as fresh would hide the new client. The price is at most
+    /// one extra list per invalidation; single-flight merges concurrent ones.
+    pub fn invalidate(&self, _generation: u64) {
         let mut s = self.lock();
-        if s.generation == generation {
-            s.stale = true;
-            s.invalidations += 1;
-        }
+        s.stale = true;
+        s.invalidations += 1;
     }
 
     /// Records a client the operator just registered.
@@ -259,10 +261,13 @@ mod tests {
         let again = list.lookup("a", fetch).await.expect("ok");
         assert_eq!(list.refreshes(), 2);
         assert_eq!(again.generation, first.generation + 1);
-        // An invalidation from an older generation does not force another.
+        // An invalidation from an older generation forces one more too: the
+        // newer list may have been requested before the event.
         list.invalidate(first.generation);
         list.lookup("a", fetch).await.expect("ok");
-        assert_eq!(list.refreshes(), 2);
+        assert_eq!(list.refreshes(), 3);
+        list.lookup("a", fetch).await.expect("ok");
+        assert_eq!(list.refreshes(), 3);
     }
 
     #[tokio::test]

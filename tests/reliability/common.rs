@@ -179,6 +179,17 @@ pub async fn wait_settled(
     )
 }
 
+/// Copies the operator's log to `target/reliability-logs/` so a failure
+/// can be studied after the fixture's directory is gone; returns the path.
+pub fn keep_log(f: &Fixture, what: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability-logs");
+    let dest = dir.join(format!("{what}-{}.log", f.ns));
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(f.op.log_path(), &dest)) {
+        Ok(_) => dest.display().to_string(),
+        Err(e) => format!("(log not kept: {e})"),
+    }
+}
+
 /// What the final state says about the credentials.
 #[derive(Debug, Default)]
 pub struct Audit {

@@ -118,7 +118,10 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
     }
     f.op.restart().await?;
     let timeout = Duration::from_secs(if common::full() { 300 } else { 120 });
-    let converge = wait_settled(&f, objects, !delete, timeout).await?;
+    let converge = match wait_settled(&f, objects, !delete, timeout).await {
+        Ok(d) => d,
+        Err(e) => anyhow::bail!("{e:#}\nfull log: {}", common::keep_log(&f, prefix)),
+    };
     let a = audit(&f, delete, if common::full() { 25 } else { 8 }).await?;
     let stats = f.collibra.stats();
     let dup_refused =

@@ -93,7 +93,14 @@ async fn faulty_collibra_and_control_plane_restarts_converge(env: Arc<Env>) -> a
     env.cp.restart_etcd().await?;
     let etcd_restart = t.elapsed();
     let timeout = Duration::from_secs(if common::full() { 420 } else { 180 });
-    wait_settled(&f, objects, false, timeout).await?;
+    if let Err(e) = wait_settled(&f, objects, false, timeout).await {
+        let mut f = f;
+        let alive = !f.op.exited();
+        anyhow::bail!(
+            "{e:#}\noperator still running: {alive}; full log: {}",
+            common::keep_log(&f, "faults")
+        );
+    }
     let converged = started.elapsed();
     let stats = f.collibra.stats();
     // No hot loop: a converged operator stays quiet (resync is 10 minutes).
