@@ -55,6 +55,12 @@ pub struct RunArgs {
     #[arg(long, env = "COLLIBRA_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub collibra_timeout: Duration,
 
+    /// Requests per second sent to Collibra at most, evenly spaced (set it
+    /// to the instance's rate limit so no request is spent on a 429). Unset:
+    /// no pacing; a 429 with Retry-After still holds every request.
+    #[arg(long, env = "COLLIBRA_RATE_LIMIT", value_parser = positive_rate)]
+    pub collibra_rate_limit: Option<f64>,
+
     /// Namespaces to watch (comma-separated); all namespaces when unset.
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
@@ -97,6 +103,13 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("expected requests per second > 0, got {s:?}")),
+    }
 }
 
 impl RunArgs {
@@ -161,6 +174,7 @@ impl RunArgs {
             request_timeout: self.collibra_timeout,
             retry: RetryPolicy::default(),
             max_body_bytes: 32 * 1024 * 1024,
+            rate_limit: self.collibra_rate_limit,
         })
     }
 }
@@ -191,6 +205,16 @@ mod tests {
         assert_eq!(a.resync_interval, Duration::from_secs(600));
         assert_eq!(a.log_format, LogFormat::Text);
         assert_eq!(a.namespaces(), None);
+        assert_eq!(a.collibra_rate_limit, None);
+    }
+
+    #[test]
+    fn rate_limit_is_positive() {
+        let a = parse(&["--collibra-rate-limit", "50"]);
+        assert_eq!(a.collibra_rate_limit, Some(50.0));
+        let mut argv = vec!["x", "--collibra-url", "https://c.example"];
+        argv.extend_from_slice(&["--collibra-rate-limit", "0"]);
+        assert!(Wrap::try_parse_from(argv).is_err());
     }
 
     #[test]

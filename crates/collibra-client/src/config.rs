@@ -30,6 +30,11 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Largest response body accepted; anything longer is an error.
     pub max_body_bytes: usize,
+    /// Requests per second the client sends at most (all operations, retries
+    /// and token requests included), evenly spaced; `None` sends at once.
+    /// Independently of it, a 429 with `Retry-After` holds every request of
+    /// the client until then.
+    pub rate_limit: Option<f64>,
 }
 
 impl Config {
@@ -44,6 +49,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             max_body_bytes: 32 * 1024 * 1024,
+            rate_limit: None,
         }
     }
 }

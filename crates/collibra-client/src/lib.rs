@@ -48,6 +48,7 @@ mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+mod limiter;
 pub mod model;
 pub mod observer;
 pub mod parse;

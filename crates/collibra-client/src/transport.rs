@@ -10,6 +10,7 @@ use rand::Rng;
 
 use crate::config::{Config, RetryPolicy};
 use crate::error::{self, Error};
+use crate::limiter::Limiter;
 use crate::observer::{Observer, Operation};
 use crate::tls;
 
@@ -44,6 +45,7 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     retry: RetryPolicy,
     max_body_bytes: usize,
+    limiter: Limiter,
 }
 
 /// Why one attempt produced no usable response.
@@ -75,6 +77,7 @@ impl Transport {
             http,
             retry: config.retry.clone(),
             max_body_bytes: config.max_body_bytes,
+            limiter: Limiter::new(config.rate_limit, 1),
         })
     }
 
@@ -104,6 +107,7 @@ impl Transport {
             })?;
             let method = request.method().clone();
             let path = request.url().path().to_owned();
+            self.limiter.acquire().await;
             let started = Instant::now();
             let result = self.attempt(request).await;
             let elapsed = started.elapsed();
@@ -129,6 +133,12 @@ impl Transport {
                         return Ok(response);
                     }
                     let retry_after = response.retry_after;
+                    if response.status == 429
+                        && let Some(wait) = retry_after.filter(|w| *w <= self.retry.max_retry_after)
+                    {
+                        // The server's limit is shared by every call: hold them all.
+                        self.limiter.pause(wait);
+                    }
                     if let Some(wait) = retry_after.filter(|w| *w > self.retry.max_retry_after) {
                         return Err(Error::Unavailable {
                             operation,
