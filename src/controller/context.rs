@@ -25,6 +25,7 @@ use rand::Rng;
 use super::{
     client_list::{ClientList, Lookup},
     decide::{Listed, NameClaim, name_owner},
+    names::NameIndex,
 };
 use crate::{api::OAuthClient, metrics::Metrics};
 
@@ -91,6 +92,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Watched scopes.
     pub scopes: Vec<Scope>,
+    /// clientName index of each scope (same order as `scopes`); empty when
+    /// none is fed, and then the stores are scanned.
+    names: Vec<Arc<NameIndex>>,
     /// Settings.
     pub settings: Settings,
     /// Whether Collibra answers DELETE.
@@ -129,6 +133,7 @@ impl Context {
             recorder,
             metrics,
             scopes,
+            names: Vec::new(),
             settings,
             delete_supported: Capability::default(),
             update_supported: Capability::default(),
@@ -136,6 +141,15 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             holds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Uses the clientName indexes the watches feed, one per scope in the
+    /// order of `scopes`, instead of scanning the stores.
+    pub fn with_name_indexes(mut self, names: Vec<Arc<NameIndex>>) -> Self {
+        if names.len() == self.scopes.len() {
+            self.names = names;
+        }
+        self
     }
 
     /// The Collibra list entry for `name`, from the shared cache.
@@ -169,17 +183,25 @@ impl Context {
             namespace: o.namespace().unwrap_or_default(),
             name: o.name_any(),
         };
-        let mut claims: Vec<NameClaim> = self
-            .scopes
-            .iter()
-            .flat_map(|s| {
-                s.oauth_clients.state_filter(|o| {
-                    &o.spec.client_name == name && o.metadata.deletion_timestamp.is_none()
+        let mut claims: Vec<NameClaim> = if self.names.is_empty() {
+            self.scopes
+                .iter()
+                .flat_map(|s| {
+                    s.oauth_clients.state_filter(|o| {
+                        &o.spec.client_name == name && o.metadata.deletion_timestamp.is_none()
+                    })
                 })
-            })
-            .filter(|o| o.metadata.uid != obj.metadata.uid)
-            .map(|o| claim(&o))
-            .collect();
+                .filter(|o| o.metadata.uid != obj.metadata.uid)
+                .map(|o| claim(&o))
+                .collect()
+        } else {
+            self.names
+                .iter()
+                .flat_map(|i| i.claimants(name))
+                .filter(|c| !c.deleting && c.uid != obj.metadata.uid)
+                .map(|c| c.claim)
+                .collect()
+        };
         if claims.is_empty() {
             return None;
         }
@@ -192,6 +214,17 @@ impl Context {
     /// is gone, the oldest of them takes the name over at once).
     pub fn wake_name_claimants(&self, obj: &OAuthClient) {
         let name = &obj.spec.client_name;
+        if !self.names.is_empty() {
+            for (s, i) in self.scopes.iter().zip(&self.names) {
+                for c in i.claimants(name) {
+                    if c.uid != obj.metadata.uid {
+                        let r = ObjectRef::new(&c.claim.name).within(&c.claim.namespace);
+                        let _ = s.wake.unbounded_send(r);
+                    }
+                }
+            }
+            return;
+        }
         for s in &self.scopes {
             for o in s
                 .oauth_clients

@@ -6,6 +6,7 @@
 pub mod client_list;
 pub mod context;
 pub mod decide;
+pub mod names;
 pub mod reconcile;
 pub mod secret;
 pub mod status;
@@ -17,7 +18,7 @@ use std::sync::{
 
 use anyhow::Context as _;
 use collibra_client::CollibraClient;
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
@@ -124,6 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut controllers = Vec::new();
     let mut scopes = Vec::new();
+    let mut name_indexes = Vec::new();
     for ns in &namespaces {
         let (oauth_api, secret_api): (Api<OAuthClient>, Api<Secret>) = match ns {
             Some(n) => (
@@ -133,11 +135,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         let (oauth_store, oauth_writer) = reflector::store();
+        let names = Arc::new(names::NameIndex::default());
+        name_indexes.push(names.clone());
         // Only changes that matter wake a reconcile: spec (generation, which
         // deletion also bumps), annotations (rotation) and finalizers. Our
-        // own status writes do not.
-        let oauth_stream = watcher(oauth_api, watcher::Config::default().any_semantic())
+        // own status writes do not. Lists are paged (500 objects a page, not
+        // `any_semantic`, which makes the API server ignore the page size):
+        // at 10,000 objects one unpaged list was most of the peak memory.
+        let oauth_stream = watcher(oauth_api, watcher::Config::default())
             .default_backoff()
+            .modify(slim)
+            .inspect_ok({
+                let names = names.clone();
+                move |e| names.apply(e)
+            })
             .reflect(oauth_writer)
             .applied_objects()
             .predicate_filter(
@@ -148,13 +159,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         let (secret_store, secret_writer) = reflector::store();
         let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-        let secret_stream = watcher(
-            secret_api,
-            watcher::Config::default().labels(&label).any_semantic(),
-        )
-        .default_backoff()
-        .reflect(secret_writer)
-        .touched_objects();
+        let secret_stream = watcher(secret_api, watcher::Config::default().labels(&label))
+            .default_backoff()
+            .modify(slim)
+            .reflect(secret_writer)
+            .touched_objects();
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let controller =
             Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
@@ -175,17 +184,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        collibra,
-        Recorder::new(client.clone(), reporter),
-        metrics.clone(),
-        scopes.clone(),
-        Settings {
-            resync: args.resync_interval,
-            deletion_grace: args.deletion_grace,
-        },
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            collibra,
+            Recorder::new(client.clone(), reporter),
+            metrics.clone(),
+            scopes.clone(),
+            Settings {
+                resync: args.resync_interval,
+                deletion_grace: args.deletion_grace,
+            },
+        )
+        .with_name_indexes(name_indexes),
+    );
 
     // Ready once every watch has listed its objects. Polled rather than
     // awaited: a waiter registered before the first list completes was seen
@@ -255,6 +267,14 @@ async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
         .context("building the Kubernetes client")?
         .with_layer(&count)
         .build())
+}
+
+/// Drops what no reconcile reads from cached objects: managedFields and
+/// kubectl's last-applied copy (together often larger than the object).
+fn slim<K: kube::Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
+    o.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 /// Which OAuthClients a Secret event concerns: its controller owner, or,

@@ -1,0 +1,167 @@
+//! Which OAuthClients claim each `clientName`, kept by the OAuthClient watch
+//! so a reconcile finds its rivals without scanning every cached object
+//! (the scan was O(N) per reconcile and the operator's hottest path at
+//! 10,000 objects; see BENCHMARKS.md).
+
+use std::{collections::HashMap, sync::Mutex};
+
+use kube::{ResourceExt, runtime::watcher};
+
+use super::decide::NameClaim;
+use crate::api::OAuthClient;
+
+/// One object that claims a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    /// The object's uid.
+    pub uid: Option<String>,
+    /// Its claim (creation time, namespace, name).
+    pub claim: NameClaim,
+    /// Whether it is being deleted.
+    pub deleting: bool,
+}
+
+#[derive(Default)]
+struct Claims {
+    by_name: HashMap<String, Vec<Claimant>>,
+    /// clientName of each object, by (namespace, name).
+    name_of: HashMap<(String, String), String>,
+}
+
+impl Claims {
+    fn upsert(&mut self, o: &OAuthClient) {
+        let key = key(o);
+        self.remove(&key);
+        let client_name = o.spec.client_name.clone();
+        self.by_name
+            .entry(client_name.clone())
+            .or_default()
+            .push(Claimant {
+                uid: o.metadata.uid.clone(),
+                claim: NameClaim {
+                    created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    namespace: key.0.clone(),
+                    name: key.1.clone(),
+                },
+                deleting: o.metadata.deletion_timestamp.is_some(),
+            });
+        self.name_of.insert(key, client_name);
+    }
+
+    fn remove(&mut self, key: &(String, String)) {
+        let Some(client_name) = self.name_of.remove(key) else {
+            return;
+        };
+        if let Some(v) = self.by_name.get_mut(&client_name) {
+            v.retain(|c| c.claim.namespace != key.0 || c.claim.name != key.1);
+            if v.is_empty() {
+                self.by_name.remove(&client_name);
+            }
+        }
+    }
+}
+
+fn key(o: &OAuthClient) -> (String, String) {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+#[derive(Default)]
+struct State {
+    live: Claims,
+    /// Built during a (re)list; replaces `live` when it is complete, as the
+    /// reflector's store does.
+    pending: Option<Claims>,
+}
+
+/// The clientName index of one watched scope.
+#[derive(Default)]
+pub struct NameIndex {
+    state: Mutex<State>,
+}
+
+impl NameIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows one watch event.
+    pub fn apply(&self, event: &watcher::Event<OAuthClient>) {
+        let mut s = self.lock();
+        match event {
+            watcher::Event::Apply(o) => s.live.upsert(o),
+            watcher::Event::Delete(o) => s.live.remove(&key(o)),
+            watcher::Event::Init => s.pending = Some(Claims::default()),
+            watcher::Event::InitApply(o) => s.pending.get_or_insert_with(Claims::default).upsert(o),
+            watcher::Event::InitDone => {
+                if let Some(p) = s.pending.take() {
+                    s.live = p;
+                }
+            }
+        }
+    }
+
+    /// The objects that claim `client_name`.
+    pub fn claimants(&self, client_name: &str) -> Vec<Claimant> {
+        self.lock()
+            .live
+            .by_name
+            .get(client_name)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(ns: &str, name: &str, client_name: &str) -> OAuthClient {
+        let mut o = OAuthClient::new(
+            name,
+            serde_json::from_value(serde_json::json!({ "clientName": client_name })).expect("spec"),
+        );
+        o.metadata.namespace = Some(ns.to_owned());
+        o.metadata.uid = Some(format!("{ns}/{name}"));
+        o
+    }
+
+    fn names(idx: &NameIndex, client_name: &str) -> Vec<String> {
+        let mut v: Vec<String> = idx
+            .claimants(client_name)
+            .into_iter()
+            .map(|c| format!("{}/{}", c.claim.namespace, c.claim.name))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn follows_applies_and_deletes() {
+        let idx = NameIndex::default();
+        idx.apply(&watcher::Event::Apply(obj("a", "x", "n")));
+        idx.apply(&watcher::Event::Apply(obj("b", "y", "n")));
+        idx.apply(&watcher::Event::Apply(obj("a", "z", "m")));
+        assert_eq!(names(&idx, "n"), vec!["a/x", "b/y"]);
+        // An update does not duplicate the entry.
+        idx.apply(&watcher::Event::Apply(obj("a", "x", "n")));
+        assert_eq!(names(&idx, "n"), vec!["a/x", "b/y"]);
+        idx.apply(&watcher::Event::Delete(obj("a", "x", "n")));
+        assert_eq!(names(&idx, "n"), vec!["b/y"]);
+        assert_eq!(names(&idx, "m"), vec!["a/z"]);
+        assert!(idx.claimants("none").is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_when_done() {
+        let idx = NameIndex::default();
+        idx.apply(&watcher::Event::Apply(obj("a", "gone", "n")));
+        idx.apply(&watcher::Event::Init);
+        idx.apply(&watcher::Event::InitApply(obj("a", "new", "n")));
+        // Until the list is complete the old view answers.
+        assert_eq!(names(&idx, "n"), vec!["a/gone"]);
+        idx.apply(&watcher::Event::InitDone);
+        assert_eq!(names(&idx, "n"), vec!["a/new"]);
+    }
+}
