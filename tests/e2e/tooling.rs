@@ -364,10 +364,12 @@ pub async fn start_as_chart(
     crate::support::Operator::start(dir.join("operator.log"), cfg.args, envs)
 }
 
-/// Lines of the operator log that show a request the API server refused.
+/// Lines of the operator log that show a request RBAC refused (`... is
+/// forbidden: User "..." cannot ...`). Other 403s, such as writing an Event
+/// into a namespace that is being deleted, are not about permissions.
 pub fn forbidden_lines(log: &str) -> Vec<String> {
     log.lines()
-        .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
+        .filter(|l| l.contains("forbidden") && l.contains(" cannot "))
         .map(str::to_owned)
         .collect()
 }
