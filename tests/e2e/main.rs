@@ -11,6 +11,8 @@
 mod leader;
 mod lifecycle;
 mod packaging;
+// Shared with tests/reliability and tests/packaging, which use more of it.
+#[allow(dead_code)]
 mod support;
 mod tooling;
 
