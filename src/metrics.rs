@@ -161,20 +161,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Records an object's Ready reason (for the objects gauge).
-    pub fn set_state(&self, uid: &str, reason: Reason) {
+    /// Records an object's Ready reason (for the objects gauge); returns the
+    /// reason recorded before.
+    pub fn set_state(&self, uid: &str, reason: Reason) -> Option<Reason> {
         let mut states = self
             .states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let previous = states.insert(uid.to_owned(), reason);
         if previous == Some(reason) {
-            return;
+            return previous;
         }
         if let Some(p) = previous {
             self.objects.get_or_create(&ready_labels(p)).dec();
         }
         self.objects.get_or_create(&ready_labels(reason)).inc();
+        previous
     }
 
     /// Counts a request to the Kubernetes API server.

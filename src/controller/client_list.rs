@@ -133,7 +133,10 @@ impl ClientList {
 
     /// Records a client the operator just registered.
     pub fn registered(&self, name: &str, client: Listed) {
-        self.lock().by_name.insert(name.to_owned(), client);
+        let mut s = self.lock();
+        s.by_name.insert(name.to_owned(), client);
+        // A list in flight was requested before this write and would drop it.
+        s.invalidations += 1;
     }
 
     /// Records a client the operator just deleted.
@@ -145,6 +148,7 @@ impl ClientList {
         {
             s.by_name.remove(name);
         }
+        s.invalidations += 1;
     }
 }
 

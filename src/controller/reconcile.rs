@@ -836,8 +836,11 @@ impl<'a> Reconciler<'a> {
     /// Writes status if it changed, with an Event when Ready's reason moves.
     async fn report(&self, ready: &Readiness, facts: Facts) -> Result<()> {
         let next = status::build(&self.obj, ready, facts, now());
-        self.ctx.metrics.set_state(&self.uid, ready.reason);
-        if !status::differs(&self.obj, &next) {
+        let last_reason = self.ctx.metrics.set_state(&self.uid, ready.reason);
+        // The cached object can lag behind this process's own last status
+        // write, and status changes wake no reconcile: when the reason
+        // changed since the last report, write even if the cache agrees.
+        if !status::differs(&self.obj, &next) && last_reason.is_none_or(|r| r == ready.reason) {
             return Ok(());
         }
         let previous = self
