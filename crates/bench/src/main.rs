@@ -670,15 +670,6 @@ async fn run_phases(
         let mut all = None;
         let mut ready_at = None;
         while Instant::now() < deadline && all.is_none() {
-            if let Ok(m) = op2.metrics(http).await {
-                let r = m.sum("collibra_oauth_reconciles_total");
-                if r >= 1.0 && first.is_none() {
-                    first = Some(op2.started.elapsed());
-                }
-                if r >= n as f64 {
-                    all = Some(op2.started.elapsed());
-                }
-            }
             if ready_at.is_none()
                 && http
                     .get(format!("http://{}/readyz", op2.metrics_addr))
@@ -687,6 +678,15 @@ async fn run_phases(
                     .is_ok_and(|r| r.status().is_success())
             {
                 ready_at = Some(op2.started.elapsed());
+            }
+            if let Ok(m) = op2.metrics(http).await {
+                let r = m.sum("collibra_oauth_reconciles_total");
+                if r >= 1.0 && first.is_none() {
+                    first = Some(op2.started.elapsed());
+                }
+                if r >= n as f64 {
+                    all = Some(op2.started.elapsed());
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -758,6 +758,7 @@ fn print_table(r: &Value) {
     let row = |k: &str, v: String| println!("| {k:<44} | {v:>28} |");
     let s = |v: &Value| match v {
         Value::Null => "n/a".to_owned(),
+        Value::Object(m) if m.is_empty() => "0".to_owned(),
         Value::Object(m) => m
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
