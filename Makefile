@@ -10,7 +10,7 @@ help: ## List the targets
 test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end, reliability (short) and packaging tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
-	$(MAKE) fuzz FUZZ_SECONDS=20
+	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SEED=1
 
 test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
 	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
@@ -58,10 +58,11 @@ reliability: ## Full reliability suites (crash 200 objects x 30 kill rounds, fau
 	RELIABILITY_FULL=1 cargo test -p collibra-oauth-operator --test reliability
 
 FUZZ_SECONDS ?= 60
-fuzz: ## cargo fuzz on the Collibra response parsing (nightly; installs cargo-fuzz when missing): make fuzz [FUZZ_SECONDS=60]
+FUZZ_SEED ?= 0
+fuzz: ## cargo fuzz on the Collibra response parsing (nightly; installs cargo-fuzz when missing): make fuzz [FUZZ_SECONDS=60] [FUZZ_SEED=0 (random)]
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd crates/collibra-client && mkdir -p fuzz/corpus/parse_responses && \
-		cargo +nightly fuzz run parse_responses --fuzz-dir fuzz fuzz/corpus/parse_responses fuzz/seeds -- -max_total_time=$(FUZZ_SECONDS)
+		cargo +nightly fuzz run parse_responses --fuzz-dir fuzz fuzz/corpus/parse_responses fuzz/seeds -- -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED)
 
 N ?= 1000
 RESYNC ?= 60s

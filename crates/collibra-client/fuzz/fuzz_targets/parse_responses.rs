@@ -34,11 +34,14 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The string value after `key` when it is at least 8 plain characters.
+/// The string value after `key` when it is at least 16 plain characters:
+/// shorter values can be ordinary words of an error message (a fuzzed
+/// `"client_secret":"edentials"` is found in "...holds credentials..."),
+/// and real secrets and tokens are longer.
 fn find_value(body: &[u8], key: &[u8]) -> Option<String> {
     let start = body.windows(key.len()).position(|w| w == key)? + key.len();
     let rest = &body[start..];
     let end = rest.iter().position(|&b| b == b'"')?;
     let value = std::str::from_utf8(&rest[..end]).ok()?;
-    (value.len() >= 8 && value.chars().all(|c| c.is_ascii_alphanumeric())).then(|| value.to_owned())
+    (value.len() >= 16 && value.chars().all(|c| c.is_ascii_alphanumeric())).then(|| value.to_owned())
 }
