@@ -18,7 +18,7 @@ mod tooling;
 
 use std::{process::ExitCode, sync::Arc};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 
 use support::Env;
 
@@ -26,70 +26,26 @@ type TestFn = fn(Arc<Env>) -> futures::future::BoxFuture<'static, anyhow::Result
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match support::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
-    let wanted = tests
-        .iter()
-        .any(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)));
-    if args.list || !wanted {
-        let trials = tests
-            .iter()
-            .map(|(n, _)| Trial::test(*n, || Ok(())))
-            .collect();
-        return libtest_mimic::run(&args, trials).exit_code();
+    if let Some(code) = support::list_only(&args, &tests) {
+        return code;
     }
-
     let env = match rt.block_on(Env::start()) {
         Ok(env) => Arc::new(env),
         Err(e) => {
-            eprintln!("the test control plane could not be started: {e:#}");
-            // Report every test as failed, never skipped.
-            let reason = format!("control plane unavailable: {e:#}");
-            let trials = tests
-                .iter()
-                .map(|(n, _)| {
-                    let reason = reason.clone();
-                    Trial::test(*n, move || Err(Failed::from(reason)))
-                })
-                .collect();
-            return libtest_mimic::run(&args, trials).exit_code();
+            let reason = format!("the test control plane could not be started: {e:#}");
+            return support::fail_all(&args, &tests, &reason);
         }
     };
     eprintln!("control plane ready: {:?}", env.cp.timings());
-    let handle = rt.handle().clone();
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let env = env.clone();
-            let handle = handle.clone();
-            Trial::test(name, move || {
-                handle
-                    .block_on(f(env))
-                    .map_err(|e| Failed::from(format!("{e:#}")))
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    match Arc::try_unwrap(env) {
-        Ok(env) => {
-            if let Err(e) = env.stop() {
-                eprintln!("stopping the control plane: {e:#}");
-            }
-        }
-        Err(_) => eprintln!("control plane still referenced; it is stopped when the process exits"),
-    }
+    let conclusion = support::run_all(&args, rt.handle(), &env, tests);
+    support::stop_env(env);
     drop(rt);
     conclusion.exit_code()
 }

@@ -547,3 +547,96 @@ pub async fn token_accepted(
         .await?;
     Ok(r.status().is_success())
 }
+
+// ---- the libtest-mimic harness shared by the e2e, reliability and
+// packaging test binaries ------------------------------------------------
+
+/// One test of a suite run against a shared world `W`.
+pub type Test<W> = (
+    &'static str,
+    fn(Arc<W>) -> futures::future::BoxFuture<'static, anyhow::Result<()>>,
+);
+
+/// The suite's tokio runtime, with rustls' ring provider installed.
+pub fn runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start a tokio runtime: {e}");
+            std::process::ExitCode::FAILURE
+        })
+}
+
+/// `Some(exit)` when nothing is to run (`--list`, or a filter matching no
+/// test): the tests are listed without starting anything.
+pub fn list_only<W>(
+    args: &libtest_mimic::Arguments,
+    tests: &[Test<W>],
+) -> Option<std::process::ExitCode> {
+    let wanted = tests
+        .iter()
+        .any(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)));
+    (args.list || !wanted).then(|| {
+        let trials = tests
+            .iter()
+            .map(|(n, _)| libtest_mimic::Trial::test(*n, || Ok(())))
+            .collect();
+        libtest_mimic::run(args, trials).exit_code()
+    })
+}
+
+/// Every test fails with `reason`: a world that cannot start is a failure,
+/// never a skip.
+pub fn fail_all<W>(
+    args: &libtest_mimic::Arguments,
+    tests: &[Test<W>],
+    reason: &str,
+) -> std::process::ExitCode {
+    eprintln!("{reason}");
+    let trials = tests
+        .iter()
+        .map(|(n, _)| {
+            let reason = reason.to_owned();
+            libtest_mimic::Trial::test(*n, move || Err(libtest_mimic::Failed::from(reason)))
+        })
+        .collect();
+    libtest_mimic::run(args, trials).exit_code()
+}
+
+/// Runs `tests` against `world` on the runtime behind `handle`.
+pub fn run_all<W: Send + Sync + 'static>(
+    args: &libtest_mimic::Arguments,
+    handle: &tokio::runtime::Handle,
+    world: &Arc<W>,
+    tests: Vec<Test<W>>,
+) -> libtest_mimic::Conclusion {
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let world = world.clone();
+            let handle = handle.clone();
+            libtest_mimic::Trial::test(name, move || {
+                handle
+                    .block_on(f(world))
+                    .map_err(|e| libtest_mimic::Failed::from(format!("{e:#}")))
+            })
+        })
+        .collect();
+    libtest_mimic::run(args, trials)
+}
+
+/// Stops the control plane once no test holds the environment any more.
+pub fn stop_env(env: Arc<Env>) {
+    match Arc::try_unwrap(env) {
+        Ok(env) => {
+            if let Err(e) = env.stop() {
+                eprintln!("stopping the control plane: {e:#}");
+            }
+        }
+        Err(_) => {
+            eprintln!("control plane still referenced; it is stopped when the process exits")
+        }
+    }
+}

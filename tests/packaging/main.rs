@@ -20,7 +20,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use anyhow::{Context as _, bail, ensure};
 use collibra_sim::{SimConfig, SimHandle, Simulator};
 use futures::{FutureExt, future::BoxFuture};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 
 use support::{Env, Operator, manifest, tail, token_accepted};
 use tooling::{
@@ -77,27 +77,13 @@ async fn start(dir: &std::path::Path) -> anyhow::Result<(World, Simulator)> {
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match support::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let tests = tests();
-    let wanted = tests
-        .iter()
-        .any(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)));
-    if args.list || !wanted {
-        let trials = tests
-            .iter()
-            .map(|(n, _)| Trial::test(*n, || Ok(())))
-            .collect();
-        return libtest_mimic::run(&args, trials).exit_code();
+    if let Some(code) = support::list_only(&args, &tests) {
+        return code;
     }
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
@@ -109,33 +95,11 @@ fn main() -> ExitCode {
     let (world, sim) = match rt.block_on(start(dir.path())) {
         Ok((w, s)) => (Arc::new(w), s),
         Err(e) => {
-            // Every test fails with the reason; nothing is skipped.
             let reason = format!("the cluster-wide installation could not be started: {e:#}");
-            eprintln!("{reason}");
-            let trials = tests
-                .iter()
-                .map(|(n, _)| {
-                    let reason = reason.clone();
-                    Trial::test(*n, move || Err(Failed::from(reason)))
-                })
-                .collect();
-            return libtest_mimic::run(&args, trials).exit_code();
+            return support::fail_all(&args, &tests, &reason);
         }
     };
-    let handle = rt.handle().clone();
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let world = world.clone();
-            let handle = handle.clone();
-            Trial::test(name, move || {
-                handle
-                    .block_on(f(world))
-                    .map_err(|e| Failed::from(format!("{e:#}")))
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+    let conclusion = support::run_all(&args, rt.handle(), &world, tests);
     rt.block_on(async {
         if let Err(e) = world.op.lock().await.kill().await {
             eprintln!("stopping the operator: {e:#}");
@@ -143,11 +107,7 @@ fn main() -> ExitCode {
         sim.shutdown().await;
     });
     match Arc::try_unwrap(world) {
-        Ok(world) => {
-            if let Err(e) = world.env.stop() {
-                eprintln!("stopping the control plane: {e:#}");
-            }
-        }
+        Ok(world) => support::stop_env(Arc::new(world.env)),
         Err(_) => eprintln!("control plane still referenced; it is stopped when the process exits"),
     }
     drop(rt);
