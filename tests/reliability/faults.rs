@@ -142,9 +142,11 @@ async fn faulty_collibra_and_control_plane_restarts_converge(env: Arc<Env>) -> a
     );
     ensure!(a.ready == objects && a.duplicated == 0 && a.orphaned == 0);
     ensure!(
+        // Scripted faults include dropped connections (before and after the
+        // commit); a short run may draw no random drop at 5%.
         stats.faults_for("5xx") > 0
             && stats.faults_for("429") > 0
-            && stats.faults_for("dropped") > 0,
+            && (stats.faults_for("dropped") > 0 || stats.faults_for("scripted") > 0),
         "not every kind of fault was injected: {:?}",
         stats.faults
     );
