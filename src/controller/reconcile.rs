@@ -455,27 +455,11 @@ impl<'a> Reconciler<'a> {
                 });
             }
         };
-        let request = NewClient {
-            client_name: self.obj.spec.client_name.clone(),
-            grant_types: self.grant_types(),
-            software_id: self.obj.spec.software_id.clone(),
-        };
+        let request = self.new_client();
         let issued = match self.ctx.collibra.register_client(&request).await {
             Ok(issued) => Arc::new(issued),
             Err(e @ collibra_client::Error::Ambiguous { .. }) => {
-                // The client may exist now: keep the claim (it proves the
-                // client ours) and read the list again before deciding.
-                self.ctx.list.invalidate(generation);
-                return Ok(Outcome {
-                    ready: Readiness::new(
-                        Reason::Registering,
-                        format!(
-                            "the outcome of the registration is unknown ({e}); checking Collibra's list again"
-                        ),
-                    ),
-                    facts: self.facts(),
-                    requeue: Duration::from_secs(1),
-                });
+                return Ok(self.unknown_registration(&e, generation));
             }
             Err(e) => {
                 // Definitely not registered: drop the claim so a client that
@@ -515,6 +499,32 @@ impl<'a> Reconciler<'a> {
             Some(what),
         )
         .await
+    }
+
+    /// The registration request for this object's spec.
+    fn new_client(&self) -> NewClient {
+        NewClient {
+            client_name: self.obj.spec.client_name.clone(),
+            grant_types: self.grant_types(),
+            software_id: self.obj.spec.software_id.clone(),
+        }
+    }
+
+    /// A POST whose outcome is unknown: the client may exist now. The claim
+    /// stays (it proves the client ours) and the list is read again before
+    /// deciding.
+    fn unknown_registration(&self, e: &collibra_client::Error, generation: u64) -> Outcome {
+        self.ctx.list.invalidate(generation);
+        Outcome {
+            ready: Readiness::new(
+                Reason::Registering,
+                format!(
+                    "the outcome of the registration is unknown ({e}); checking Collibra's list again"
+                ),
+            ),
+            facts: self.facts(),
+            requeue: Duration::from_secs(1),
+        }
     }
 
     /// Writes fresh credentials; on failure keeps them in memory and retries.
@@ -652,25 +662,11 @@ impl<'a> Reconciler<'a> {
                 return Ok(self.collibra_failure("delete", &e));
             }
         }
-        let request = NewClient {
-            client_name: self.obj.spec.client_name.clone(),
-            grant_types: self.grant_types(),
-            software_id: self.obj.spec.software_id.clone(),
-        };
+        let request = self.new_client();
         let issued = match self.ctx.collibra.register_client(&request).await {
             Ok(i) => Arc::new(i),
             Err(e @ collibra_client::Error::Ambiguous { .. }) => {
-                self.ctx.list.invalidate(generation);
-                return Ok(Outcome {
-                    ready: Readiness::new(
-                        Reason::Registering,
-                        format!(
-                            "the outcome of the registration is unknown ({e}); checking Collibra's list again"
-                        ),
-                    ),
-                    facts: self.facts(),
-                    requeue: Duration::from_secs(1),
-                });
+                return Ok(self.unknown_registration(&e, generation));
             }
             // The old client is gone; with the claim still in place the next
             // reconcile registers (the name is free) or recognises ours.
