@@ -17,7 +17,10 @@ go_build_key() {
 		files+=("$1")
 		shift
 	done
-	{ cat "${files[@]}"; printf '%s\n' "${extra[@]}"; } | sha256sum | cut -c1-16
+	{
+		cat "${files[@]}"
+		((${#extra[@]} == 0)) || printf '%s\n' "${extra[@]}"
+	} | sha256sum | cut -c1-16
 }
 
 # go_build_dir KIND KEY : the cache directory for one kind of build
