@@ -3,12 +3,14 @@
 //!
 //! The tree follows the data: [`api`] is the custom resource, [`config`] the
 //! command line, [`controller`] the reconcile loop (pure decisions apart from
-//! effects), [`metrics`] and [`server`] what the process exposes.
+//! effects), [`secret_template`] the Secret's shape (pure rendering),
+//! [`metrics`] and [`server`] what the process exposes.
 
 pub mod api;
 pub mod config;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod secret_template;
 pub mod server;
 pub mod telemetry;
