@@ -14,6 +14,7 @@ mod packaging;
 // Shared with tests/reliability and tests/packaging, which use more of it.
 #[allow(dead_code)]
 mod support;
+mod templates;
 mod tooling;
 
 use std::{process::ExitCode, sync::Arc};
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
+    tests.extend(templates::tests());
     if let Some(code) = support::list_only(&args, &tests) {
         return code;
     }
