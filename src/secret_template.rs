@@ -297,16 +297,19 @@ pub fn render(
     shape_of(template.unwrap_or(&empty), facts, creds, true)
 }
 
-/// The shape to write fresh credentials in when [`render`] fails after
-/// Collibra issued them: the template's key names, type and metadata
-/// without its `data` templates (or today's Secret, if even those are
-/// invalid). Credentials that exist only in memory must reach the Secret
-/// whatever the template says; the template error is reported after.
-pub fn render_credentials_only(
+/// [`render`], or when that fails, the shape that still keeps the
+/// credentials: the template's key names, type and metadata without its
+/// `data` templates (or today's Secret, if even those are invalid).
+/// Credentials that exist only in memory must reach the Secret whatever the
+/// template says; reconciles check the template on their own and report it.
+pub fn render_lenient(
     template: Option<&SecretTemplate>,
     facts: &Facts<'_>,
-    creds: &Credentials,
+    creds: Option<&Credentials>,
 ) -> Shape {
+    if let Ok(shape) = render(template, facts, creds) {
+        return shape;
+    }
     let empty = SecretTemplate::default();
     let t = template
         .filter(|t| check_static(t).is_ok())
@@ -315,11 +318,11 @@ pub fn render_credentials_only(
             ..t.clone()
         })
         .unwrap_or_default();
-    match shape_of(&t, facts, Some(creds), false) {
+    match shape_of(&t, facts, creds, false) {
         Ok(shape) => shape,
         // Only the size check can fail here, and the standard values alone
         // are far below it; the default shape is the last resort.
-        Err(_) => shape_of(&empty, facts, Some(creds), false).unwrap_or_else(|_| Shape {
+        Err(_) => shape_of(&empty, facts, creds, false).unwrap_or_else(|_| Shape {
             type_: DEFAULT_TYPE.to_owned(),
             data: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -403,17 +406,29 @@ fn shape_of(
         .filter(|(k, _)| k.as_str() != MANAGED_BY_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // The keys the template owns, written yet or not (a claim writes only
+    // some): whatever of them a later template drops is removed.
     let record = Record {
         client_id_key: names.client_id.map(str::to_owned),
         client_secret_key: names.client_secret.to_owned(),
-        keys: data.keys().cloned().collect(),
+        keys: names
+            .named()
+            .into_iter()
+            .map(|(_, k)| k.to_owned())
+            .chain(t.data.keys().filter(|_| with_data).cloned())
+            .chain(data.keys().cloned())
+            .collect(),
         labels: labels.keys().cloned().collect(),
         annotations: t.annotations.keys().cloned().collect(),
     };
-    annotations.insert(
-        SHAPE_ANNOTATION.to_owned(),
-        serde_json::to_string(&record).unwrap_or_default(),
-    );
+    // Today's Secret (no template, or one that changes nothing the record
+    // tracks) carries no record, so an upgrade rewrites no Secret.
+    if record != Record::legacy() {
+        annotations.insert(
+            SHAPE_ANNOTATION.to_owned(),
+            serde_json::to_string(&record).unwrap_or_default(),
+        );
+    }
     Ok(Shape {
         type_,
         data,
@@ -480,13 +495,16 @@ pub fn merge_patch(current: Option<&Secret>, shape: &Shape) -> serde_json::Value
         drop(&mut labels, &before.labels);
         drop(&mut annotations, &before.annotations);
     }
-    // The client id annotation goes once the id has a key again.
-    if !shape.annotations.contains_key(CLIENT_ID_ANNOTATION)
-        && current
-            .and_then(|c| c.metadata.annotations.as_ref())
-            .is_some_and(|a| a.contains_key(CLIENT_ID_ANNOTATION))
-    {
-        annotations.insert(CLIENT_ID_ANNOTATION.to_owned(), Value::Null);
+    // The record goes with the template; the client id annotation once the
+    // id has a key again.
+    for own in [SHAPE_ANNOTATION, CLIENT_ID_ANNOTATION] {
+        if !shape.annotations.contains_key(own)
+            && current
+                .and_then(|c| c.metadata.annotations.as_ref())
+                .is_some_and(|a| a.contains_key(own))
+        {
+            annotations.insert(own.to_owned(), Value::Null);
+        }
     }
     serde_json::json!({
         "metadata": {"labels": labels, "annotations": annotations},
@@ -518,8 +536,9 @@ pub fn differs(current: &Secret, shape: &Shape) -> bool {
         || stale(&before.keys, &shape.data, &data)
         || stale(&before.labels, &shape.labels, &labels)
         || stale(&before.annotations, &shape.annotations, &annotations)
-        || (!shape.annotations.contains_key(CLIENT_ID_ANNOTATION)
-            && annotations.contains_key(CLIENT_ID_ANNOTATION))
+        || [SHAPE_ANNOTATION, CLIENT_ID_ANNOTATION]
+            .iter()
+            .any(|own| !shape.annotations.contains_key(*own) && annotations.contains_key(*own))
 }
 
 /// Whether `current` has another type than `shape`: Kubernetes cannot
@@ -741,9 +760,14 @@ mod tests {
             Some("https://collibra.example/rest/oauth/v2/token")
         );
         assert!(shape.labels.is_empty());
-        let record: Record =
-            serde_json::from_str(&shape.annotations[SHAPE_ANNOTATION]).expect("record");
-        assert_eq!(record, Record::legacy());
+        assert!(
+            shape.annotations.is_empty(),
+            "today's Secret carries no record: {:?}",
+            shape.annotations
+        );
+        // Nor does its claim.
+        let claim = render(None, &facts(&g), None).expect("claim");
+        assert!(claim.annotations.is_empty());
         // An empty template is the same as none.
         let empty = render(Some(&SecretTemplate::default()), &facts(&g), Some(&creds()));
         assert_eq!(empty, Ok(shape));
@@ -1275,7 +1299,7 @@ mod tests {
             "labels": {"team": "a"},
             "data": {"k": format!("{{% if client_secret == '{SECRET}' %}}{{{{ nope }}}}{{% endif %}}")}}));
         assert!(render(Some(&t), &facts(&g), Some(&creds())).is_err());
-        let shape = render_credentials_only(Some(&t), &facts(&g), &creds());
+        let shape = render_lenient(Some(&t), &facts(&g), Some(&creds()));
         assert_eq!(
             shape.type_, BASIC_AUTH_TYPE,
             "the claim's type, which cannot change"
@@ -1288,7 +1312,7 @@ mod tests {
 
         // A template invalid in itself falls back to today's Secret.
         let bad = template(serde_json::json!({"keys": {"clientId": "a b"}}));
-        let shape = render_credentials_only(Some(&bad), &facts(&g), &creds());
+        let shape = render_lenient(Some(&bad), &facts(&g), Some(&creds()));
         assert_eq!(
             shape,
             render(None, &facts(&g), Some(&creds())).expect("renders")

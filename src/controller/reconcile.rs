@@ -130,16 +130,7 @@ impl<'a> Reconciler<'a> {
     }
 
     fn grant_types(&self) -> Vec<String> {
-        let mut g: Vec<String> = self
-            .obj
-            .spec
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect();
-        g.sort();
-        g.dedup();
-        g
+        secret::grant_types(&self.obj)
     }
 
     // ---- apply ----------------------------------------------------------
@@ -292,7 +283,10 @@ impl<'a> Reconciler<'a> {
         if let Some(cur) = current {
             let want = secret::desired(
                 &self.obj,
-                &self.token_url(),
+                secret::Endpoint {
+                    token_url: &self.token_url(),
+                    collibra_url: &self.ctx.collibra.base_url(),
+                },
                 Contents::Refresh {
                     current: cur,
                     keep_claim: false,
@@ -537,7 +531,10 @@ impl<'a> Reconciler<'a> {
     ) -> Result<Outcome> {
         let want = secret::desired(
             &self.obj,
-            &self.token_url(),
+            secret::Endpoint {
+                token_url: &self.token_url(),
+                collibra_url: &self.ctx.collibra.base_url(),
+            },
             Contents::Credentials {
                 creds: Credentials {
                     client_id: &issued.info.client_id,
@@ -733,7 +730,10 @@ impl<'a> Reconciler<'a> {
     async fn claim(&self, current: Option<&Secret>) -> Result<Option<Secret>> {
         let want = secret::desired(
             &self.obj,
-            &self.token_url(),
+            secret::Endpoint {
+                token_url: &self.token_url(),
+                collibra_url: &self.ctx.collibra.base_url(),
+            },
             Contents::Claim {
                 since: now(),
                 keep: current,
@@ -764,7 +764,10 @@ impl<'a> Reconciler<'a> {
     async fn release_claim(&self, claimed: &Secret) -> Result<()> {
         let want = secret::desired(
             &self.obj,
-            &self.token_url(),
+            secret::Endpoint {
+                token_url: &self.token_url(),
+                collibra_url: &self.ctx.collibra.base_url(),
+            },
             Contents::Refresh {
                 current: claimed,
                 keep_claim: false,
@@ -1047,7 +1050,10 @@ impl<'a> Reconciler<'a> {
     async fn orphan_secret(&self, current: &Secret) -> Result<()> {
         let want = secret::desired(
             &self.obj,
-            &self.token_url(),
+            secret::Endpoint {
+                token_url: &self.token_url(),
+                collibra_url: &self.ctx.collibra.base_url(),
+            },
             Contents::Refresh {
                 current,
                 keep_claim: true,
