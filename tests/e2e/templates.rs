@@ -1,14 +1,24 @@
 //! `spec.secretTemplate` (issue 13): what the API server accepts and
 //! rejects, with messages that name the problem.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use anyhow::ensure;
-use futures::FutureExt;
+use anyhow::{bail, ensure};
+use base64::Engine;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{WatchEvent, WatchParams};
 
 use crate::{
     TestFn,
-    support::{Env, Fixture, Options},
+    support::{Env, Fixture, Options, manifest},
 };
 
 macro_rules! tests {
@@ -22,8 +32,106 @@ macro_rules! tests {
 
 tests!(
     secret_templates_are_checked_at_admission,
-    template_examples_are_accepted
+    template_examples_are_accepted,
+    each_shape_is_written,
+    template_edits_on_a_ready_object_keep_the_credentials,
 );
+
+/// The Secret's data as strings.
+fn data_of(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+fn keys_of(s: &Secret) -> Vec<String> {
+    data_of(s).into_keys().collect()
+}
+
+/// Waits until the Secret `name` satisfies `pred`.
+async fn wait_secret(
+    f: &Fixture,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Secret) -> bool,
+) -> anyhow::Result<Secret> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(s) = f.secrets().get_opt(name).await? {
+            if pred(&s) {
+                return Ok(s);
+            }
+            last = Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "Secret {name} never became {what}; last: type {:?}, keys {:?}, labels {:?}, annotations {:?}\n--- operator log (tail) ---\n{}",
+        last.as_ref().and_then(|s| s.type_.clone()),
+        last.as_ref().map(keys_of),
+        last.as_ref().and_then(|s| s.metadata.labels.clone()),
+        last.as_ref().and_then(|s| s.metadata.annotations.clone()),
+        f.op.log()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// Counts modifications of one Secret from now on.
+struct WriteCounter {
+    count: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WriteCounter {
+    fn stop(self) -> usize {
+        self.task.abort();
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+async fn count_writes(f: &Fixture, name: &str) -> anyhow::Result<WriteCounter> {
+    let api = f.secrets();
+    let rv = api
+        .get(name)
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let stream = api
+        .watch(
+            &WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(120),
+            &rv,
+        )
+        .await?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(Ok(event)) = stream.next().await {
+            if matches!(event, WatchEvent::Modified(_)) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    Ok(WriteCounter { count, task })
+}
+
+fn example(name: &str) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(format!(
+        "{}/examples/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))?)
+}
 
 fn with_template(template: &str) -> String {
     format!(
@@ -159,6 +267,254 @@ async fn template_examples_are_accepted(env: Arc<Env>) -> anyhow::Result<()> {
         f.apply(&yaml)
             .await
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    }
+    f.finish().await
+}
+
+async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::new(env, "tmpl-shapes").await?;
+    for name in ["env-keys", "spring-boot", "dotenv", "basic-auth"] {
+        f.apply(&example(name)?).await?;
+    }
+    let token_url = format!("{}/rest/oauth/v2/token", f.sim.url());
+    let mut registered = 0;
+    for (object, secret) in [
+        ("reporting-env", "reporting-env"),
+        ("lineage-service", "lineage-service"),
+        ("quality-checks", "quality-checks"),
+        ("metadata-export", "metadata-export"),
+    ] {
+        let o = f.wait_reason(object, "Registered").await?;
+        registered += 1;
+        let id = o
+            .status
+            .and_then(|s| s.client_id)
+            .ok_or_else(|| anyhow::anyhow!("{object}: no client id in status"))?;
+        let s = f
+            .secrets()
+            .get(secret)
+            .await
+            .map_err(|e| anyhow::anyhow!("{secret}: {e}"))?;
+        let data = data_of(&s);
+        let annotations = s.metadata.annotations.clone().unwrap_or_default();
+        let (id_seen, secret_seen) = match object {
+            "reporting-env" => {
+                ensure!(
+                    keys_of(&s) == ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL"],
+                    "env keys: {:?}",
+                    keys_of(&s)
+                );
+                ensure!(data["TOKEN_URL"] == token_url);
+                (data["CLIENT_ID"].clone(), data["CLIENT_SECRET"].clone())
+            }
+            "lineage-service" => {
+                ensure!(
+                    keys_of(&s)
+                        == [
+                            "application.yaml",
+                            "client_id",
+                            "client_name",
+                            "client_secret",
+                            "token_url"
+                        ],
+                    "spring keys: {:?}",
+                    keys_of(&s)
+                );
+                let yaml: serde_yaml::Value = serde_yaml::from_str(&data["application.yaml"])?;
+                let reg = &yaml["spring"]["security"]["oauth2"]["client"];
+                ensure!(reg["registration"]["collibra"]["client-id"].as_str() == Some(id.as_str()));
+                ensure!(
+                    reg["provider"]["collibra"]["token-uri"].as_str() == Some(token_url.as_str())
+                );
+                ensure!(
+                    yaml["collibra"]["base-url"].as_str()
+                        == Some(f.sim.url().trim_end_matches('/'))
+                );
+                ensure!(
+                    s.metadata
+                        .labels
+                        .clone()
+                        .unwrap_or_default()
+                        .get("app.kubernetes.io/part-of")
+                        == Some(&"lineage".to_owned())
+                );
+                (
+                    reg["registration"]["collibra"]["client-id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    reg["registration"]["collibra"]["client-secret"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            }
+            "quality-checks" => {
+                ensure!(
+                    keys_of(&s) == [".env", "client_secret"],
+                    "dotenv keys: {:?}",
+                    keys_of(&s)
+                );
+                let env: BTreeMap<&str, &str> = data[".env"]
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .collect();
+                ensure!(env.get("COLLIBRA_TOKEN_URL") == Some(&token_url.as_str()));
+                ensure!(env.get("COLLIBRA_GRANT_TYPES") == Some(&"client_credentials"));
+                ensure!(
+                    annotations.get("oauth.collibra.dev/client-id") == Some(&id),
+                    "the left-out client id is kept in an annotation"
+                );
+                ensure!(env.get("COLLIBRA_CLIENT_SECRET") == Some(&data["client_secret"].as_str()));
+                (
+                    env.get("COLLIBRA_CLIENT_ID")
+                        .copied()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    data["client_secret"].clone(),
+                )
+            }
+            _ => {
+                ensure!(s.type_.as_deref() == Some("kubernetes.io/basic-auth"));
+                ensure!(
+                    keys_of(&s)
+                        == [
+                            "authorization",
+                            "client_name",
+                            "password",
+                            "token_url",
+                            "username"
+                        ],
+                    "basic-auth keys: {:?}",
+                    keys_of(&s)
+                );
+                let header = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", data["username"], data["password"]));
+                ensure!(data["authorization"] == format!("Basic {header}"));
+                (data["username"].clone(), data["password"].clone())
+            }
+        };
+        ensure!(
+            id_seen == id,
+            "{object}: the Secret's id is not the status's"
+        );
+        ensure!(
+            f.collibra.verify_credentials(&id_seen, &secret_seen),
+            "{object}: the credentials in the Secret are not Collibra's"
+        );
+    }
+    ensure!(f.collibra.stats().requests_for("register") == registered);
+    f.finish().await
+}
+
+/// Every kind of template edit on a Ready object: one Secret write, no
+/// request to register, the same credentials.
+async fn template_edits_on_a_ready_object_keep_the_credentials(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let f = Fixture::new(env, "tmpl-edits").await?;
+    f.apply(&manifest("edits", "edits-client", "")).await?;
+    let o = f.wait_reason("edits", "Registered").await?;
+    let id = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    let first = f.secrets().get("edits").await?;
+    let secret_value = data_of(&first)["client_secret"].clone();
+    // Someone else's label, annotation and key stay through every edit.
+    f.kubectl(&["label", "secret", "edits", "theirs=1"]).await?;
+    f.kubectl(&["annotate", "secret", "edits", "theirs=1"])
+        .await?;
+    f.kubectl(&[
+        "patch",
+        "secret",
+        "edits",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"theirs":"1"}}"#,
+    ])
+    .await?;
+    let register_before = f.collibra.stats().requests_for("register");
+
+    type Check = fn(&Secret, &str, &str) -> bool;
+    let steps: Vec<(&str, &str, Check)> = vec![
+        (
+            "renamed keys",
+            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n",
+            |s, id, sec| {
+                let d = data_of(s);
+                d.get("CLIENT_ID").map(String::as_str) == Some(id)
+                    && d.get("CLIENT_SECRET").map(String::as_str) == Some(sec)
+                    && !d.contains_key("client_id")
+                    && !d.contains_key("client_secret")
+            },
+        ),
+        (
+            "added data key, labels and annotations",
+            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n    labels: {team: a, tier: gold}\n    annotations: {note: x}\n    data:\n      .env: \"ID={{ client_id }}\\n\"\n",
+            |s, id, _| {
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                let ann = s.metadata.annotations.clone().unwrap_or_default();
+                data_of(s).get(".env") == Some(&format!("ID={id}\n"))
+                    && labels.get("team").map(String::as_str) == Some("a")
+                    && labels.get("tier").map(String::as_str) == Some("gold")
+                    && ann.get("note").map(String::as_str) == Some("x")
+            },
+        ),
+        (
+            "removed data key, label and annotation; left-out client id",
+            "  secretTemplate:\n    keys: {clientId: \"\", clientSecret: CLIENT_SECRET}\n    labels: {team: b}\n",
+            |s, id, sec| {
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                let ann = s.metadata.annotations.clone().unwrap_or_default();
+                let d = data_of(s);
+                !d.contains_key(".env")
+                    && !d.contains_key("CLIENT_ID")
+                    && d.get("CLIENT_SECRET").map(String::as_str) == Some(sec)
+                    && ann.get("oauth.collibra.dev/client-id").map(String::as_str) == Some(id)
+                    && labels.get("team").map(String::as_str) == Some("b")
+                    && !labels.contains_key("tier")
+                    && !ann.contains_key("note")
+            },
+        ),
+        (
+            "template removed: today's Secret again",
+            "",
+            |s, id, sec| {
+                let d = data_of(s);
+                let ann = s.metadata.annotations.clone().unwrap_or_default();
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                d.get("client_id").map(String::as_str) == Some(id)
+                    && d.get("client_secret").map(String::as_str) == Some(sec)
+                    && !d.contains_key("CLIENT_SECRET")
+                    && !labels.contains_key("team")
+                    && !ann.contains_key("oauth.collibra.dev/client-id")
+                    && !ann.contains_key("oauth.collibra.dev/secret-shape")
+            },
+        ),
+    ];
+    for (what, spec, check) in steps {
+        let writes = count_writes(&f, "edits").await?;
+        f.apply(&manifest("edits", "edits-client", spec)).await?;
+        let s = wait_secret(&f, "edits", what, |s| check(s, &id, &secret_value)).await?;
+        // Our own write wakes another reconcile; it must find nothing to do.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n = writes.stop();
+        ensure!(n == 1, "{what}: {n} Secret writes, want 1");
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        let ann = s.metadata.annotations.clone().unwrap_or_default();
+        ensure!(
+            labels.contains_key("theirs")
+                && ann.contains_key("theirs")
+                && data_of(&s).contains_key("theirs"),
+            "{what}: another writer's label, annotation or key was removed"
+        );
+        f.wait_reason("edits", "Registered").await?;
+        ensure!(
+            f.collibra.stats().requests_for("register") == register_before,
+            "{what}: a template edit registered a client"
+        );
+        ensure!(
+            f.collibra.verify_credentials(&id, &secret_value),
+            "{what}: credentials changed"
+        );
     }
     f.finish().await
 }
