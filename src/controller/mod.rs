@@ -10,6 +10,7 @@ pub mod names;
 pub mod reconcile;
 pub mod secret;
 pub mod status;
+pub mod type_change;
 
 use std::sync::{
     Arc,
