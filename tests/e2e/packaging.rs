@@ -665,7 +665,7 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
                 true,
             ),
             (vec!["create", "secrets", "-n", &watched], true),
-            (vec!["delete", "secrets", "-n", &watched], false),
+            (vec!["delete", "secrets", "-n", &watched], true),
             (
                 vec!["update", "oauthclients.oauth.collibra.dev", "-n", &watched],
                 false,
