@@ -198,6 +198,28 @@ pub struct SecretKeys {
     pub token_url: Option<String>,
 }
 
+/// Annotation whose new value asks for a reconcile now, with a fresh read
+/// of Collibra's list (issue 13); the value handled is recorded in
+/// `status.lastHandledReconcileAt`.
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "oauth.collibra.dev/reconcile-requested-at";
+
+impl OAuthClient {
+    /// A reconcile request not handled yet: the annotation's value, when it
+    /// differs from `status.lastHandledReconcileAt`.
+    pub fn pending_reconcile_request(&self) -> Option<&str> {
+        let requested = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECONCILE_REQUESTED_ANNOTATION))?;
+        let handled = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_ref());
+        (handled != Some(requested)).then_some(requested.as_str())
+    }
+}
+
 // ---- end of spec.secretTemplate ----
 
 fn default_grant_types() -> Vec<GrantType> {
@@ -301,6 +323,9 @@ pub struct OAuthClientStatus {
     /// When the credentials were last issued (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_issued_at: Option<String>,
+    /// The last `oauth.collibra.dev/reconcile-requested-at` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -383,6 +408,25 @@ mod tests {
         ] {
             assert!(crd.contains(needle), "CRD lacks {needle}");
         }
+    }
+
+    #[test]
+    fn a_reconcile_request_is_pending_until_handled() {
+        let mut o = OAuthClient::new(
+            "billing",
+            serde_json::from_str(r#"{"clientName":"b"}"#).expect("spec"),
+        );
+        assert_eq!(o.pending_reconcile_request(), None);
+        o.metadata.annotations = Some(BTreeMap::from([(
+            RECONCILE_REQUESTED_ANNOTATION.to_owned(),
+            "t1".to_owned(),
+        )]));
+        assert_eq!(o.pending_reconcile_request(), Some("t1"));
+        o.status = Some(OAuthClientStatus {
+            last_handled_reconcile_at: Some("t1".into()),
+            ..OAuthClientStatus::default()
+        });
+        assert_eq!(o.pending_reconcile_request(), None);
     }
 
     #[test]

@@ -137,7 +137,11 @@ impl<'a> Reconciler<'a> {
 
     async fn apply(&self) -> Result<Action> {
         let generation = self.obj.metadata.generation;
-        if let Some(left) = self.ctx.held(&self.uid, generation) {
+        let requested = self.obj.pending_reconcile_request().is_some();
+        if requested {
+            // Reconcile now: whatever the backoff, with a fresh list.
+            self.ctx.list.invalidate(0);
+        } else if let Some(left) = self.ctx.held(&self.uid, generation) {
             // Woken by our own write during a backoff: keep waiting.
             return Ok(Action::requeue(left));
         }

@@ -18,7 +18,7 @@ use kube::api::{WatchEvent, WatchParams};
 
 use crate::{
     TestFn,
-    support::{Env, Fixture, Options, manifest},
+    support::{Env, Fixture, Options, manifest, ready_reason},
 };
 
 macro_rules! tests {
@@ -35,6 +35,7 @@ tests!(
     template_examples_are_accepted,
     each_shape_is_written,
     template_edits_on_a_ready_object_keep_the_credentials,
+    reconcile_now_annotation_refreshes_at_once,
 );
 
 /// The Secret's data as strings.
@@ -516,5 +517,59 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
             "{what}: credentials changed"
         );
     }
+    f.finish().await
+}
+
+/// `oauth.collibra.dev/reconcile-requested-at`: with a 10 minute resync, a
+/// client deleted in Collibra is noticed only when asked, and then at once.
+async fn reconcile_now_annotation_refreshes_at_once(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::new(env, "tmpl-now").await?;
+    f.apply(&manifest("now", "now-client", "")).await?;
+    let o = f.wait_reason("now", "Registered").await?;
+    let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    let lists = f.collibra.stats().requests_for("list");
+    ensure!(f.collibra.remove_client(&old_id));
+    // Unasked, the cached list still shows the client: nothing happens.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let o = f.oauth().get("now").await?;
+    ensure!(
+        o.status.as_ref().and_then(|s| s.client_id.as_deref()) == Some(old_id.as_str()),
+        "the client was re-registered without a request (resync is 10m)"
+    );
+    f.kubectl(&[
+        "annotate",
+        "oauthclient",
+        "now",
+        "oauth.collibra.dev/reconcile-requested-at=2026-12-01T00:00:00Z",
+    ])
+    .await?;
+    let o = f
+        .wait_for("now", "registered again after the request", |o| {
+            ready_reason(o).as_deref() == Some("Registered")
+                && o.status.as_ref().is_some_and(|s| {
+                    s.client_id.as_deref().is_some_and(|id| id != old_id)
+                        && s.last_handled_reconcile_at.as_deref() == Some("2026-12-01T00:00:00Z")
+                })
+        })
+        .await?;
+    ensure!(
+        f.collibra.stats().requests_for("list") > lists,
+        "the request did not read Collibra's list again"
+    );
+    let new_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    let data = f.secret_data("now").await?.unwrap_or_default();
+    ensure!(
+        f.collibra
+            .verify_credentials(&new_id, &data["client_secret"])
+    );
+    // The same value again is not a new request: no further list.
+    let lists = f.collibra.stats().requests_for("list");
+    f.kubectl(&["annotate", "oauthclient", "now", "unrelated=1"])
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(
+        f.collibra.stats().requests_for("list") == lists,
+        "a handled request refreshed the list again"
+    );
     f.finish().await
 }
