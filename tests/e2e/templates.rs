@@ -12,25 +12,14 @@ use std::{
 
 use anyhow::{bail, ensure};
 use base64::Engine;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{WatchEvent, WatchParams};
 
-use crate::{
-    TestFn,
-    support::{Env, Fixture, Options, manifest, ready_reason},
-};
+use test_support::{Env, Fixture, Options, manifest, ready_reason};
 
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        /// Every test of this module.
-        pub fn tests() -> Vec<(&'static str, TestFn)> {
-            vec![$((stringify!($name), (|env| $name(env).boxed()) as TestFn)),*]
-        }
-    };
-}
-
-tests!(
+test_support::tests!(
+    Env;
     secret_templates_are_checked_at_admission,
     template_examples_are_accepted,
     each_shape_is_written,
