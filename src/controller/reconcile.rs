@@ -23,8 +23,12 @@ use super::{
     decide::{self, GrantDrift, Observed, Plan, RegisterReason, ReplaceReason, SecretView},
     secret::{self, Contents, Credentials},
     status::{self, Facts, Readiness, Reason},
+    type_change,
 };
-use crate::api::{DeletionPolicy, FIELD_MANAGER, FINALIZER, OAuthClient};
+use crate::{
+    api::{DeletionPolicy, FIELD_MANAGER, FINALIZER, OAuthClient},
+    secret_template,
+};
 
 /// Errors that end a reconcile early; the controller retries with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +188,10 @@ impl<'a> Reconciler<'a> {
             }
             self.ctx.stash_unsaved(&self.uid, issued);
         }
-        let (view, current) = self.observe_secret().await?;
+        let (mut view, mut current) = self.observe_secret().await?;
+        if let Some(outcome) = self.shape_secret(&mut view, &mut current).await? {
+            return Ok(outcome);
+        }
         let lookup = match self.ctx.lookup(&self.obj.spec.client_name).await {
             Ok(l) => l,
             Err(e) => return Ok(self.collibra_failure("list", &e)),
@@ -243,6 +250,177 @@ impl<'a> Reconciler<'a> {
         }
     }
 
+    fn endpoint_strings(&self) -> (String, String) {
+        (self.token_url(), self.ctx.collibra.base_url())
+    }
+
+    /// Before deciding: finish a Secret type replacement found half done
+    /// (even with a broken template: the credentials come first), stall on
+    /// a template that cannot be rendered, then change the type if the
+    /// template asks for another. `Some`: report that instead of deciding.
+    async fn shape_secret(
+        &self,
+        view: &mut SecretView,
+        current: &mut Option<Secret>,
+    ) -> Result<Option<Outcome>> {
+        if matches!(view, SecretView::Foreign { .. }) {
+            return Ok(None);
+        }
+        if matches!(view, SecretView::Missing) && self.change_type(None).await? {
+            (*view, *current) = self.observe_secret().await?;
+        }
+        let held = current
+            .as_ref()
+            .filter(|_| matches!(view, SecretView::Managed(_)))
+            .and_then(secret_template::stored_credentials);
+        let (token_url, collibra_url) = self.endpoint_strings();
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        if let Some(problem) = secret::template_problem(&self.obj, endpoint, held.as_ref()) {
+            return Ok(Some(Outcome {
+                ready: Readiness::new(
+                    Reason::InvalidSecretTemplate,
+                    format!(
+                        "{problem}. The Secret is left as it is, and nothing is registered, until the template is fixed"
+                    ),
+                ),
+                facts: self.facts(),
+                requeue: self.ctx.settings.resync,
+            }));
+        }
+        if matches!(view, SecretView::Managed(_)) && self.change_type(current.as_ref()).await? {
+            (*view, *current) = self.observe_secret().await?;
+        }
+        Ok(None)
+    }
+
+    /// Walks the type replacement of `type_change` from wherever it stands
+    /// (`target`: the Secret, `None` if missing). Returns whether anything
+    /// was written. The backup is looked up only when it can matter.
+    async fn change_type(&self, target: Option<&Secret>) -> Result<bool> {
+        let want_type = secret::desired_type(&self.obj).to_owned();
+        let backup_name = type_change::backup_name(&self.obj);
+        let wrong_type = target.is_some_and(|t| {
+            t.type_.as_deref().unwrap_or(secret_template::DEFAULT_TYPE) != want_type
+        });
+        if target.is_some()
+            && !wrong_type
+            && self.ctx.cached_secret(&self.ns, &backup_name).is_none()
+        {
+            return Ok(false);
+        }
+        let api = self.secrets();
+        let mut target = target.cloned();
+        let mut backup = api
+            .get_opt(&backup_name)
+            .await?
+            .filter(|b| type_change::is_backup_of(&self.obj, b));
+        let create = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let mut wrote = false;
+        // Four steps at most; the bound only guards against a loop.
+        for _ in 0..6 {
+            let step = type_change::next_step(target.as_ref(), backup.as_ref(), &want_type);
+            tracing::debug!(object = %self.obj.name_any(), step = ?step, "secret type");
+            match step {
+                type_change::Step::Done => break,
+                type_change::Step::Backup => {
+                    let Some(body) = target
+                        .as_ref()
+                        .and_then(|t| type_change::backup(&self.obj, t))
+                    else {
+                        break;
+                    };
+                    backup = Some(match api.create(&create, &body).await {
+                        Ok(b) => b,
+                        // Ours but stale (checked above): bring it up to date.
+                        Err(kube::Error::Api(e)) if e.code == 409 => {
+                            api.patch(
+                                &backup_name,
+                                &PatchParams {
+                                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                                    ..PatchParams::default()
+                                },
+                                &Patch::Merge(serde_json::json!({
+                                    "metadata": {"annotations": body.metadata.annotations},
+                                    "data": body.data,
+                                })),
+                            )
+                            .await?
+                        }
+                        Err(e) => return Err(e.into()),
+                    });
+                }
+                type_change::Step::DeleteTarget => {
+                    let Some(t) = target.as_ref() else { break };
+                    let params = kube::api::DeleteParams {
+                        preconditions: Some(kube::api::Preconditions {
+                            uid: t.metadata.uid.clone(),
+                            resource_version: t.metadata.resource_version.clone(),
+                        }),
+                        ..kube::api::DeleteParams::default()
+                    };
+                    api.delete(&self.secret_name, &params).await?;
+                    target = None;
+                }
+                type_change::Step::Restore => {
+                    let Some((client_id, client_secret, rotated_for)) =
+                        backup.as_ref().and_then(type_change::restore_contents)
+                    else {
+                        break;
+                    };
+                    let (token_url, collibra_url) = self.endpoint_strings();
+                    let want = secret::desired(
+                        &self.obj,
+                        secret::Endpoint {
+                            token_url: &token_url,
+                            collibra_url: &collibra_url,
+                        },
+                        Contents::Credentials {
+                            creds: Credentials {
+                                client_id: &client_id,
+                                client_secret: &client_secret,
+                            },
+                            rotated_for: rotated_for.as_deref(),
+                        },
+                        false,
+                    );
+                    target = Some(api.create(&create, &want).await?);
+                    self.event(
+                        EventType::Normal,
+                        "SecretTypeChanged",
+                        format!(
+                            "Secret {} replaced to make its type {want_type}; its credentials were kept (no new registration)",
+                            self.secret_name
+                        ),
+                    )
+                    .await;
+                }
+                type_change::Step::DropBackup => {
+                    let params = kube::api::DeleteParams {
+                        preconditions: Some(kube::api::Preconditions {
+                            uid: backup.as_ref().and_then(|b| b.metadata.uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..kube::api::DeleteParams::default()
+                    };
+                    match api.delete(&backup_name, &params).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    backup = None;
+                }
+            }
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
     /// The Secret as the operator may know it. The watch cache answers when
     /// it shows credentials; otherwise the API server is asked, reading the
     /// data only of a Secret that carries the managed-by label.
@@ -298,7 +476,19 @@ impl<'a> Reconciler<'a> {
                 false,
             );
             if secret::needs_update(cur, &want) {
+                let reshaped = secret::reshapes(cur, &want);
                 self.apply_secret(&want, Some(cur)).await?;
+                if reshaped {
+                    self.event(
+                        EventType::Normal,
+                        "SecretReshaped",
+                        format!(
+                            "Secret {} rendered again from the credentials it holds (secretTemplate changed); no new registration",
+                            self.secret_name
+                        ),
+                    )
+                    .await;
+                }
             }
         }
         if adopt {

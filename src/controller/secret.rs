@@ -208,6 +208,39 @@ pub fn desired(
     }
 }
 
+/// Why `owner`'s template cannot be rendered (with `creds`, the credentials
+/// the Secret holds, when it holds any), or `None` when it can.
+pub fn template_problem(
+    owner: &OAuthClient,
+    endpoint: Endpoint<'_>,
+    creds: Option<&secret_template::Credentials>,
+) -> Option<secret_template::TemplateError> {
+    let grant_types = grant_types(owner);
+    let facts = secret_template::Facts {
+        client_name: &owner.spec.client_name,
+        token_url: endpoint.token_url,
+        collibra_url: endpoint.collibra_url,
+        grant_types: &grant_types,
+    };
+    secret_template::render(owner.spec.secret_template.as_ref(), &facts, creds).err()
+}
+
+/// The Secret type `owner`'s template asks for.
+pub fn desired_type(owner: &OAuthClient) -> &str {
+    owner
+        .spec
+        .secret_template
+        .as_ref()
+        .and_then(|t| t.type_.as_deref())
+        .unwrap_or(secret_template::DEFAULT_TYPE)
+}
+
+/// Whether writing `want` over `have` changes what the template decides
+/// (keys, templated data, template metadata): a reshaping.
+pub fn reshapes(have: &Secret, want: &Secret) -> bool {
+    secret_template::differs(have, &shape_of(want))
+}
+
 /// The spec's grant types as Collibra spells them, sorted, once each.
 pub fn grant_types(owner: &OAuthClient) -> Vec<String> {
     let mut g: Vec<String> = owner

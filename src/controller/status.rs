@@ -25,13 +25,15 @@ pub enum Reason {
     SecretConflict,
     /// An older OAuthClient claims this clientName.
     NameConflict,
+    /// `spec.secretTemplate` cannot be rendered.
+    InvalidSecretTemplate,
     /// Cleanup in progress.
     Deleting,
 }
 
 impl Reason {
     /// Every reason, for metrics that list them all.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Registered,
         Reason::Registering,
         Reason::CollibraUnavailable,
@@ -39,6 +41,7 @@ impl Reason {
         Reason::ClientExistsWithoutSecret,
         Reason::SecretConflict,
         Reason::NameConflict,
+        Reason::InvalidSecretTemplate,
         Reason::Deleting,
     ];
 
@@ -52,6 +55,7 @@ impl Reason {
             Reason::ClientExistsWithoutSecret => "ClientExistsWithoutSecret",
             Reason::SecretConflict => "SecretConflict",
             Reason::NameConflict => "NameConflict",
+            Reason::InvalidSecretTemplate => "InvalidSecretTemplate",
             Reason::Deleting => "Deleting",
         }
     }
@@ -69,6 +73,7 @@ impl Reason {
                 | Reason::ClientExistsWithoutSecret
                 | Reason::SecretConflict
                 | Reason::NameConflict
+                | Reason::InvalidSecretTemplate
         )
     }
 

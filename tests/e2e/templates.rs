@@ -25,6 +25,7 @@ test_support::tests!(
     each_shape_is_written,
     template_edits_on_a_ready_object_keep_the_credentials,
     reconcile_now_annotation_refreshes_at_once,
+    invalid_templates_stall_and_keep_the_secret,
 );
 
 /// The Secret's data as strings.
@@ -74,7 +75,7 @@ async fn wait_secret(
     )
 }
 
-/// Counts modifications of one Secret from now on.
+/// Counts changes (modified, deleted, created) of one Secret from now on.
 struct WriteCounter {
     count: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -108,7 +109,10 @@ async fn count_writes(f: &Fixture, name: &str) -> anyhow::Result<WriteCounter> {
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(Ok(event)) = stream.next().await {
-            if matches!(event, WatchEvent::Modified(_)) {
+            if matches!(
+                event,
+                WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_)
+            ) {
                 seen.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -397,8 +401,10 @@ async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
     f.finish().await
 }
 
-/// Every kind of template edit on a Ready object: one Secret write, no
-/// request to register, the same credentials.
+/// Every kind of template edit on a Ready object: one Secret write (a type
+/// change: its delete and create), no request to register, the same
+/// credentials, others' labels, annotations and keys kept (but a type
+/// change, which makes a new Secret).
 async fn template_edits_on_a_ready_object_keep_the_credentials(
     env: Arc<Env>,
 ) -> anyhow::Result<()> {
@@ -408,26 +414,29 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
     let id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     let first = f.secrets().get("edits").await?;
     let secret_value = data_of(&first)["client_secret"].clone();
-    // Someone else's label, annotation and key stay through every edit.
-    f.kubectl(&["label", "secret", "edits", "theirs=1"]).await?;
-    f.kubectl(&["annotate", "secret", "edits", "theirs=1"])
-        .await?;
-    f.kubectl(&[
-        "patch",
-        "secret",
-        "edits",
-        "--type=merge",
-        "-p",
-        r#"{"stringData":{"theirs":"1"}}"#,
-    ])
-    .await?;
+    let theirs = || async {
+        f.kubectl(&["label", "secret", "edits", "theirs=1", "--overwrite"])
+            .await?;
+        f.kubectl(&["annotate", "secret", "edits", "theirs=1", "--overwrite"])
+            .await?;
+        f.kubectl(&[
+            "patch",
+            "secret",
+            "edits",
+            "--type=merge",
+            "-p",
+            r#"{"stringData":{"theirs":"1"}}"#,
+        ])
+        .await
+    };
+    theirs().await?;
     let register_before = f.collibra.stats().requests_for("register");
 
     type Check = fn(&Secret, &str, &str) -> bool;
-    let steps: Vec<(&str, &str, Check)> = vec![
+    let steps: Vec<(&str, String, Check, usize)> = vec![
         (
             "renamed keys",
-            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n",
+            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n".into(),
             |s, id, sec| {
                 let d = data_of(s);
                 d.get("CLIENT_ID").map(String::as_str) == Some(id)
@@ -435,10 +444,11 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
                     && !d.contains_key("client_id")
                     && !d.contains_key("client_secret")
             },
+            1,
         ),
         (
             "added data key, labels and annotations",
-            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n    labels: {team: a, tier: gold}\n    annotations: {note: x}\n    data:\n      .env: \"ID={{ client_id }}\\n\"\n",
+            "  secretTemplate:\n    keys: {clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}\n    labels: {team: a, tier: gold}\n    annotations: {note: x}\n    data:\n      .env: \"ID={{ client_id }}\\n\"\n".into(),
             |s, id, _| {
                 let labels = s.metadata.labels.clone().unwrap_or_default();
                 let ann = s.metadata.annotations.clone().unwrap_or_default();
@@ -447,10 +457,11 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
                     && labels.get("tier").map(String::as_str) == Some("gold")
                     && ann.get("note").map(String::as_str) == Some("x")
             },
+            1,
         ),
         (
             "removed data key, label and annotation; left-out client id",
-            "  secretTemplate:\n    keys: {clientId: \"\", clientSecret: CLIENT_SECRET}\n    labels: {team: b}\n",
+            "  secretTemplate:\n    keys: {clientId: \"\", clientSecret: CLIENT_SECRET}\n    labels: {team: b}\n".into(),
             |s, id, sec| {
                 let labels = s.metadata.labels.clone().unwrap_or_default();
                 let ann = s.metadata.annotations.clone().unwrap_or_default();
@@ -463,40 +474,67 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
                     && !labels.contains_key("tier")
                     && !ann.contains_key("note")
             },
+            1,
         ),
         (
-            "template removed: today's Secret again",
-            "",
+            "type changed to basic-auth",
+            "  secretTemplate:\n    type: kubernetes.io/basic-auth\n    keys: {clientId: username, clientSecret: password}\n    labels: {team: b}\n".into(),
+            |s, id, sec| {
+                let d = data_of(s);
+                s.type_.as_deref() == Some("kubernetes.io/basic-auth")
+                    && d.get("username").map(String::as_str) == Some(id)
+                    && d.get("password").map(String::as_str) == Some(sec)
+                    && !d.contains_key("CLIENT_SECRET")
+            },
+            2,
+        ),
+        (
+            "template removed: today's Secret again (a type change back to Opaque)",
+            String::new(),
             |s, id, sec| {
                 let d = data_of(s);
                 let ann = s.metadata.annotations.clone().unwrap_or_default();
                 let labels = s.metadata.labels.clone().unwrap_or_default();
-                d.get("client_id").map(String::as_str) == Some(id)
+                s.type_.as_deref() == Some("Opaque")
+                    && d.get("client_id").map(String::as_str) == Some(id)
                     && d.get("client_secret").map(String::as_str) == Some(sec)
-                    && !d.contains_key("CLIENT_SECRET")
+                    && !d.contains_key("password")
                     && !labels.contains_key("team")
                     && !ann.contains_key("oauth.collibra.dev/client-id")
                     && !ann.contains_key("oauth.collibra.dev/secret-shape")
             },
+            2,
         ),
     ];
-    for (what, spec, check) in steps {
+    for (what, spec, check, changes) in steps {
         let writes = count_writes(&f, "edits").await?;
-        f.apply(&manifest("edits", "edits-client", spec)).await?;
+        f.apply(&manifest("edits", "edits-client", &spec)).await?;
         let s = wait_secret(&f, "edits", what, |s| check(s, &id, &secret_value)).await?;
+        f.wait_reason("edits", "Registered").await?;
         // Our own write wakes another reconcile; it must find nothing to do.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let n = writes.stop();
-        ensure!(n == 1, "{what}: {n} Secret writes, want 1");
+        ensure!(n == changes, "{what}: {n} Secret changes, want {changes}");
         let labels = s.metadata.labels.clone().unwrap_or_default();
         let ann = s.metadata.annotations.clone().unwrap_or_default();
-        ensure!(
-            labels.contains_key("theirs")
-                && ann.contains_key("theirs")
-                && data_of(&s).contains_key("theirs"),
-            "{what}: another writer's label, annotation or key was removed"
-        );
-        f.wait_reason("edits", "Registered").await?;
+        if changes == 1 {
+            ensure!(
+                labels.contains_key("theirs")
+                    && ann.contains_key("theirs")
+                    && data_of(&s).contains_key("theirs"),
+                "{what}: another writer's label, annotation or key was removed"
+            );
+        } else {
+            // A new Secret: nothing of others is left to keep. Add it again.
+            ensure!(
+                f.event_reasons("edits")
+                    .await?
+                    .contains(&"SecretTypeChanged".to_owned()),
+                "{what}: no SecretTypeChanged Event"
+            );
+            theirs().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         ensure!(
             f.collibra.stats().requests_for("register") == register_before,
             "{what}: a template edit registered a client"
@@ -506,6 +544,99 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
             "{what}: credentials changed"
         );
     }
+    ensure!(
+        f.event_reasons("edits")
+            .await?
+            .contains(&"SecretReshaped".to_owned()),
+        "no SecretReshaped Event"
+    );
+    ensure!(
+        f.secrets()
+            .get_opt(&format!(
+                "collibra-oauth-backup-{}",
+                o.metadata.uid.clone().unwrap_or_default()
+            ))
+            .await?
+            .is_none(),
+        "the backup Secret was left behind"
+    );
+    f.finish().await
+}
+
+/// A template that cannot be rendered stalls with its own reason and a
+/// message naming the key: on a Ready object the Secret stays as it is; a
+/// new object registers nothing. A template that fails only with the real
+/// credentials says so without quoting them. Fixing the template recovers.
+async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::new(env, "tmpl-invalid").await?;
+    f.apply(&manifest("ok", "ok-client", "")).await?;
+    f.wait_reason("ok", "Registered").await?;
+    let before = f.secrets().get("ok").await?;
+    let secret_value = data_of(&before)["client_secret"].clone();
+    let registers = f.collibra.stats().requests_for("register");
+    for (what, data, needle) in [
+        ("undefined name", "{k: \"{{ client_idd }}\"}", "undefined"),
+        (
+            "fails only with the real secret",
+            "{k: \"{% if client_secret != 'placeholder-client-secret' %}{{ client_secret | int }}{% endif %}\"}",
+            "withheld",
+        ),
+    ] {
+        f.apply(&manifest(
+            "ok",
+            "ok-client",
+            &format!("  secretTemplate:\n    data: {data}\n"),
+        ))
+        .await?;
+        let o = f.wait_reason("ok", "InvalidSecretTemplate").await?;
+        let message = o
+            .ready_condition()
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.contains("data[\"k\"]") && message.contains(needle),
+            "{what}: message {message:?}"
+        );
+        ensure!(
+            !message.contains(&secret_value),
+            "{what}: the message quotes the secret"
+        );
+        ensure!(test_support::condition(&o, "Stalled").as_deref() == Some("True"));
+        let now = f.secrets().get("ok").await?;
+        ensure!(now.data == before.data, "{what}: the Secret changed");
+    }
+    f.apply(&manifest("ok", "ok-client", "")).await?;
+    f.wait_reason("ok", "Registered").await?;
+
+    f.apply(&manifest(
+        "new",
+        "new-client",
+        "  secretTemplate:\n    data: {k: \"{{ nope }}\"}\n",
+    ))
+    .await?;
+    f.wait_reason("new", "InvalidSecretTemplate").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        f.collibra.stats().requests_for("register") == registers,
+        "a client was registered for an invalid template"
+    );
+    ensure!(
+        f.secrets().get_opt("new").await?.is_none(),
+        "a claim was written"
+    );
+    f.apply(&manifest(
+        "new",
+        "new-client",
+        "  secretTemplate:\n    data: {k: \"{{ client_id }}\"}\n",
+    ))
+    .await?;
+    f.wait_reason("new", "Registered").await?;
+    ensure!(
+        f.event_reasons("ok")
+            .await?
+            .contains(&"InvalidSecretTemplate".to_owned()),
+        "no Warning Event for the invalid template"
+    );
     f.finish().await
 }
 
