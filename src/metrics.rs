@@ -83,29 +83,24 @@ impl CollibraMetrics {
         }
     }
 
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "requests",
-            "Collibra requests by operation and HTTP status (\"error\" when no answer came)",
-            self.requests.clone(),
-        );
-        registry.register(
+    /// Registers the families in `r`, the `collibra` sub-registry.
+    fn register(&self, r: &mut Registry) {
+        r.register("requests", REQUESTS_HELP, self.requests.clone());
+        r.register(
             "request_duration_seconds",
-            "Collibra request latency by operation",
+            DURATION_HELP,
             self.duration.clone(),
         );
-        registry.register(
-            "retries",
-            "Collibra requests retried after a transient failure",
-            self.retries.clone(),
-        );
-        registry.register(
-            "backoff_seconds",
-            "Time spent waiting before Collibra retries",
-            self.backoff.clone(),
-        );
+        r.register("retries", RETRIES_HELP, self.retries.clone());
+        r.register("backoff_seconds", BACKOFF_HELP, self.backoff.clone());
     }
 }
+
+const REQUESTS_HELP: &str =
+    "Collibra requests by operation and HTTP status (\"error\" when no answer came)";
+const DURATION_HELP: &str = "Collibra request latency by operation";
+const RETRIES_HELP: &str = "Collibra requests retried after a transient failure";
+const BACKOFF_HELP: &str = "Time spent waiting before Collibra retries";
 
 impl Observer for CollibraMetrics {
     fn request_finished(&self, operation: Operation, outcome: &str, elapsed: Duration) {

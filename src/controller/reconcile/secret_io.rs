@@ -92,15 +92,21 @@ impl Reconciler<'_> {
         }
     }
 
+    /// The Secret with its credentials kept as they are and everything else
+    /// brought up to date; the claim annotation stays only if `keep_claim`.
+    fn refreshed(&self, current: &Secret, keep_claim: bool, orphan: bool) -> Secret {
+        self.render(
+            Contents::Refresh {
+                current,
+                keep_claim,
+            },
+            orphan,
+        )
+    }
+
     /// Removes the claim after a registration that certainly did not happen.
     pub(super) async fn release_claim(&self, claimed: &Secret) -> Result<()> {
-        let want = self.render(
-            Contents::Refresh {
-                current: claimed,
-                keep_claim: false,
-            },
-            false,
-        );
+        let want = self.refreshed(claimed, false, false);
         self.patch_secret(&want, Some(claimed)).await?;
         Ok(())
     }
@@ -108,13 +114,7 @@ impl Reconciler<'_> {
     /// Brings labels, annotations and the descriptive keys up to date,
     /// keeping the credentials; writes only when something differs.
     pub(super) async fn refresh_if_needed(&self, current: &Secret) -> Result<()> {
-        let want = self.render(
-            Contents::Refresh {
-                current,
-                keep_claim: false,
-            },
-            false,
-        );
+        let want = self.refreshed(current, false, false);
         if secret::needs_update(current, &want) {
             self.patch_secret(&want, Some(current)).await?;
         }
@@ -123,15 +123,9 @@ impl Reconciler<'_> {
 
     /// Drops this object's ownerReference so the Secret, and the
     /// credentials in it, outlive the OAuthClient (docs/design.md, "Secret
-    /// ownership").
+    /// ownership"). A claim stays: it still proves a registration ours.
     pub(super) async fn orphan_secret(&self, current: &Secret) -> Result<()> {
-        let want = self.render(
-            Contents::Refresh {
-                current,
-                keep_claim: true,
-            },
-            true,
-        );
+        let want = self.refreshed(current, true, true);
         self.patch_secret(&want, Some(current)).await?;
         Ok(())
     }
