@@ -39,7 +39,7 @@ pub use self::error::{Error, KubeCall};
 use super::{
     connection::Connection,
     context::{Context, now},
-    decide::{self, Observed, Plan, SecretView},
+    decide::{self, Listed, Observed, Plan, SecretView},
     reasons::{Issuance, Reason},
     status::{self, Facts, Readiness},
 };
@@ -166,48 +166,68 @@ impl<'a> Reconciler<'a> {
 
     /// Observe, decide, act: everything but the status write.
     async fn converge(&self) -> Result<Outcome> {
-        if let Some(winner) = self.ctx.name_winner(&self.obj) {
-            return Ok(self.outcome(
-                Reason::NameConflict,
-                messages::name_conflict(&winner, &self.obj.spec.client_name),
-                Duration::from_secs(60),
-            ));
+        if let Some(outcome) = self.before_deciding().await? {
+            return Ok(outcome);
         }
-        if let Some(issued) = self.ctx.take_unsaved(&self.uid) {
-            // Collibra issued these before a failed Secret write: write them
-            // first, whatever else is going on (rule 2).
-            let (view, current) = self.observe_secret().await?;
-            if let SecretView::Managed(m) = &view {
-                return self
-                    .store_credentials(issued, current.as_ref(), m.rotated_for.as_deref(), None)
-                    .await;
-            }
-            self.ctx.stash_unsaved(&self.uid, issued);
-        }
-
         let (view, current) = self.observe_secret().await?;
         let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
             Ok(l) => l,
             Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
         };
+        let plan = self.decide(&view, listed.as_ref());
+        tracing::debug!(object = %self.obj.name_any(), plan = plan.name(), "decided");
+        self.act(plan, current.as_ref(), listed).await
+    }
 
-        let grant_types = self.grant_types();
-        let plan = decide::decide(&Observed {
-            secret: &view,
-            listed: listed.as_ref(),
+    /// What settles a reconcile before any decision: a name that belongs to
+    /// an older object (rule 1), and credentials still to be written (rule 2).
+    async fn before_deciding(&self) -> Result<Option<Outcome>> {
+        if let Some(winner) = self.ctx.name_winner(&self.obj) {
+            return Ok(Some(self.outcome(
+                Reason::NameConflict,
+                messages::name_conflict(&winner, &self.obj.spec.client_name),
+                Duration::from_secs(60),
+            )));
+        }
+        if let Some(issued) = self.ctx.take_unsaved(&self.uid) {
+            // Collibra issued these before a failed Secret write: write them
+            // first, whatever else is going on.
+            let (view, current) = self.observe_secret().await?;
+            if let SecretView::Managed(m) = &view {
+                let stored = self
+                    .store_credentials(issued, current.as_ref(), m.rotated_for.as_deref(), None)
+                    .await?;
+                return Ok(Some(stored));
+            }
+            self.ctx.stash_unsaved(&self.uid, issued);
+        }
+        Ok(None)
+    }
+
+    /// The decision table's inputs from what was observed.
+    fn decide(&self, secret: &SecretView, listed: Option<&Listed>) -> Plan {
+        decide::decide(&Observed {
+            secret,
+            listed,
             status_client_id: self
                 .obj
                 .status
                 .as_ref()
                 .and_then(|s| s.client_id.as_deref()),
             rotation_request: self.obj.rotation_request(),
-            grant_types: &grant_types,
+            grant_types: &self.grant_types(),
             delete_supported: self.collibra.delete_supported(),
             update_supported: self.collibra.update_supported(),
-        });
-        tracing::debug!(object = %self.obj.name_any(), plan = plan.name(), "decided");
+        })
+    }
 
-        let current = current.as_ref();
+    /// Carries out `plan`.
+    async fn act(
+        &self,
+        plan: Plan,
+        current: Option<&Secret>,
+        listed: Option<Listed>,
+    ) -> Result<Outcome> {
         match plan {
             Plan::SecretConflict { why } => Ok(self.outcome(
                 Reason::SecretConflict,
