@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn plans_are_named_by_their_variant() {
+        assert_eq!(Plan::Register(RegisterReason::New).name(), "Register");
+        assert_eq!(
+            Plan::SecretConflict { why: String::new() }.name(),
+            "SecretConflict"
+        );
+        assert_eq!(
+            Plan::ClientExistsWithoutSecret {
+                client_id: String::new(),
+                own: false
+            }
+            .name(),
+            "ClientExistsWithoutSecret"
+        );
+    }
+
+    #[test]
     fn free_name_and_no_secret_registers() {
         assert_eq!(run(&Case::default()), Plan::Register(RegisterReason::New));
         let c = Case {
