@@ -16,6 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{WatchEvent, WatchParams};
 
+use collibra_oauth_operator::controller::reasons::{EventReason, Reason};
 use test_support::{Env, Fixture, Options, manifest, ready_reason};
 
 test_support::tests!(
@@ -278,7 +279,7 @@ async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
         ("quality-checks", "quality-checks"),
         ("metadata-export", "metadata-export"),
     ] {
-        let o = f.wait_reason(object, "Registered").await?;
+        let o = f.wait_reason(object, Reason::Registered.as_str()).await?;
         registered += 1;
         let id = o
             .status
@@ -410,7 +411,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
 ) -> anyhow::Result<()> {
     let f = Fixture::new(env, "tmpl-edits").await?;
     f.apply(&manifest("edits", "edits-client", "")).await?;
-    let o = f.wait_reason("edits", "Registered").await?;
+    let o = f.wait_reason("edits", Reason::Registered.as_str()).await?;
     let id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     let first = f.secrets().get("edits").await?;
     let secret_value = data_of(&first)["client_secret"].clone();
@@ -510,7 +511,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
         let writes = count_writes(&f, "edits").await?;
         f.apply(&manifest("edits", "edits-client", &spec)).await?;
         let s = wait_secret(&f, "edits", what, |s| check(s, &id, &secret_value)).await?;
-        f.wait_reason("edits", "Registered").await?;
+        f.wait_reason("edits", Reason::Registered.as_str()).await?;
         // Our own write wakes another reconcile; it must find nothing to do.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let n = writes.stop();
@@ -529,7 +530,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
             ensure!(
                 f.event_reasons("edits")
                     .await?
-                    .contains(&"SecretTypeChanged".to_owned()),
+                    .contains(&EventReason::SecretTypeChanged.as_str().to_owned()),
                 "{what}: no SecretTypeChanged Event"
             );
             theirs().await?;
@@ -547,7 +548,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
     ensure!(
         f.event_reasons("edits")
             .await?
-            .contains(&"SecretReshaped".to_owned()),
+            .contains(&EventReason::SecretReshaped.as_str().to_owned()),
         "no SecretReshaped Event"
     );
     ensure!(
@@ -570,7 +571,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
 async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "tmpl-invalid").await?;
     f.apply(&manifest("ok", "ok-client", "")).await?;
-    f.wait_reason("ok", "Registered").await?;
+    f.wait_reason("ok", Reason::Registered.as_str()).await?;
     let before = f.secrets().get("ok").await?;
     let secret_value = data_of(&before)["client_secret"].clone();
     let registers = f.collibra.stats().requests_for("register");
@@ -588,7 +589,9 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
             &format!("  secretTemplate:\n    data: {data}\n"),
         ))
         .await?;
-        let o = f.wait_reason("ok", "InvalidSecretTemplate").await?;
+        let o = f
+            .wait_reason("ok", Reason::InvalidSecretTemplate.as_str())
+            .await?;
         let message = o
             .ready_condition()
             .map(|c| c.message.clone())
@@ -606,7 +609,7 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
         ensure!(now.data == before.data, "{what}: the Secret changed");
     }
     f.apply(&manifest("ok", "ok-client", "")).await?;
-    f.wait_reason("ok", "Registered").await?;
+    f.wait_reason("ok", Reason::Registered.as_str()).await?;
 
     f.apply(&manifest(
         "new",
@@ -614,7 +617,8 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
         "  secretTemplate:\n    data: {k: \"{{ nope }}\"}\n",
     ))
     .await?;
-    f.wait_reason("new", "InvalidSecretTemplate").await?;
+    f.wait_reason("new", Reason::InvalidSecretTemplate.as_str())
+        .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     ensure!(
         f.collibra.stats().requests_for("register") == registers,
@@ -630,11 +634,11 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
         "  secretTemplate:\n    data: {k: \"{{ client_id }}\"}\n",
     ))
     .await?;
-    f.wait_reason("new", "Registered").await?;
+    f.wait_reason("new", Reason::Registered.as_str()).await?;
     ensure!(
         f.event_reasons("ok")
             .await?
-            .contains(&"InvalidSecretTemplate".to_owned()),
+            .contains(&Reason::InvalidSecretTemplate.as_str().to_owned()),
         "no Warning Event for the invalid template"
     );
     f.finish().await
@@ -645,7 +649,7 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
 async fn reconcile_now_annotation_refreshes_at_once(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "tmpl-now").await?;
     f.apply(&manifest("now", "now-client", "")).await?;
-    let o = f.wait_reason("now", "Registered").await?;
+    let o = f.wait_reason("now", Reason::Registered.as_str()).await?;
     let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     let lists = f.collibra.stats().requests_for("list");
     ensure!(f.collibra.remove_client(&old_id));
@@ -665,7 +669,7 @@ async fn reconcile_now_annotation_refreshes_at_once(env: Arc<Env>) -> anyhow::Re
     .await?;
     let o = f
         .wait_for("now", "registered again after the request", |o| {
-            ready_reason(o).as_deref() == Some("Registered")
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
                 && o.status.as_ref().is_some_and(|s| {
                     s.client_id.as_deref().is_some_and(|id| id != old_id)
                         && s.last_handled_reconcile_at.as_deref() == Some("2026-12-01T00:00:00Z")

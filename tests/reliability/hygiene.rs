@@ -19,6 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::net::{TcpListener, TcpStream};
 
+use collibra_oauth_operator::controller::reasons::Reason;
 use test_support::{Env, Fixture, Options, manifest, ready_reason};
 
 test_support::tests!(
@@ -139,7 +140,7 @@ async fn no_credential_leaks_from_secret_templates(env: Arc<Env>) -> anyhow::Res
         "quality-checks",
         "metadata-export",
     ] {
-        f.wait_reason(n, "Registered").await?;
+        f.wait_reason(n, Reason::Registered.as_str()).await?;
     }
     // Edits on a Ready object: keys, data, labels, then the type.
     let edits = [
@@ -148,11 +149,11 @@ async fn no_credential_leaks_from_secret_templates(env: Arc<Env>) -> anyhow::Res
         "",
     ];
     f.apply(&manifest("t", "hyg-t", "")).await?;
-    f.wait_reason("t", "Registered").await?;
+    f.wait_reason("t", Reason::Registered.as_str()).await?;
     for spec in edits {
         f.apply(&manifest("t", "hyg-t", spec)).await?;
         f.wait_for("t", "re-rendered", |o| {
-            ready_reason(o).as_deref() == Some("Registered")
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
                 && o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
         })
         .await?;
@@ -164,14 +165,16 @@ async fn no_credential_leaks_from_secret_templates(env: Arc<Env>) -> anyhow::Res
         "  secretTemplate:\n    data: {k: \"{{ client_secret ~ no_such_name }}\"}\n",
     ))
     .await?;
-    f.wait_reason("u", "InvalidSecretTemplate").await?;
+    f.wait_reason("u", Reason::InvalidSecretTemplate.as_str())
+        .await?;
     f.apply(&manifest(
         "t",
         "hyg-t",
         "  secretTemplate:\n    data: {k: \"{% if client_secret != 'placeholder-client-secret' %}{{ client_secret | int }}{% endif %}\"}\n",
     ))
     .await?;
-    f.wait_reason("t", "InvalidSecretTemplate").await?;
+    f.wait_reason("t", Reason::InvalidSecretTemplate.as_str())
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut secrets: Vec<String> = issued.lock().map(|v| v.clone()).unwrap_or_default();

@@ -1,0 +1,373 @@
+//! Reading and writing the credentials Secret. What the Secret holds is
+//! decided in [`crate::controller::secret`]; this module only moves it.
+//! Every write is a JSON merge patch (or a create, for the first claim)
+//! under the operator's field manager.
+
+use std::{sync::Arc, time::Duration};
+
+use collibra_client::IssuedClient;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    ResourceExt,
+    api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions},
+    runtime::events::EventType,
+};
+
+use super::{Error, KubeCall, Reconciler, Result, messages};
+use crate::{
+    api::FIELD_MANAGER,
+    controller::{
+        context::now,
+        decide::SecretView,
+        reasons::EventReason,
+        secret::{self, Contents, Credentials},
+        type_change::{self, Step},
+    },
+    secret_template,
+};
+
+/// Attempts of a credentials write before they are kept in memory instead.
+const CREDENTIAL_WRITE_ATTEMPTS: u32 = 4;
+
+impl Reconciler<'_> {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.ctx.client.clone(), &self.ns)
+    }
+
+    /// The Secret body for `contents`, with the Secret's owner unless `orphan`.
+    fn render(&self, contents: Contents<'_>, orphan: bool) -> Secret {
+        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        secret::desired(&self.obj, endpoint, contents, orphan)
+    }
+
+    /// Why the template cannot be rendered (with the credentials `current`
+    /// holds, if any), or `None` (rule 10).
+    pub(super) fn template_problem(
+        &self,
+        current: Option<&Secret>,
+    ) -> Option<secret_template::TemplateError> {
+        let held = current.and_then(secret_template::stored_credentials);
+        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        secret::template_problem(&self.obj, endpoint, held.as_ref())
+    }
+
+    /// The Secret as the operator may know it. The watch cache answers when
+    /// it shows credentials; otherwise the API server is asked, reading the
+    /// data only of a Secret that carries the managed-by label.
+    pub(super) async fn observe_secret(&self) -> Result<(SecretView, Option<Secret>)> {
+        if let Some(s) = self.ctx.cached_secret(&self.ns, &self.secret_name) {
+            let v = secret::view(&self.obj, &s);
+            if matches!(&v, SecretView::Managed(m) if m.client_id.is_some())
+                || matches!(v, SecretView::Foreign { .. })
+            {
+                return Ok((v, Some((*s).clone())));
+            }
+        }
+        let api = self.secrets();
+        let meta = api
+            .get_metadata_opt(&self.secret_name)
+            .await
+            .map_err(Error::kube(KubeCall::GetSecretMetadata))?;
+        match meta {
+            None => Ok((SecretView::Missing, None)),
+            Some(meta) if !secret::is_labeled(&meta.metadata) => Ok((
+                SecretView::Foreign {
+                    why: secret::unlabeled(&self.secret_name),
+                },
+                None,
+            )),
+            Some(_) => match api
+                .get_opt(&self.secret_name)
+                .await
+                .map_err(Error::kube(KubeCall::GetSecret))?
+            {
+                None => Ok((SecretView::Missing, None)),
+                Some(s) => Ok((secret::view(&self.obj, &s), Some(s))),
+            },
+        }
+    }
+
+    /// Writes the claim before a registration (rule 2). `None`: the Secret
+    /// exists but the watch has not shown it yet; try again shortly.
+    pub(super) async fn claim(&self, current: Option<&Secret>) -> Result<Option<Secret>> {
+        let want = self.render(
+            Contents::Claim {
+                since: now(),
+                keep: current,
+            },
+            false,
+        );
+        if current.is_some() {
+            return Ok(Some(self.patch_secret(&want, current).await?));
+        }
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        match self.secrets().create(&params, &want).await {
+            Ok(s) => Ok(Some(s)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(Error::kube(KubeCall::CreateSecret)(e)),
+        }
+    }
+
+    /// The Secret with its credentials kept as they are and everything else
+    /// brought up to date; the claim annotation stays only if `keep_claim`.
+    fn refreshed(&self, current: &Secret, keep_claim: bool, orphan: bool) -> Secret {
+        self.render(
+            Contents::Refresh {
+                current,
+                keep_claim,
+            },
+            orphan,
+        )
+    }
+
+    /// Removes the claim after a registration that certainly did not happen.
+    pub(super) async fn release_claim(&self, claimed: &Secret) -> Result<()> {
+        let want = self.refreshed(claimed, false, false);
+        self.patch_secret(&want, Some(claimed)).await?;
+        Ok(())
+    }
+
+    /// Brings labels, annotations and the descriptive keys up to date,
+    /// keeping the credentials; writes only when something differs.
+    pub(super) async fn refresh_if_needed(&self, current: &Secret) -> Result<()> {
+        let want = self.refreshed(current, false, false);
+        if secret::needs_update(current, &want) {
+            let reshaped = secret::reshapes(current, &want);
+            self.patch_secret(&want, Some(current)).await?;
+            if reshaped {
+                self.event(
+                    EventType::Normal,
+                    EventReason::SecretReshaped,
+                    messages::reshaped(&self.secret_name),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the type replacement (rule 11, `type_change`) from wherever it
+    /// stands; `target` is the Secret, `None` when it is missing. Returns
+    /// whether anything was written. The backup is read from the API
+    /// server only when it can matter: the target is of another type, the
+    /// watch shows a backup, or the target is missing and the watch has not
+    /// listed the Secrets yet (after a restart, a backup left by a crash
+    /// must be found before anything is registered).
+    pub(super) async fn change_type(&self, target: Option<&Secret>) -> Result<bool> {
+        let want_type = secret::desired_type(&self.obj).to_owned();
+        let backup_name = type_change::backup_name(&self.obj);
+        let wrong_type = target.is_some_and(|t| {
+            t.type_.as_deref().unwrap_or(secret_template::DEFAULT_TYPE) != want_type
+        });
+        let cached_backup = self.ctx.cached_secret(&self.ns, &backup_name).is_some();
+        let must_look = match target {
+            Some(_) => wrong_type || cached_backup,
+            None => cached_backup || !self.ctx.secrets_synced(&self.ns),
+        };
+        if !must_look {
+            return Ok(false);
+        }
+        let api = self.secrets();
+        let mut target = target.cloned();
+        let mut backup = api
+            .get_opt(&backup_name)
+            .await
+            .map_err(Error::kube(KubeCall::GetBackup))?
+            .filter(|b| type_change::is_backup_of(&self.obj, b));
+        let create = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let mut wrote = false;
+        // Four steps at most; the bound only guards against a loop.
+        for _ in 0..6 {
+            let step = type_change::next_step(target.as_ref(), backup.as_ref(), &want_type);
+            tracing::debug!(object = %self.obj.name_any(), step = ?step, "secret type");
+            match step {
+                Step::Done => break,
+                Step::Backup => {
+                    let Some(body) = target
+                        .as_ref()
+                        .and_then(|t| type_change::backup(&self.obj, t))
+                    else {
+                        break;
+                    };
+                    backup = Some(self.write_backup(&create, &body).await?);
+                }
+                Step::DeleteTarget => {
+                    let Some(t) = target.as_ref() else { break };
+                    let exactly = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: t.metadata.uid.clone(),
+                            resource_version: t.metadata.resource_version.clone(),
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    api.delete(&self.secret_name, &exactly)
+                        .await
+                        .map_err(Error::kube(KubeCall::DeleteSecret))?;
+                    target = None;
+                }
+                Step::Restore => {
+                    let Some((client_id, client_secret, rotated_for)) =
+                        backup.as_ref().and_then(type_change::restore_contents)
+                    else {
+                        break;
+                    };
+                    let want = self.render(
+                        Contents::Credentials {
+                            creds: Credentials {
+                                client_id: &client_id,
+                                client_secret: &client_secret,
+                            },
+                            rotated_for: rotated_for.as_deref(),
+                        },
+                        false,
+                    );
+                    target = Some(
+                        api.create(&create, &want)
+                            .await
+                            .map_err(Error::kube(KubeCall::CreateSecret))?,
+                    );
+                    self.event(
+                        EventType::Normal,
+                        EventReason::SecretTypeChanged,
+                        messages::type_changed(&self.secret_name, &want_type),
+                    )
+                    .await;
+                }
+                Step::DropBackup => {
+                    let that_one = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: backup.as_ref().and_then(|b| b.metadata.uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    match api.delete(&backup_name, &that_one).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(Error::kube(KubeCall::DeleteBackup)(e)),
+                    }
+                    backup = None;
+                }
+            }
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    /// Creates the backup; one left from an earlier attempt (ours: checked
+    /// by the caller's filter on the next read) is brought up to date.
+    async fn write_backup(&self, create: &PostParams, body: &Secret) -> Result<Secret> {
+        let api = self.secrets();
+        let name = body.metadata.name.clone().unwrap_or_default();
+        match api.create(create, body).await {
+            Ok(b) => Ok(b),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = api
+                    .get(&name)
+                    .await
+                    .map_err(Error::kube(KubeCall::GetBackup))?;
+                if !type_change::is_backup_of(&self.obj, &existing) {
+                    // Never overwrite a Secret that is not ours (rule 11).
+                    return Err(Error::kube(KubeCall::WriteBackup)(kube::Error::Api(e)));
+                }
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                };
+                let patch = serde_json::json!({
+                    "metadata": {"annotations": body.metadata.annotations},
+                    "data": body.data,
+                });
+                api.patch(&name, &params, &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube(KubeCall::WriteBackup))
+            }
+            Err(e) => Err(Error::kube(KubeCall::WriteBackup)(e)),
+        }
+    }
+
+    /// Drops this object's ownerReference so the Secret, and the
+    /// credentials in it, outlive the OAuthClient (docs/design.md, "Secret
+    /// ownership"). A claim stays: it still proves a registration ours.
+    pub(super) async fn orphan_secret(&self, current: &Secret) -> Result<()> {
+        let want = self.refreshed(current, true, true);
+        self.patch_secret(&want, Some(current)).await?;
+        Ok(())
+    }
+
+    /// Writes credentials Collibra just issued, retrying a few times; if
+    /// the Secret still cannot be written they are kept in memory and
+    /// written first on the next reconcile (rule 2).
+    pub(super) async fn write_credentials(
+        &self,
+        issued: &Arc<IssuedClient>,
+        current: Option<&Secret>,
+        rotated_for: Option<&str>,
+    ) -> Result<()> {
+        let want = self.render(
+            Contents::Credentials {
+                creds: Credentials {
+                    client_id: &issued.info.client_id,
+                    client_secret: &issued.client_secret,
+                },
+                rotated_for,
+            },
+            false,
+        );
+        let mut attempt = 0;
+        loop {
+            match self.merge_patch(&want, current).await {
+                Ok(_) => return Ok(()),
+                Err(source) if attempt + 1 >= CREDENTIAL_WRITE_ATTEMPTS => {
+                    self.ctx.stash_unsaved(&self.uid, issued.clone());
+                    return Err(Error::Unsaved {
+                        client_id: issued.info.client_id.clone(),
+                        source,
+                    });
+                }
+                Err(_) => {}
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        }
+    }
+
+    async fn patch_secret(&self, want: &Secret, current: Option<&Secret>) -> Result<Secret> {
+        self.merge_patch(want, current)
+            .await
+            .map_err(Error::kube(KubeCall::PatchSecret))
+    }
+
+    /// Writes the operator's part of the Secret with a merge patch: unlike
+    /// server-side apply it also removes what the claim's create set (the
+    /// claim annotation, the ownerReference when orphaning), and it keeps
+    /// owner references of others.
+    async fn merge_patch(
+        &self,
+        want: &Secret,
+        current: Option<&Secret>,
+    ) -> Result<Secret, kube::Error> {
+        let body = secret::merge_patch(want, current);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        self.secrets()
+            .patch(&self.secret_name, &params, &Patch::Merge(&body))
+            .await
+    }
+}
