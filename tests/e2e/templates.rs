@@ -27,6 +27,7 @@ test_support::tests!(
     template_edits_on_a_ready_object_keep_the_credentials,
     reconcile_now_annotation_refreshes_at_once,
     invalid_templates_stall_and_keep_the_secret,
+    half_done_type_change_is_finished_from_the_backup,
 );
 
 /// The Secret's data as strings.
@@ -694,6 +695,90 @@ async fn reconcile_now_annotation_refreshes_at_once(env: Arc<Env>) -> anyhow::Re
     ensure!(
         f.collibra.stats().requests_for("list") == lists,
         "a handled request refreshed the list again"
+    );
+    f.finish().await
+}
+
+/// Leaves the state of a type change cut short after its delete: the
+/// backup holds the credentials, the Secret is gone. Returns its data.
+async fn cut_short(f: &Fixture, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    use collibra_oauth_operator::controller::type_change;
+    use kube::api::{DeleteParams, PostParams};
+
+    let obj = f.oauth().get(name).await?;
+    let secret = f.secrets().get(name).await?;
+    let held = data_of(&secret);
+    let backup = type_change::backup(&obj, &secret)
+        .ok_or_else(|| anyhow::anyhow!("the Secret holds no credentials"))?;
+    f.secrets().create(&PostParams::default(), &backup).await?;
+    f.secrets().delete(name, &DeleteParams::default()).await?;
+    Ok(held)
+}
+
+/// The state a crash between "delete the Secret" and "create it with the
+/// new type" leaves (rule 11), made by hand while the operator is stopped:
+/// only the backup holds the credentials. The next start restores the
+/// Secret from it and registers nothing; with `deletionPolicy: Orphan` and
+/// the object being deleted, the Secret is restored before it is let go.
+async fn half_done_type_change_is_finished_from_the_backup(env: Arc<Env>) -> anyhow::Result<()> {
+    use kube::api::DeleteParams;
+
+    let mut f = Fixture::new(env, "tmpl-halfdone").await?;
+    let basic = "  secretTemplate:\n    type: kubernetes.io/basic-auth\n    keys: {clientId: username, clientSecret: password}\n";
+    f.apply(&manifest(
+        "half",
+        "half-client",
+        "  deletionPolicy: Orphan\n",
+    ))
+    .await?;
+    f.wait_reason("half", Reason::Registered.as_str()).await?;
+    let registers = f.collibra.stats().requests_for("register");
+    f.op.kill().await?;
+    let held = cut_short(&f, "half").await?;
+    let (id, secret) = if held.contains_key("username") {
+        (held["username"].clone(), held["password"].clone())
+    } else {
+        (held["client_id"].clone(), held["client_secret"].clone())
+    };
+    f.apply(&manifest(
+        "half",
+        "half-client",
+        &format!("  deletionPolicy: Orphan\n{basic}"),
+    ))
+    .await?;
+    f.op.restart().await?;
+    let s = wait_secret(&f, "half", "restored as basic-auth", |s| {
+        let d = data_of(s);
+        s.type_.as_deref() == Some("kubernetes.io/basic-auth")
+            && d.get("username") == Some(&id)
+            && d.get("password") == Some(&secret)
+    })
+    .await?;
+    ensure!(s.metadata.owner_references.is_some_and(|r| !r.is_empty()));
+    f.wait_reason("half", Reason::Registered.as_str()).await?;
+
+    // Again, and this time the object is deleted while the operator is down.
+    f.op.kill().await?;
+    cut_short(&f, "half").await?;
+    f.oauth().delete("half", &DeleteParams::default()).await?;
+    f.op.restart().await?;
+    f.wait_gone("half").await?;
+    let s = wait_secret(&f, "half", "restored and kept", |s| {
+        let d = data_of(s);
+        d.get("username") == Some(&id) && d.get("password") == Some(&secret)
+    })
+    .await?;
+    ensure!(
+        s.metadata.owner_references.unwrap_or_default().is_empty(),
+        "the kept Secret still has an owner"
+    );
+    ensure!(
+        f.collibra.verify_credentials(&id, &secret),
+        "the kept credentials are not the client's"
+    );
+    ensure!(
+        f.collibra.stats().requests_for("register") == registers,
+        "a client was registered again"
     );
     f.finish().await
 }
