@@ -13,60 +13,20 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../lib/go-build.sh
+source "$here/../lib/go-build.sh"
 
 die() {
 	echo "tools build.sh: $*" >&2
 	exit 1
 }
 
-key="$(cat "$here/build.sh" "$here/go.mod" "$here/go.sum" "$here"/*.go "$here"/kstatus/*.go | sha256sum | cut -c1-16)"
-cache_root="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/collibra-oauth-operator/tools"
-out="${TOOLS_BIN_DIR:-$cache_root/$key}"
-binaries=(helm kstatus)
+# The version stamp below is part of what gets built, so it is in the key.
+key="$(go_build_key "$here/go.mod" "$here/go.sum" "$here"/*.go "$here"/kstatus/*.go -- helm-ldflags-v1)"
+out="${TOOLS_BIN_DIR:-$(go_build_dir tools "$key")}"
 
-all_present() {
-	local b
-	for b in "${binaries[@]}"; do
-		[[ -x "$out/$b" ]] || return 1
-	done
-}
-
-if all_present; then
-	echo "$out"
-	exit 0
-fi
-
-mkdir -p "$out" || die "cannot create $out"
-
-# Serialise concurrent callers so only one of them compiles.
-exec 9>"$out/.build.lock"
-flock 9
-rm -rf "$out"/.build.??????
-
-missing=()
-for b in "${binaries[@]}"; do
-	[[ -x "$out/$b" ]] || missing+=("$b")
-done
-
-if ((${#missing[@]} > 0)); then
-	go_bin="$(command -v go || true)"
-	if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
-		go_bin=/usr/local/go/bin/go
-	fi
-	[[ -n "$go_bin" ]] || die "the Go toolchain ('go') is not installed or not on PATH; it is needed to build ${missing[*]}"
-
-	pkgs=()
-	for b in "${missing[@]}"; do
-		case "$b" in
-		helm) pkgs+=(helm.sh/helm/v3/cmd/helm) ;;
-		kstatus) pkgs+=(./kstatus) ;;
-		esac
-	done
-
-	tmp="$(mktemp -d "$out/.build.XXXXXX")"
-	trap 'rm -rf "$tmp"' EXIT
-	echo "tools build.sh: building ${missing[*]} into $out (first build takes a few minutes)" >&2
-	start=$SECONDS
+if ! go_build_present "$out" helm kstatus; then
+	go_bin="$(go_build_tool)" || die "the Go toolchain ('go') is not installed or not on PATH; it is needed to build helm and kstatus"
 	# helm reports the version it was built from (`helm version`).
 	helm_version="$(cd "$here" && "$go_bin" list -m -f '{{.Version}}' helm.sh/helm/v3)" ||
 		die "cannot resolve helm.sh/helm/v3 in go.mod"
@@ -80,15 +40,13 @@ if ((${#missing[@]} > 0)); then
 	for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
 		ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
 	done
-	if ! (cd "$here" && CGO_ENABLED=0 "$go_bin" build -buildvcs=false -ldflags="$ldflags" -o "$tmp/" "${pkgs[@]}") >&2; then
-		die "go build of ${missing[*]} failed (see the compiler output above)"
-	fi
-	for b in "${missing[@]}"; do
-		[[ -x "$tmp/$b" ]] || die "go build did not produce $b"
-		mv -f "$tmp/$b" "$out/$b"
-	done
-	echo "tools build.sh: built ${missing[*]} in $((SECONDS - start))s" >&2
+	# shellcheck disable=SC2034 # read by go_build_cached
+	GO_BUILD_ENV=(CGO_ENABLED=0)
+	# shellcheck disable=SC2034 # read by go_build_cached
+	GO_BUILD_FLAGS=(-buildvcs=false "-ldflags=$ldflags")
+	go_build_cached "tools build.sh" "$here" "$out" \
+		helm=helm.sh/helm/v3/cmd/helm \
+		kstatus=./kstatus
+	go_build_present "$out" helm kstatus || die "binaries missing in $out after the build"
 fi
-
-all_present || die "binaries missing in $out after the build"
 echo "$out"
