@@ -15,6 +15,7 @@ mod packaging;
 #[allow(dead_code)]
 mod support;
 mod tooling;
+mod versions;
 
 use std::{process::ExitCode, sync::Arc};
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
+    tests.extend(versions::tests());
     if let Some(code) = support::list_only(&args, &tests) {
         return code;
     }
