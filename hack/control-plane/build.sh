@@ -43,9 +43,11 @@ module="$here"
 if [[ -n "$want" && "$newest" != "v$want".* ]]; then
 	module="$here/v$want"
 	if [[ ! -f "$module/go.mod" ]]; then
-		known="${newest%.*} (hack/control-plane)"
+		known="${newest#v}"
+		known="${known%.*} (hack/control-plane)"
 		for d in "$here"/v*/; do
-			[[ -f "$d/go.mod" ]] && known+=", $(basename "$d") (hack/control-plane/$(basename "$d"))"
+			d="$(basename "$d")"
+			[[ -f "$here/$d/go.mod" ]] && known+=", ${d#v} (hack/control-plane/$d)"
 		done
 		die "no Go module for Kubernetes $want; known versions: $known"
 	fi
