@@ -7,24 +7,13 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, ensure};
-use futures::FutureExt;
-
-use crate::{
-    TestFn,
-    support::Env,
-    tooling::{chart, helm_output, repo},
+use test_support::{
+    Env, repo,
+    tooling::{chart, helm_output},
 };
 
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        /// Every test of this module.
-        pub fn tests() -> Vec<(&'static str, TestFn)> {
-            vec![$((stringify!($name), (|env| $name(env).boxed()) as TestFn)),*]
-        }
-    };
-}
-
-tests!(
+test_support::tests!(
+    Env;
     versions_control_plane_reports_its_release,
     versions_chart_kube_version_admits_this_server,
 );
