@@ -89,6 +89,18 @@ pub enum TemplateError {
         "secretTemplate.type kubernetes.io/basic-auth needs a key named username or password (rename a standard key in keys, or add it in data)"
     )]
     BasicAuthKeys,
+    /// A label or annotation the API server would refuse.
+    #[error("secretTemplate.{field}: {key:?} is not a valid {what}: {why}")]
+    BadMetadata {
+        /// `labels` or `annotations`.
+        field: &'static str,
+        /// The key.
+        key: String,
+        /// "key" or "label value".
+        what: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// An annotation under the operator's own prefix.
     #[error(
         "secretTemplate.annotations: {0:?} is under {RESERVED_ANNOTATION_PREFIX}, which the operator keeps for itself"
@@ -596,12 +608,75 @@ fn check_static(t: &SecretTemplate) -> Result<(), TemplateError> {
             return Err(TemplateError::BasicAuthKeys);
         }
     }
+    for (field, map) in [("labels", &t.labels), ("annotations", &t.annotations)] {
+        for key in map.keys() {
+            if let Err(why) = qualified_name(key) {
+                return Err(TemplateError::BadMetadata {
+                    field,
+                    key: key.clone(),
+                    what: "key",
+                    why,
+                });
+            }
+        }
+    }
+    for (key, value) in &t.labels {
+        if !value.is_empty() && name_part(value).is_err() {
+            return Err(TemplateError::BadMetadata {
+                field: "labels",
+                key: key.clone(),
+                what: "label value",
+                why: "at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            });
+        }
+    }
     if let Some(k) = t
         .annotations
         .keys()
         .find(|k| k.starts_with(RESERVED_ANNOTATION_PREFIX))
     {
         return Err(TemplateError::ReservedAnnotation(k.clone()));
+    }
+    Ok(())
+}
+
+/// Kubernetes' rule for label and annotation keys: an optional DNS
+/// subdomain prefix and `/`, then a name part.
+fn qualified_name(key: &str) -> Result<(), &'static str> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if p.is_empty() || p.len() > 253 || !p.split('.').all(label) {
+            return Err("the prefix before '/' must be a DNS subdomain (lowercase, at most 253)");
+        }
+    }
+    name_part(name)
+}
+
+/// The name part of a qualified name (and a label value's rule).
+fn name_part(name: &str) -> Result<(), &'static str> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !edge(name.chars().next())
+        || !edge(name.chars().last())
+    {
+        return Err(
+            "the name must be at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        );
     }
     Ok(())
 }
@@ -1120,6 +1195,41 @@ mod tests {
             shape.labels.keys().map(String::as_str).collect::<Vec<_>>(),
             vec!["team"]
         );
+    }
+
+    #[test]
+    fn labels_and_annotations_the_api_server_would_refuse_are_errors() {
+        let g = grants();
+        for (json, ok) in [
+            (
+                serde_json::json!({"labels": {"team": "a", "example.com/tier": "gold"}}),
+                true,
+            ),
+            (
+                serde_json::json!({"labels": {"app.kubernetes.io/part-of": ""}}),
+                true,
+            ),
+            (
+                serde_json::json!({"annotations": {"example.com/note": "any text: at all"}}),
+                true,
+            ),
+            (serde_json::json!({"labels": {"bad key": "a"}}), false),
+            (serde_json::json!({"labels": {"Example.com/x": "a"}}), false),
+            (serde_json::json!({"labels": {"/x": "a"}}), false),
+            (serde_json::json!({"labels": {"team": "not ok"}}), false),
+            (
+                serde_json::json!({"labels": {"team": "x".repeat(64)}}),
+                false,
+            ),
+            (serde_json::json!({"annotations": {"-x": "a"}}), false),
+        ] {
+            let t = template(json.clone());
+            let got = check(Some(&t), &facts(&g));
+            assert_eq!(got.is_ok(), ok, "{json}: {got:?}");
+            if let Err(e) = got {
+                assert!(matches!(e, TemplateError::BadMetadata { .. }), "{e:?}");
+            }
+        }
     }
 
     #[test]
