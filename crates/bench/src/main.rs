@@ -26,6 +26,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use collibra_oauth_bench::{Metrics, Proc, load, meminfo_total, round3, send_sigterm};
 use collibra_oauth_operator::api::OAuthClient;
 use collibra_sim::{Faults, RateLimit, SimConfig, Simulator, Stats};
 use futures::{StreamExt, TryStreamExt};
@@ -200,109 +201,6 @@ impl Operator {
     }
 }
 
-fn send_sigterm(pid: u32) -> std::io::Result<std::process::ExitStatus> {
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-}
-
-/// Resource use of a process, from /proc.
-#[derive(Clone, Copy, Debug, Default)]
-struct Proc {
-    /// Peak resident set (VmHWM), KiB.
-    hwm_kib: u64,
-    /// Resident set now (VmRSS), KiB.
-    rss_kib: u64,
-    /// utime + stime, seconds.
-    cpu_secs: f64,
-}
-
-impl Proc {
-    fn read(pid: u32) -> anyhow::Result<Proc> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces): state is
-        // field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let hz = rustix::param::clock_ticks_per_second() as f64;
-        Ok(Proc {
-            hwm_kib: kib("VmHWM:"),
-            rss_kib: kib("VmRSS:"),
-            cpu_secs: (ticks(11) + ticks(12)) as f64 / hz,
-        })
-    }
-}
-
-/// The samples of a Prometheus text exposition.
-#[derive(Clone, Debug, Default)]
-struct Metrics {
-    samples: Vec<(String, String, f64)>,
-}
-
-impl Metrics {
-    fn parse(text: &str) -> Metrics {
-        let samples = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                let value = value.parse::<f64>().ok()?;
-                let (name, labels) = match series.split_once('{') {
-                    Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                Some((name.to_owned(), labels.to_owned(), value))
-            })
-            .collect();
-        Metrics { samples }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.samples.iter().any(|(n, _, _)| n == name)
-    }
-
-    fn sum(&self, name: &str) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
-        let key = format!("{label}=\"");
-        let mut out = BTreeMap::new();
-        for (n, labels, v) in &self.samples {
-            if n != name {
-                continue;
-            }
-            let value = labels
-                .split_once(&key)
-                .and_then(|(_, r)| r.split_once('"'))
-                .map(|(v, _)| v.to_owned())
-                .unwrap_or_default();
-            *out.entry(value).or_insert(0.0) += v;
-        }
-        out
-    }
-}
-
 const KUBE_REQUESTS: &str = "collibra_oauth_kubernetes_requests_total";
 
 /// Counters at one instant.
@@ -379,18 +277,8 @@ fn delta(a: &Snapshot, b: &Snapshot) -> Value {
     })
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 fn repo_path(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Counts Ready OAuthClients in `ns`, published on a watch channel.
@@ -525,18 +413,6 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         eprintln!("bench: wrote {}", path.display());
     }
     Ok(())
-}
-
-fn meminfo_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
