@@ -26,12 +26,8 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use collibra_oauth_bench::{load, meminfo_total, round3};
 use collibra_sim::{Faults, SimConfig, Simulator};
-use kube::{
-    Client,
-    config::{KubeConfigOptions, Kubeconfig},
-};
 use serde_json::{Value, json};
-use test_control_plane::ControlPlane;
+use test_support::{Env, Rbac};
 
 use crate::{
     hydra::Hydra,
@@ -92,15 +88,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn repo_path(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
-}
-
 /// The commit of this repository (the operator benchmarked), if git says.
 fn git_describe() -> String {
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
-        .current_dir(repo_path("."))
+        .current_dir(test_support::repo("."))
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -148,9 +140,18 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "bench-peer: N={}, starting the control plane (load {load_start})",
         args.n
     );
-    let cp = ControlPlane::start().await?;
-    let result = run_all(&args, &cp, &hydra_bin, &maester_bin, &maester_crd, &log_dir).await;
-    cp.stop()?;
+    // The control plane with this operator's CRD and deploy/rbac.yaml.
+    let env = Env::start_with(args.operator.clone(), Rbac::ClusterWide).await?;
+    let result = run_all(
+        &args,
+        &env,
+        &hydra_bin,
+        &maester_bin,
+        &maester_crd,
+        &log_dir,
+    )
+    .await;
+    env.stop()?;
     let mut report = result?;
     report["machine"] = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -176,21 +177,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 
 async fn run_all(
     args: &Args,
-    cp: &ControlPlane,
+    env: &Env,
     hydra_bin: &Path,
     maester_bin: &Path,
     maester_crd: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<Value> {
-    let crd = repo_path("crds/oauthclients.yaml");
-    let rbac = repo_path("deploy/rbac.yaml");
+    let cp = &env.cp;
     cp.kubectl(&[
         "apply",
         "--server-side",
-        "-f",
-        &crd.display().to_string(),
-        "-f",
-        &rbac.display().to_string(),
         "-f",
         &maester_crd.display().to_string(),
     ])
@@ -204,16 +200,10 @@ async fn run_all(
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        "crd/oauthclients.oauth.collibra.dev",
         "crd/oauth2clients.hydra.ory.sh",
     ])
     .await?;
-    let admin = {
-        let kc = Kubeconfig::read_from(cp.kubeconfig_path())?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        Client::try_from(config)?
-    };
+    let admin = &env.client;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -276,7 +266,7 @@ async fn run_all(
             steady: args.steady,
         };
         let load_before = load();
-        let result = rollout.run(&admin, &http, &backend).await;
+        let result = rollout.run(admin, &http, &backend).await;
         backend.stop().await?;
         let mut figures = result.with_context(|| format!("configuration {}", config.name))?;
         figures["load_start"] = json!(load_before);
