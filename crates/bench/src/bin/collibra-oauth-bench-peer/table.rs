@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-/// `k v` pairs of a count map divided by `per`, with their total.
+/// `k v` pairs of a count map divided by `per` (1: plain counts), with
+/// their total when there are several.
 fn per_object(v: &Value, per: f64) -> String {
     let Some(m) = v.as_object() else {
         return "n/a".to_owned();
@@ -10,18 +11,34 @@ fn per_object(v: &Value, per: f64) -> String {
     if m.is_empty() {
         return "0".to_owned();
     }
+    let show = |x: f64| if per == 1.0 { fmt(x) } else { ratio(x) };
     let total: f64 = m.values().filter_map(Value::as_f64).sum();
     let parts: Vec<String> = m
         .iter()
-        .map(|(k, x)| format!("{k} {}", fmt(x.as_f64().unwrap_or(0.0) / per)))
+        .map(|(k, x)| format!("{k} {}", show(x.as_f64().unwrap_or(0.0) / per)))
         .collect();
-    format!("{} (total {})", parts.join(", "), fmt(total / per))
+    if parts.len() == 1 {
+        parts.join("")
+    } else {
+        format!("{} (total {})", parts.join(", "), show(total / per))
+    }
+}
+
+/// A per-object ratio: two decimals, four below 0.01.
+fn ratio(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_owned()
+    } else if x.abs() < 0.01 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn fmt(x: f64) -> String {
     if x == 0.0 {
         "0".to_owned()
-    } else if x.abs() >= 100.0 {
+    } else if x.fract() == 0.0 || x.abs() >= 100.0 {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {
         format!("{x:.2}")
@@ -103,10 +120,13 @@ pub fn print(r: &Value) {
     row("… backend requests per object until then", &|x| {
         per_object(&x["rollout_until_settled"]["backend_requests"], n)
     });
-    row("reconciles per object", &|x| {
-        x["rollout"]["reconciles"]
+    row("registrations in the backend (N objects)", &|x| {
+        num(&x["rollout_until_settled"]["backend_requests"]["register"])
+    });
+    row("reconciles per object, until they stop", &|x| {
+        x["rollout_until_settled"]["reconciles"]
             .as_f64()
-            .map_or("n/a".to_owned(), |v| fmt(v / n))
+            .map_or("n/a".to_owned(), |v| ratio(v / n))
     });
     row("**peak RSS** (MiB)", &|x| num(&x["peak_rss_mib"]));
     row("CPU seconds, rollout", &|x| {
@@ -139,4 +159,25 @@ pub fn print(r: &Value) {
     row("restart: peak RSS (MiB)", &|x| {
         num(&x["restart"]["peak_rss_mib"])
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn formats_counts_and_ratios() {
+        assert_eq!(per_object(&json!({ "GET": 4 }), 1.0), "GET 4");
+        assert_eq!(
+            per_object(&json!({ "list": 1, "token": 1 }), 1.0),
+            "list 1, token 1 (total 2)"
+        );
+        assert_eq!(
+            per_object(&json!({ "GET": 3, "PUT": 10000 }), 10000.0),
+            "GET 0.0003, PUT 1.00 (total 1.00)"
+        );
+        assert_eq!(per_object(&json!({}), 10.0), "0");
+        assert_eq!(per_object(&Value::Null, 10.0), "n/a");
+    }
 }
