@@ -88,7 +88,23 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// The commit of this repository (the operator benchmarked), if git says.
+/// `sha256sum` of a file, if the tool is there.
+fn sha256_of(path: &Path) -> String {
+    std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// The commit of this repository's checkout, if git says.
 fn git_describe() -> String {
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
@@ -164,7 +180,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         // says "master": the pin in hack/peer/build.sh is the version.
         "hydra": "github.com/ory/hydra/v2 v2.3.0",
         "hydra_maester_commit": "0493362896d5269d513f259580055931edca0147",
-        "operator_commit": git_describe(),
+        // The checkout the benchmark ran from; the operator binary may be a
+        // copy built earlier, so its own hash is recorded too.
+        "repository_commit": git_describe(),
+        "operator_sha256": sha256_of(&args.operator),
     });
     report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
     table::print(&report);
