@@ -57,14 +57,23 @@ impl Backend {
 
 /// One configuration's rollout.
 pub struct Rollout {
+    /// Which operator, with which settings.
     pub config: Config,
+    /// Objects to create.
     pub n: usize,
+    /// The namespace of its objects.
     pub ns: String,
+    /// How to start the operator.
     pub launch: Launch,
+    /// A kubeconfig that impersonates the operator's service account.
     pub kubeconfig: PathBuf,
+    /// The operator's log (appended to across the restart).
     pub log: PathBuf,
+    /// Objects created at once.
     pub create_concurrency: usize,
+    /// Longest wait for every Secret to hold credentials.
     pub timeout: Duration,
+    /// The steady-state window.
     pub steady: Duration,
 }
 
