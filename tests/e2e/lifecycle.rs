@@ -70,12 +70,19 @@ async fn registers_client_and_writes_secret(env: Arc<Env>) -> anyhow::Result<()>
         .ok_or_else(|| anyhow::anyhow!("no Secret"))?;
     let keys: Vec<&str> = data.keys().map(String::as_str).collect();
     ensure!(
-        keys == ["client_id", "client_name", "client_secret", "token_url"],
+        keys == [
+            "client_id",
+            "client_name",
+            "client_secret",
+            "token_endpoint_auth_method",
+            "token_url"
+        ],
         "keys {keys:?}"
     );
     ensure!(Some(&data["client_id"]) == status.client_id.as_ref());
     ensure!(data["client_name"] == "billing-etl");
     ensure!(data["token_url"] == format!("{}/rest/oauth/v2/token", f.sim.url()));
+    ensure!(data["token_endpoint_auth_method"] == "client_secret_post");
     ensure!(
         token_accepted(&f.sim.url(), &data["client_id"], &data["client_secret"]).await?,
         "the simulator's token endpoint refused the Secret's credentials"
