@@ -200,6 +200,7 @@ pub fn build(
         grant_types: facts.grant_types,
         last_rotation: facts.last_rotation,
         credentials_issued_at: facts.credentials_issued_at,
+        last_replacement: obj.status.as_ref().and_then(|s| s.last_replacement.clone()),
         observed_generation: generation,
         conditions,
     }
