@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::controller::status::Reason;
+use crate::controller::{capability::Support, status::Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -30,6 +30,12 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabel {
     operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    operation: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +59,7 @@ pub struct Metrics {
     collibra_duration: Family<OperationLabel, Histogram>,
     collibra_retries: Family<OperationLabel, Counter>,
     collibra_backoff: Family<OperationLabel, Counter<f64>>,
+    collibra_capability: Family<CapabilityLabels, Gauge>,
     objects: Family<ReadyLabels, Gauge>,
     kubernetes_requests: Family<MethodLabel, Counter>,
     states: Mutex<HashMap<String, Reason>>,
@@ -108,6 +115,12 @@ impl Default for Metrics {
             "Time spent waiting before Collibra retries",
             collibra_backoff.clone(),
         );
+        let collibra_capability = Family::<CapabilityLabels, Gauge>::default();
+        registry.register(
+            "collibra_capability",
+            "What the operator currently knows of an optional Collibra operation (delete, update): 1 for its state, unknown once an answer is older than the resync interval",
+            collibra_capability.clone(),
+        );
         let objects = Family::<ReadyLabels, Gauge>::default();
         registry.register(
             "objects",
@@ -129,6 +142,7 @@ impl Default for Metrics {
             collibra_duration,
             collibra_retries,
             collibra_backoff,
+            collibra_capability,
             objects,
             kubernetes_requests,
             states: Mutex::new(HashMap::new()),
@@ -177,6 +191,18 @@ impl Metrics {
         }
         self.objects.get_or_create(&ready_labels(reason)).inc();
         previous
+    }
+
+    /// Records what is known of an optional Collibra operation.
+    pub fn capability(&self, operation: &str, state: Support) {
+        for s in Support::ALL {
+            self.collibra_capability
+                .get_or_create(&CapabilityLabels {
+                    operation: operation.to_owned(),
+                    state: s.as_str().to_owned(),
+                })
+                .set(i64::from(s == state));
+        }
     }
 
     /// Counts a request to the Kubernetes API server.

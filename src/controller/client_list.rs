@@ -1,7 +1,10 @@
 //! One `GET /clients` serves many reconciles (lifecycle rule 7): the list is
 //! cached by name, refreshed single-flight when older than the resync
 //! interval or after an answer that may have changed it, and kept current
-//! between refreshes with the operator's own POSTs and DELETEs.
+//! between refreshes with the operator's own POSTs and DELETEs. A caller
+//! about to register asks for a younger list ([`ClientList::lookup_within`],
+//! `--list-max-age`), so a client created in Collibra meanwhile is seen
+//! instead of being POSTed again; concurrent callers still share one list.
 
 use std::{
     collections::HashMap,
@@ -23,6 +26,16 @@ pub struct Lookup {
     /// The refresh generation that answered: callers that distrust an answer
     /// ask for a refresh newer than it with [`ClientList::invalidate`].
     pub generation: u64,
+    /// When the request for the list that answered was sent: its content is
+    /// at least this recent.
+    pub fetched_at: Instant,
+}
+
+impl Lookup {
+    /// How old the list that answered is.
+    pub fn age(&self) -> std::time::Duration {
+        self.fetched_at.elapsed()
+    }
 }
 
 struct State {
@@ -75,8 +88,8 @@ impl ClientList {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn fresh(&self, s: &State) -> bool {
-        !s.stale && s.fetched_at.is_some_and(|t| t.elapsed() < self.max_age)
+    fn fresh(s: &State, max_age: Duration) -> bool {
+        !s.stale && s.fetched_at.is_some_and(|t| t.elapsed() < max_age)
     }
 
     /// Looks `name` up, fetching the list with `fetch` first when the cache
@@ -86,20 +99,40 @@ impl ClientList {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        if let Some(hit) = self.cached(name) {
+        self.lookup_within(name, self.max_age, fetch).await
+    }
+
+    /// Like [`Self::lookup`], but answered from a list at most `max_age` old
+    /// (or younger than the cache's own age, whichever is shorter). Callers
+    /// waiting for a list in flight take it without fetching another.
+    pub async fn lookup_within<F, Fut, E>(
+        &self,
+        name: &str,
+        max_age: Duration,
+        fetch: F,
+    ) -> Result<Lookup, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        let max_age = max_age.min(self.max_age);
+        if let Some(hit) = self.cached(name, max_age) {
             return Ok(hit);
         }
         let _single_flight = self.refresh.lock().await;
         // Someone else may have refreshed while we waited.
-        if let Some(hit) = self.cached(name) {
+        if let Some(hit) = self.cached(name, max_age) {
             return Ok(hit);
         }
         let invalidations_before = self.lock().invalidations;
+        // The list reflects Collibra at some moment after the request left:
+        // its age counts from here, not from when the answer arrived.
+        let requested = Instant::now();
         let listed = fetch().await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
         s.by_name = listed_by_name(listed);
-        s.fetched_at = Some(Instant::now());
+        s.fetched_at = Some(requested);
         s.generation += 1;
         // Invalidated meanwhile (say, a registration whose answer was lost
         // committed while this list was on its way): the answer may predate
@@ -108,14 +141,17 @@ impl ClientList {
         Ok(Lookup {
             client: s.by_name.get(name).cloned(),
             generation: s.generation,
+            fetched_at: requested,
         })
     }
 
-    fn cached(&self, name: &str) -> Option<Lookup> {
+    fn cached(&self, name: &str, max_age: Duration) -> Option<Lookup> {
         let s = self.lock();
-        self.fresh(&s).then(|| Lookup {
+        let fetched_at = s.fetched_at?;
+        Self::fresh(&s, max_age).then(|| Lookup {
             client: s.by_name.get(name).cloned(),
             generation: s.generation,
+            fetched_at,
         })
     }
 
@@ -289,6 +325,69 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(list.refreshes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_registration_gets_a_young_list_shared_by_concurrent_callers() {
+        let list = Arc::new(ClientList::new(Duration::from_secs(600)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |calls: Arc<AtomicUsize>, names: Vec<(String, Listed)>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, ()>(names)
+        };
+        let old = list
+            .lookup("a", || fetch(calls.clone(), vec![]))
+            .await
+            .expect("ok");
+        assert_eq!(old.client, None);
+        // Within the resync interval the cache answers, however old...
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let cached = list
+            .lookup("a", || fetch(calls.clone(), vec![]))
+            .await
+            .expect("ok");
+        assert_eq!(cached.generation, old.generation);
+        assert!(cached.age() >= Duration::from_millis(60));
+        // ...but a caller about to register wants one at most 50 ms old:
+        // meanwhile "a" was created in Collibra, and the young list shows it.
+        // Twenty such callers share one list.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let list = list.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                list.lookup_within("a", Duration::from_millis(50), || {
+                    fetch(calls, vec![entry("a", "id-a")])
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let l = t.await.expect("joined").expect("ok");
+            assert!(l.age() < Duration::from_millis(50));
+            assert_eq!(l.client.map(|c| c.client_id).as_deref(), Some("id-a"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(list.refreshes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_young_enough_list_is_not_fetched_again() {
+        let list = ClientList::new(Duration::from_secs(600));
+        let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
+        list.lookup("a", fetch).await.expect("ok");
+        let l = list
+            .lookup_within("a", Duration::from_secs(5), fetch)
+            .await
+            .expect("ok");
+        assert!(l.client.is_some());
+        assert_eq!(list.refreshes(), 1);
+        // A bound longer than the cache's own age changes nothing.
+        list.lookup_within("a", Duration::from_secs(6000), fetch)
+            .await
+            .expect("ok");
+        assert_eq!(list.refreshes(), 1);
     }
 
     #[test]

@@ -4,10 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU8, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -23,6 +20,7 @@ use kube::{
 use rand::Rng;
 
 use super::{
+    capability::Capability,
     client_list::{ClientList, Lookup},
     decide::{Listed, NameClaim, name_owner},
     names::NameIndex,
@@ -48,27 +46,6 @@ impl Scope {
     }
 }
 
-/// A tri-state capability of the Collibra server.
-#[derive(Default)]
-pub struct Capability(AtomicU8);
-
-impl Capability {
-    /// `None` until an answer told.
-    pub fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Some(true),
-            2 => Some(false),
-            _ => None,
-        }
-    }
-
-    /// Records what the server answered; returns whether this changed it.
-    pub fn set(&self, supported: bool) -> bool {
-        let v = if supported { 1 } else { 2 };
-        self.0.swap(v, Ordering::Relaxed) != v
-    }
-}
-
 /// Settings reconciles need.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -76,6 +53,8 @@ pub struct Settings {
     pub resync: Duration,
     /// How long a failing cleanup may hold a deleted object.
     pub deletion_grace: Duration,
+    /// The oldest list a decision to register may rest on.
+    pub list_max_age: Duration,
 }
 
 /// Shared state of the controller.
@@ -97,9 +76,9 @@ pub struct Context {
     names: Vec<Arc<NameIndex>>,
     /// Settings.
     pub settings: Settings,
-    /// Whether Collibra answers DELETE.
+    /// Whether Collibra answers DELETE; forgotten after a resync interval.
     pub delete_supported: Capability,
-    /// Whether Collibra answers PUT.
+    /// Whether Collibra answers PUT; forgotten after a resync interval.
     pub update_supported: Capability,
     /// Credentials issued by Collibra whose Secret write failed, by object
     /// uid: written before anything else on the next reconcile.
@@ -126,6 +105,8 @@ impl Context {
         scopes: Vec<Scope>,
         settings: Settings,
     ) -> Self {
+        let delete_supported = Capability::new("delete", settings.resync, metrics.clone());
+        let update_supported = Capability::new("update", settings.resync, metrics.clone());
         Context {
             client,
             collibra,
@@ -135,8 +116,8 @@ impl Context {
             scopes,
             names: Vec::new(),
             settings,
-            delete_supported: Capability::default(),
-            update_supported: Capability::default(),
+            delete_supported,
+            update_supported,
             unsaved: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             holds: Mutex::new(HashMap::new()),
@@ -154,8 +135,26 @@ impl Context {
 
     /// The Collibra list entry for `name`, from the shared cache.
     pub async fn lookup(&self, name: &str) -> Result<Lookup, collibra_client::Error> {
+        self.lookup_within(name, self.settings.resync).await
+    }
+
+    /// The Collibra list entry for `name` from a list at most
+    /// `--list-max-age` old: what a decision to register must rest on, so
+    /// that a client created in Collibra shortly before is not POSTed again.
+    pub async fn lookup_for_registration(
+        &self,
+        name: &str,
+    ) -> Result<Lookup, collibra_client::Error> {
+        self.lookup_within(name, self.settings.list_max_age).await
+    }
+
+    async fn lookup_within(
+        &self,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<Lookup, collibra_client::Error> {
         self.list
-            .lookup(name, || async {
+            .lookup_within(name, max_age, || async {
                 let clients = self.collibra.list_clients().await?;
                 Ok(clients
                     .into_iter()

@@ -3,6 +3,7 @@
 //! [`reconcile`]; the Secret's shape in [`secret`]; conditions in
 //! [`status`]; the shared Collibra list in [`client_list`].
 
+pub mod capability;
 pub mod client_list;
 pub mod context;
 pub mod decide;
@@ -194,6 +195,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Settings {
                 resync: args.resync_interval,
                 deletion_grace: args.deletion_grace,
+                list_max_age: args.list_max_age,
             },
         )
         .with_name_indexes(name_indexes),
