@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::metrics::Metrics;
+use crate::metrics::CollibraMetrics;
 
 /// What is known about one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,13 +42,13 @@ pub struct Capability {
     operation: &'static str,
     ttl: Duration,
     learned: Mutex<Option<(bool, Instant)>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<CollibraMetrics>,
 }
 
 impl Capability {
     /// An unknown capability of `operation` (the metric's label) whose
     /// answers are trusted for `ttl`.
-    pub fn new(operation: &'static str, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(operation: &'static str, ttl: Duration, metrics: Arc<CollibraMetrics>) -> Self {
         metrics.capability(operation, Support::Unknown);
         Capability {
             operation,
@@ -103,6 +103,7 @@ impl Capability {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn metric_line(m: &Metrics, state: &str) -> String {
         let text = m.render();
@@ -117,7 +118,7 @@ mod tests {
     #[test]
     fn answers_are_learned_and_forgotten_after_the_ttl() {
         let metrics = Arc::new(Metrics::default());
-        let c = Capability::new("delete", Duration::from_millis(50), metrics.clone());
+        let c = Capability::new("delete", Duration::from_millis(50), metrics.collibra());
         assert_eq!(c.get(), None);
         assert!(metric_line(&metrics, "unknown").ends_with(" 1"));
 
@@ -142,7 +143,7 @@ mod tests {
         let c = Capability::new(
             "delete",
             Duration::from_millis(20),
-            Arc::new(Metrics::default()),
+            Metrics::default().collibra(),
         );
         c.set(false);
         std::thread::sleep(Duration::from_millis(40));

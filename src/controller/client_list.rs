@@ -1,4 +1,4 @@
-//! One `GET /clients` serves many reconciles (lifecycle rule 7): the list is
+//! One `GET /clients` serves many reconciles (docs/design.md, rule 7): the list is
 //! cached by name, refreshed single-flight when older than the resync
 //! interval or after an answer that may have changed it, and kept current
 //! between refreshes with the operator's own POSTs and DELETEs. A caller
@@ -18,30 +18,9 @@ use std::{
 
 use super::decide::Listed;
 
-/// A name lookup answered from the cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lookup {
-    /// The client with that name, if Collibra lists one.
-    pub client: Option<Listed>,
-    /// The refresh generation that answered: callers that distrust an answer
-    /// ask for a refresh newer than it with [`ClientList::invalidate`].
-    pub generation: u64,
-    /// When the request for the list that answered was sent: its content is
-    /// at least this recent.
-    pub fetched_at: Instant,
-}
-
-impl Lookup {
-    /// How old the list that answered is.
-    pub fn age(&self) -> std::time::Duration {
-        self.fetched_at.elapsed()
-    }
-}
-
 struct State {
     by_name: HashMap<String, Listed>,
     fetched_at: Option<Instant>,
-    generation: u64,
     /// Set when an answer means the cache may be wrong; the next lookup refreshes.
     stale: bool,
     /// Counts invalidations, so a fetch that was already in flight when the
@@ -66,7 +45,6 @@ impl ClientList {
             state: Mutex::new(State {
                 by_name: HashMap::new(),
                 fetched_at: None,
-                generation: 0,
                 stale: true,
                 invalidations: 0,
             }),
@@ -94,7 +72,7 @@ impl ClientList {
 
     /// Looks `name` up, fetching the list with `fetch` first when the cache
     /// is stale. Concurrent callers share one fetch.
-    pub async fn lookup<F, Fut, E>(&self, name: &str, fetch: F) -> Result<Lookup, E>
+    pub async fn lookup<F, Fut, E>(&self, name: &str, fetch: F) -> Result<Option<Listed>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
@@ -103,14 +81,14 @@ impl ClientList {
     }
 
     /// Like [`Self::lookup`], but answered from a list at most `max_age` old
-    /// (or younger than the cache's own age, whichever is shorter). Callers
-    /// waiting for a list in flight take it without fetching another.
+    /// (or the cache's own age, whichever is shorter). Callers waiting for a
+    /// list in flight take it without fetching another.
     pub async fn lookup_within<F, Fut, E>(
         &self,
         name: &str,
         max_age: Duration,
         fetch: F,
-    ) -> Result<Lookup, E>
+    ) -> Result<Option<Listed>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
@@ -125,7 +103,7 @@ impl ClientList {
             return Ok(hit);
         }
         let invalidations_before = self.lock().invalidations;
-        // The list reflects Collibra at some moment after the request left:
+        // The list shows Collibra at some moment after the request left:
         // its age counts from here, not from when the answer arrived.
         let requested = Instant::now();
         let listed = fetch().await?;
@@ -133,35 +111,26 @@ impl ClientList {
         let mut s = self.lock();
         s.by_name = listed_by_name(listed);
         s.fetched_at = Some(requested);
-        s.generation += 1;
         // Invalidated meanwhile (say, a registration whose answer was lost
         // committed while this list was on its way): the answer may predate
         // it, so the next lookup reads the list again.
         s.stale = s.invalidations != invalidations_before;
-        Ok(Lookup {
-            client: s.by_name.get(name).cloned(),
-            generation: s.generation,
-            fetched_at: requested,
-        })
+        Ok(s.by_name.get(name).cloned())
     }
 
-    fn cached(&self, name: &str, max_age: Duration) -> Option<Lookup> {
+    /// `Some(answer)` when the cache is at most `max_age` old.
+    fn cached(&self, name: &str, max_age: Duration) -> Option<Option<Listed>> {
         let s = self.lock();
-        let fetched_at = s.fetched_at?;
-        Self::fresh(&s, max_age).then(|| Lookup {
-            client: s.by_name.get(name).cloned(),
-            generation: s.generation,
-            fetched_at,
-        })
+        Self::fresh(&s, max_age).then(|| s.by_name.get(name).cloned())
     }
 
-    /// Marks the cache stale (an answer from generation `_generation` proved
-    /// wrong, or an outcome is unknown). Newer generations are invalidated
-    /// too: a list stored since may have been requested before the event
-    /// (a registration that committed while its answer was lost), and
-    /// taking it as fresh would hide the new client. The price is at most
-    /// one extra list per invalidation; single-flight merges concurrent ones.
-    pub fn invalidate(&self, _generation: u64) {
+    /// Marks the cache stale (an answer proved wrong, or an outcome is
+    /// unknown). Whatever list is stored or in flight is distrusted: it may
+    /// have been requested before the event (a registration that committed
+    /// while its answer was lost), and taking it as fresh would hide the new
+    /// client. The price is at most one extra list per invalidation;
+    /// single-flight merges concurrent ones.
+    pub fn invalidate(&self) {
         let mut s = self.lock();
         s.stale = true;
         s.invalidations += 1;
@@ -217,15 +186,14 @@ mod tests {
     #[tokio::test]
     async fn a_list_in_flight_during_an_invalidation_is_not_fresh() {
         let list = Arc::new(ClientList::new(Duration::from_secs(60)));
-        let first = list
-            .lookup("a", || async { Ok::<_, ()>(vec![]) })
+        list.lookup("a", || async { Ok::<_, ()>(vec![]) })
             .await
             .expect("ok");
         // A slow list starts before a registration commits...
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let slow = {
             let list = list.clone();
-            list.invalidate(first.generation);
+            list.invalidate();
             tokio::spawn(async move {
                 list.lookup("other", || async move {
                     let _ = wait.await;
@@ -237,7 +205,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // ...the registration's answer is lost, so the cache is invalidated
         // while that list is still on its way.
-        list.invalidate(first.generation);
+        list.invalidate();
         let _ = release.send(());
         slow.await.expect("joined").expect("ok");
         let calls = AtomicUsize::new(0);
@@ -253,7 +221,7 @@ mod tests {
             1,
             "the older answer was taken as fresh"
         );
-        assert!(again.client.is_some());
+        assert!(again.is_some());
     }
 
     #[tokio::test]
@@ -275,7 +243,7 @@ mod tests {
         }
         let mut found = 0;
         for t in tasks {
-            if t.await.expect("joined").expect("ok").client.is_some() {
+            if t.await.expect("joined").expect("ok").is_some() {
                 found += 1;
             }
         }
@@ -289,21 +257,21 @@ mod tests {
         let list = ClientList::new(Duration::from_secs(60));
         let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
         let first = list.lookup("b", fetch).await.expect("ok");
-        assert_eq!(first.client, None);
+        assert_eq!(first, None);
         list.registered("b", entry("b", "2").1);
         let hit = list.lookup("b", fetch).await.expect("ok");
-        assert_eq!(hit.client.map(|c| c.client_id).as_deref(), Some("2"));
+        assert_eq!(hit.map(|c| c.client_id).as_deref(), Some("2"));
         list.deleted("b", "2");
-        assert_eq!(list.lookup("b", fetch).await.expect("ok").client, None);
+        assert_eq!(list.lookup("b", fetch).await.expect("ok"), None);
         assert_eq!(list.refreshes(), 1);
 
-        list.invalidate(first.generation);
+        list.invalidate();
         let again = list.lookup("a", fetch).await.expect("ok");
         assert_eq!(list.refreshes(), 2);
-        assert_eq!(again.generation, first.generation + 1);
-        // An invalidation from an older generation forces one more too: the
-        // newer list may have been requested before the event.
-        list.invalidate(first.generation);
+        assert_eq!(again.map(|c| c.client_id).as_deref(), Some("1"));
+        // Every invalidation forces one more list: the stored one may have
+        // been requested before the event.
+        list.invalidate();
         list.lookup("a", fetch).await.expect("ok");
         assert_eq!(list.refreshes(), 3);
         list.lookup("a", fetch).await.expect("ok");
@@ -336,19 +304,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok::<_, ()>(names)
         };
-        let old = list
+        let first = list
             .lookup("a", || fetch(calls.clone(), vec![]))
             .await
             .expect("ok");
-        assert_eq!(old.client, None);
+        assert_eq!(first, None);
         // Within the resync interval the cache answers, however old...
         tokio::time::sleep(Duration::from_millis(60)).await;
         let cached = list
-            .lookup("a", || fetch(calls.clone(), vec![]))
+            .lookup("a", || fetch(calls.clone(), vec![entry("a", "id-a")]))
             .await
             .expect("ok");
-        assert_eq!(cached.generation, old.generation);
-        assert!(cached.age() >= Duration::from_millis(60));
+        assert_eq!(cached, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         // ...but a caller about to register wants one at most 50 ms old:
         // meanwhile "a" was created in Collibra, and the young list shows it.
         // Twenty such callers share one list.
@@ -364,9 +332,8 @@ mod tests {
             }));
         }
         for t in tasks {
-            let l = t.await.expect("joined").expect("ok");
-            assert!(l.age() < Duration::from_millis(50));
-            assert_eq!(l.client.map(|c| c.client_id).as_deref(), Some("id-a"));
+            let hit = t.await.expect("joined").expect("ok");
+            assert_eq!(hit.map(|c| c.client_id).as_deref(), Some("id-a"));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(list.refreshes(), 2);
@@ -377,11 +344,11 @@ mod tests {
         let list = ClientList::new(Duration::from_secs(600));
         let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
         list.lookup("a", fetch).await.expect("ok");
-        let l = list
+        let hit = list
             .lookup_within("a", Duration::from_secs(5), fetch)
             .await
             .expect("ok");
-        assert!(l.client.is_some());
+        assert!(hit.is_some());
         assert_eq!(list.refreshes(), 1);
         // A bound longer than the cache's own age changes nothing.
         list.lookup_within("a", Duration::from_secs(6000), fetch)
