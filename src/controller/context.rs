@@ -25,7 +25,10 @@ use super::{
     names::NameIndex,
     reasons::Reason,
 };
-use crate::{api::OAuthClient, metrics::Metrics};
+use crate::{
+    api::{OAuthClient, Replacement},
+    metrics::Metrics,
+};
 
 /// The caches of one watched scope: the whole cluster or one namespace.
 #[derive(Clone)]
@@ -80,6 +83,10 @@ pub struct Context {
     unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
     /// The Ready reason this process last reported, by object uid.
     reported: Mutex<HashMap<String, Reason>>,
+    /// The last replacement this process made, by object uid: the cached
+    /// object lags behind the status write that recorded it, and a status
+    /// built from the cache must not drop it.
+    replacements: Mutex<HashMap<String, Replacement>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -107,6 +114,7 @@ impl Context {
             backoffs: Backoffs::default(),
             unsaved: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            replacements: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,10 +182,21 @@ impl Context {
         previous
     }
 
+    /// Remembers a replacement made for `uid`.
+    pub fn remember_replacement(&self, uid: &str, replacement: Replacement) {
+        lock(&self.replacements).insert(uid.to_owned(), replacement);
+    }
+
+    /// The last replacement this process made for `uid`.
+    pub fn last_replacement(&self, uid: &str) -> Option<Replacement> {
+        lock(&self.replacements).get(uid).cloned()
+    }
+
     /// Forgets everything about `uid` (the object is gone).
     pub fn forget(&self, uid: &str) {
         self.backoffs.reset(uid);
         lock(&self.unsaved).remove(uid);
+        lock(&self.replacements).remove(uid);
         if let Some(last) = lock(&self.reported).remove(uid) {
             self.metrics.object_gone(last);
         }
