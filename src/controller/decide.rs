@@ -159,7 +159,7 @@ impl Plan {
     }
 }
 
-/// Decides what to do (docs/design.md, rules 1 to 6).
+/// Decides what to do (docs/design.md, rules 1 to 6 and 10).
 pub fn decide(o: &Observed<'_>) -> Plan {
     let managed = match o.secret {
         SecretView::Foreign { why } => return Plan::SecretConflict { why: why.clone() },

@@ -134,7 +134,8 @@ async fn lost_secret_under_manual_waits_for_a_rotation(env: Arc<Env>) -> anyhow:
     .await?;
     let o = f
         .wait_for("m", "replaced", |o| {
-            ready_reason(o).as_deref() == Some(Reason::Registered.as_str()) && client_id(o) != old_id
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
+                && client_id(o) != old_id
         })
         .await?;
     let new_id = client_id(&o);
@@ -246,7 +247,8 @@ async fn delete_is_used_again_after_a_405_without_restart(env: Arc<Env>) -> anyh
     f.collibra.set_delete_enabled(true);
     let o = f
         .wait_for("d", "rotated", |o| {
-            ready_reason(o).as_deref() == Some(Reason::Registered.as_str()) && client_id(o) != old_id
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
+                && client_id(o) != old_id
         })
         .await?;
     let new_id = client_id(&o);
@@ -286,7 +288,9 @@ async fn client_created_shortly_before_is_not_posted(env: Arc<Env>) -> anyhow::R
     f.collibra
         .insert_client("young-second", &["client_credentials"]);
     f.apply(&manifest("second", "young-second", "")).await?;
-    let o = f.wait_reason("second", Reason::ClientExistsWithoutSecret.as_str()).await?;
+    let o = f
+        .wait_reason("second", Reason::ClientExistsWithoutSecret.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     let stats = f.collibra.stats();
     ensure!(

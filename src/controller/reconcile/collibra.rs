@@ -124,7 +124,7 @@ impl Reconciler<'_> {
     ) -> Result<Outcome> {
         // Recovering an interrupted registration keeps that registration's
         // claim time: it proves the listed client ours, and must go on
-        // proving it should the DELETE be refused (rule 3).
+        // proving it should the DELETE be refused (rules 2 and 10).
         let since = match reason {
             ReplaceReason::InterruptedRegistration => current
                 .and_then(|s| s.annotations().get(crate::api::REGISTERING_ANNOTATION))

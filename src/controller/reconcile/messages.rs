@@ -241,6 +241,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replacement_events_name_old_and_new_client_and_what_is_lost() {
+        for reason in [
+            ReplaceReason::Rotation,
+            ReplaceReason::LostSecret,
+            ReplaceReason::InterruptedRegistration,
+        ] {
+            let note = replaced(
+                Replaced {
+                    previous: "urn:old",
+                    reason,
+                    request: Some("r1"),
+                },
+                "urn:new",
+                "s",
+            );
+            assert!(
+                note.contains("urn:old") && note.contains("urn:new"),
+                "{note}"
+            );
+            // A client never handed out had no grants to lose.
+            assert_eq!(
+                note.contains("roles and permissions"),
+                reason != ReplaceReason::InterruptedRegistration,
+                "{note}"
+            );
+        }
+        assert!(
+            replaced(
+                Replaced {
+                    previous: "a",
+                    reason: ReplaceReason::Rotation,
+                    request: Some("2026-12-01"),
+                },
+                "b",
+                "s"
+            )
+            .contains("\"2026-12-01\"")
+        );
+    }
+
+    #[test]
+    fn credentials_lost_says_both_ways_on() {
+        let m = credentials_lost("urn:x", "app-oauth");
+        for needle in [
+            "urn:x",
+            "Secret app-oauth",
+            "Restore the Secret",
+            ROTATE_ANNOTATION,
+            "replacementPolicy is Manual",
+        ] {
+            assert!(m.contains(needle), "{needle} missing in {m}");
+        }
+        assert!(rotation_unsupported("r2", "urn:x").contains("\"r2\""));
+    }
+
+    #[test]
     fn ready_message_lists_notes_after_the_client() {
         assert_eq!(
             registered("id-1", "s", &[]),
