@@ -77,7 +77,7 @@ pub struct RunArgs {
     /// a list older than this is read again (once for all registrations
     /// waiting), so a client created in Collibra meanwhile is not POSTed
     /// again. 0 reads a list before every registration.
-    #[arg(long, env = "LIST_MAX_AGE", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LIST_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub list_max_age: Duration,
 
     /// Objects reconciled at once.
@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Text);
         assert_eq!(a.namespaces(), None);
         assert_eq!(a.collibra_rate_limit, None);
-        assert_eq!(a.list_max_age, Duration::from_secs(5));
+        assert_eq!(a.list_max_age, Duration::from_secs(10));
         assert_eq!(
             parse(&["--list-max-age", "500ms"]).list_max_age,
             Duration::from_millis(500)
