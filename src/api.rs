@@ -72,6 +72,50 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
+/// Whether the operator may replace a Collibra client on its own when the
+/// Secret holding the credentials of a client in use is lost. Replacing
+/// deletes the client and registers the name again: a new `client_id` and,
+/// in Collibra, a new application with a system user of its own, so what an
+/// administrator granted to the old one is gone.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum ReplacementPolicy {
+    /// Stop with `CredentialsLost` until someone decides: restore the Secret,
+    /// or set the rotate annotation to replace the client.
+    #[default]
+    Manual,
+    /// Replace the client at once.
+    Automatic,
+}
+
+/// Why the operator replaced a Collibra client.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ReplacementCause {
+    /// The rotate annotation asked for it.
+    Rotation,
+    /// The Secret no longer held the credentials of the client in use
+    /// (`replacementPolicy: Automatic`).
+    LostSecret,
+    /// The operator's own registration was interrupted between Collibra's
+    /// answer and the first Secret write: that client was never used.
+    InterruptedRegistration,
+}
+
+/// The last replacement of the Collibra client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    /// The client that was deleted in Collibra.
+    pub previous_client_id: String,
+    /// The client registered in its place.
+    pub client_id: String,
+    /// Why it was replaced.
+    pub cause: ReplacementCause,
+    /// When (RFC 3339).
+    pub time: String,
+}
+
 // ---- spec.secretTemplate (issue 13): the shape of the generated Secret ----
 
 /// Secret data key syntax (Kubernetes' ConfigMap/Secret key rule); the
@@ -95,11 +139,12 @@ fn cel_key(field: &str, default: &str) -> String {
 /// CEL: the four effective standard key names, as a list.
 fn cel_standard_keys() -> String {
     format!(
-        "[{}, {}, {}, {}]",
+        "[{}, {}, {}, {}, {}]",
         cel_key("clientId", "client_id"),
         cel_key("clientSecret", "client_secret"),
         cel_key("clientName", "client_name"),
-        cel_key("tokenUrl", "token_url")
+        cel_key("tokenUrl", "token_url"),
+        cel_key("tokenEndpointAuthMethod", "token_endpoint_auth_method")
     )
 }
 
@@ -130,7 +175,7 @@ fn cel_basic_auth_keys() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[x_kube(
     validation = Rule::new(cel_distinct_standard_keys()).message("secretTemplate.keys: two standard values cannot share a key name").field_path(".keys"),
-    validation = Rule::new(cel_data_apart_from_standard_keys()).message("secretTemplate.data: a key cannot have the name of a standard key (client_id, client_secret, client_name, token_url, or the name given in keys)").field_path(".data"),
+    validation = Rule::new(cel_data_apart_from_standard_keys()).message("secretTemplate.data: a key cannot have the name of a standard key (client_id, client_secret, client_name, token_url, token_endpoint_auth_method, or the name given in keys)").field_path(".data"),
     validation = Rule::new(cel_basic_auth_keys()).message("secretTemplate.type kubernetes.io/basic-auth needs a key named username or password (rename a standard key in keys, or add it in data)").field_path(".type")
 )]
 pub struct SecretTemplate {
@@ -158,12 +203,13 @@ pub struct SecretTemplate {
     )]
     #[x_kube(validation = Rule::new("self in ['Opaque', 'kubernetes.io/basic-auth'] || !(self.startsWith('kubernetes.io/') || self.startsWith('bootstrap.kubernetes.io/'))").message("secretTemplate.type: of the built-in types only Opaque and kubernetes.io/basic-auth fit an OAuth client; a custom type must not be under kubernetes.io/"))]
     pub type_: Option<String>,
-    /// Key names of the four standard values; unset keeps the default name.
+    /// Key names of the five standard values; unset keeps the default name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<SecretKeys>,
     /// Extra keys, each rendered from a MiniJinja (Jinja2) template over
     /// `client_id`, `client_secret`, `client_name`, `token_url`,
-    /// `collibra_url` and `grant_types` (a list). Templates cannot read
+    /// `token_endpoint_auth_method`, `collibra_url` and `grant_types` (a
+    /// list). Templates cannot read
     /// files or the environment; an undefined name is an error.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 16384}))]
@@ -197,6 +243,12 @@ pub struct SecretKeys {
     #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
     #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
     pub token_url: Option<String>,
+    /// Key of the token endpoint authentication method (default
+    /// `token_endpoint_auth_method`); empty leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub token_endpoint_auth_method: Option<String>,
 }
 
 /// Annotation whose new value asks for a reconcile now, with a fresh read
@@ -300,6 +352,13 @@ pub struct OAuthClientSpec {
     /// leaves it, and keeps the Secret.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// `Manual` (default): when the Secret of a client in use is lost, stop
+    /// and say so; `Automatic`: delete the client and register a new one.
+    /// Either way a new client is a new Collibra application, without the
+    /// grants of the old one.
+    #[serde(default)]
+    pub replacement_policy: ReplacementPolicy,
 }
 
 /// What the operator observed and did; written only by the operator.
@@ -327,6 +386,10 @@ pub struct OAuthClientStatus {
     /// The last `oauth.collibra.dev/reconcile-requested-at` value handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// The last time the client was deleted and registered again, naming
+    /// the old and the new client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replacement: Option<Replacement>,
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -395,6 +458,7 @@ mod tests {
         let spec: OAuthClientSpec = serde_json::from_str(r#"{"clientName":"a"}"#).expect("parses");
         assert_eq!(spec.grant_types, vec![GrantType::ClientCredentials]);
         assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.replacement_policy, ReplacementPolicy::Manual);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub const DEFAULT_KEYS: StandardKeys<'static> = StandardKeys {
     client_secret: "client_secret",
     client_name: Some("client_name"),
     token_url: Some("token_url"),
+    token_endpoint_auth_method: Some("token_endpoint_auth_method"),
 };
 /// Kubernetes' limit on a Secret's data (keys and values together).
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
@@ -136,7 +137,7 @@ pub enum TemplateError {
     TooLarge(usize),
 }
 
-/// The key names in effect for the four standard values; `None` leaves
+/// The key names in effect for the five standard values; `None` leaves
 /// that value out of the Secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StandardKeys<'a> {
@@ -148,6 +149,8 @@ pub struct StandardKeys<'a> {
     pub client_name: Option<&'a str>,
     /// Key of the token URL.
     pub token_url: Option<&'a str>,
+    /// Key of the token endpoint authentication method.
+    pub token_endpoint_auth_method: Option<&'a str>,
 }
 
 impl<'a> StandardKeys<'a> {
@@ -168,6 +171,10 @@ impl<'a> StandardKeys<'a> {
                 .unwrap_or(DEFAULT_KEYS.client_secret),
             client_name: pick(k.client_name.as_ref(), DEFAULT_KEYS.client_name),
             token_url: pick(k.token_url.as_ref(), DEFAULT_KEYS.token_url),
+            token_endpoint_auth_method: pick(
+                k.token_endpoint_auth_method.as_ref(),
+                DEFAULT_KEYS.token_endpoint_auth_method,
+            ),
         }
     }
 
@@ -178,6 +185,10 @@ impl<'a> StandardKeys<'a> {
             ("keys.clientSecret", Some(self.client_secret)),
             ("keys.clientName", self.client_name),
             ("keys.tokenUrl", self.token_url),
+            (
+                "keys.tokenEndpointAuthMethod",
+                self.token_endpoint_auth_method,
+            ),
         ]
         .into_iter()
         .filter_map(|(field, name)| name.map(|n| (field, n)))
@@ -242,6 +253,8 @@ pub struct Facts<'a> {
     pub client_name: &'a str,
     /// The token endpoint.
     pub token_url: &'a str,
+    /// How clients authenticate there (RFC 7591 name, e.g. `client_secret_post`).
+    pub token_endpoint_auth_method: &'a str,
     /// The Collibra base URL.
     pub collibra_url: &'a str,
     /// Grant types as Collibra spells them.
@@ -362,6 +375,9 @@ fn shape_of(
     }
     if let Some(k) = names.token_url {
         put(k, facts.token_url.as_bytes());
+    }
+    if let Some(k) = names.token_endpoint_auth_method {
+        put(k, facts.token_endpoint_auth_method.as_bytes());
     }
     let mut annotations = t.annotations.clone();
     match creds {
@@ -732,6 +748,7 @@ fn template_context(facts: &Facts<'_>, creds: &Credentials) -> minijinja::Value 
         client_secret => creds.client_secret.expose_secret(),
         client_name => facts.client_name,
         token_url => facts.token_url,
+        token_endpoint_auth_method => facts.token_endpoint_auth_method,
         collibra_url => facts.collibra_url,
         grant_types => minijinja::Value::from_iter(facts.grant_types.iter().cloned()),
     }
@@ -753,6 +770,7 @@ mod tests {
         Facts {
             client_name: "billing-etl",
             token_url: "https://collibra.example/rest/oauth/v2/token",
+            token_endpoint_auth_method: "client_secret_post",
             collibra_url: "https://collibra.example",
             grant_types,
         }
@@ -825,7 +843,13 @@ mod tests {
         assert_eq!(shape.type_, "Opaque");
         assert_eq!(
             shape.data.keys().map(String::as_str).collect::<Vec<_>>(),
-            vec!["client_id", "client_name", "client_secret", "token_url"]
+            vec![
+                "client_id",
+                "client_name",
+                "client_secret",
+                "token_endpoint_auth_method",
+                "token_url"
+            ]
         );
         assert_eq!(text(&shape, "client_id").as_deref(), Some("urn:id:1"));
         assert_eq!(text(&shape, "client_secret").as_deref(), Some(SECRET));
@@ -853,11 +877,18 @@ mod tests {
         let g = grants();
         let t = template(serde_json::json!({"keys": {
             "clientId": "CLIENT_ID", "clientSecret": "CLIENT_SECRET",
-            "clientName": "CLIENT_NAME", "tokenUrl": "TOKEN_URL"}}));
+            "clientName": "CLIENT_NAME", "tokenUrl": "TOKEN_URL",
+            "tokenEndpointAuthMethod": "AUTH_METHOD"}}));
         let shape = render(Some(&t), &facts(&g), Some(&creds())).expect("renders");
         assert_eq!(
             shape.data.keys().map(String::as_str).collect::<Vec<_>>(),
-            vec!["CLIENT_ID", "CLIENT_NAME", "CLIENT_SECRET", "TOKEN_URL"]
+            vec![
+                "AUTH_METHOD",
+                "CLIENT_ID",
+                "CLIENT_NAME",
+                "CLIENT_SECRET",
+                "TOKEN_URL"
+            ]
         );
         assert_eq!(text(&shape, "CLIENT_SECRET").as_deref(), Some(SECRET));
         let back = stored_credentials(&secret_of(&shape)).expect("credentials");
@@ -869,7 +900,7 @@ mod tests {
     fn non_secret_keys_can_be_left_out_and_the_id_is_kept_in_an_annotation() {
         let g = grants();
         let t = template(serde_json::json!({"keys": {
-            "clientId": "", "clientName": "", "tokenUrl": ""}}));
+            "clientId": "", "clientName": "", "tokenUrl": "", "tokenEndpointAuthMethod": ""}}));
         let shape = render(Some(&t), &facts(&g), Some(&creds())).expect("renders");
         assert_eq!(
             shape.data.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -1171,7 +1202,7 @@ mod tests {
         let claim = render(Some(&t), &facts(&g), None).expect("claim");
         assert_eq!(
             claim.data.keys().map(String::as_str).collect::<Vec<_>>(),
-            vec!["client_name", "token_url"]
+            vec!["client_name", "token_endpoint_auth_method", "token_url"]
         );
         assert!(stored_credentials(&secret_of(&claim)).is_none());
         // A bad template is reported before anything is registered.
@@ -1325,7 +1356,8 @@ mod tests {
                 "CLIENT_SECRET",
                 "application.yaml",
                 "client_name",
-                "theirs"
+                "theirs",
+                "token_endpoint_auth_method"
             ]
         );
         let kept = stored_credentials(&patched).expect("credentials survive");
@@ -1343,6 +1375,7 @@ mod tests {
                 "client_name",
                 "client_secret",
                 "theirs",
+                "token_endpoint_auth_method",
                 "token_url"
             ]
         );
@@ -1365,7 +1398,12 @@ mod tests {
         let data = patched.data.clone().unwrap_or_default();
         assert_eq!(
             data.keys().map(String::as_str).collect::<Vec<_>>(),
-            vec!["S", "client_name", "token_url"]
+            vec![
+                "S",
+                "client_name",
+                "token_endpoint_auth_method",
+                "token_url"
+            ]
         );
         let c = stored_credentials(&patched).expect("credentials");
         assert_eq!(c.client_id, "urn:id:1");

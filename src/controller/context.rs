@@ -25,7 +25,10 @@ use super::{
     names::NameIndex,
     reasons::Reason,
 };
-use crate::{api::OAuthClient, metrics::Metrics};
+use crate::{
+    api::{OAuthClient, Replacement},
+    metrics::Metrics,
+};
 
 /// The caches of one watched scope: the whole cluster or one namespace.
 #[derive(Clone)]
@@ -55,6 +58,8 @@ pub struct Settings {
     pub resync: Duration,
     /// How long a failing cleanup may hold a deleted object.
     pub deletion_grace: Duration,
+    /// The oldest Collibra list a decision to register may rest on.
+    pub list_max_age: Duration,
 }
 
 /// Shared state of the controller.
@@ -78,6 +83,10 @@ pub struct Context {
     unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
     /// The Ready reason this process last reported, by object uid.
     reported: Mutex<HashMap<String, Reason>>,
+    /// The last replacement this process made, by object uid: the cached
+    /// object lags behind the status write that recorded it, and a status
+    /// built from the cache must not drop it.
+    replacements: Mutex<HashMap<String, Replacement>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,7 +106,7 @@ impl Context {
     ) -> Self {
         Context {
             client,
-            collibra: Connection::new(collibra, settings.resync),
+            collibra: Connection::new(collibra, settings.resync, metrics.collibra()),
             recorder,
             metrics,
             scopes,
@@ -105,6 +114,7 @@ impl Context {
             backoffs: Backoffs::default(),
             unsaved: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            replacements: Mutex::new(HashMap::new()),
         }
     }
 
@@ -182,10 +192,21 @@ impl Context {
         previous
     }
 
+    /// Remembers a replacement made for `uid`.
+    pub fn remember_replacement(&self, uid: &str, replacement: Replacement) {
+        lock(&self.replacements).insert(uid.to_owned(), replacement);
+    }
+
+    /// The last replacement this process made for `uid`.
+    pub fn last_replacement(&self, uid: &str) -> Option<Replacement> {
+        lock(&self.replacements).get(uid).cloned()
+    }
+
     /// Forgets everything about `uid` (the object is gone).
     pub fn forget(&self, uid: &str) {
         self.backoffs.reset(uid);
         lock(&self.unsaved).remove(uid);
+        lock(&self.replacements).remove(uid);
         if let Some(last) = lock(&self.reported).remove(uid) {
             self.metrics.object_gone(last);
         }

@@ -18,11 +18,14 @@ pub enum Reason {
     CollibraRejected,
     /// A client with this name exists; the operator holds no credentials for it.
     ClientExistsWithoutSecret,
+    /// The Secret lost the credentials of the client in use and
+    /// `replacementPolicy` is `Manual`: a person decides.
+    CredentialsLost,
     /// The target Secret exists and is not managed by this object.
     SecretConflict,
     /// An older OAuthClient claims this clientName.
     NameConflict,
-    /// `spec.secretTemplate` cannot be rendered (rule 10).
+    /// `spec.secretTemplate` cannot be rendered (rule 12).
     InvalidSecretTemplate,
     /// Cleanup in progress.
     Deleting,
@@ -45,6 +48,7 @@ impl Reason {
             self,
             Reason::CollibraRejected
                 | Reason::ClientExistsWithoutSecret
+                | Reason::CredentialsLost
                 | Reason::SecretConflict
                 | Reason::NameConflict
                 | Reason::InvalidSecretTemplate
@@ -70,7 +74,9 @@ pub enum Issuance {
     Recreated,
     /// The rotate annotation asked for new credentials.
     Rotated,
-    /// The client's secret was lost; it was deleted and registered again.
+    /// The client's secret was lost (an interrupted registration, or with
+    /// `replacementPolicy: Automatic` a lost Secret); it was deleted and
+    /// registered again.
     Replaced,
 }
 
@@ -104,9 +110,9 @@ pub enum EventReason {
     /// Grant types were updated in Collibra (PUT).
     GrantTypesUpdated,
     /// The Secret was rendered again from the credentials it holds after
-    /// a template change (rule 10).
+    /// a template change (rule 12).
     SecretReshaped,
-    /// The Secret was replaced to change its type, credentials kept (rule 11).
+    /// The Secret was replaced to change its type, credentials kept (rule 13).
     SecretTypeChanged,
     /// Grant types differ and Collibra cannot update them.
     GrantTypesDrift,

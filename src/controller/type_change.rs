@@ -5,7 +5,7 @@
 //! two the credentials (which Collibra shows once) would exist only in the
 //! operator's memory. So they are first copied into a backup Secret that the
 //! OAuthClient owns, and every reconcile starts by finishing a replacement
-//! it finds half done (docs/design.md, rule 11):
+//! it finds half done (docs/design.md, rule 13):
 //!
 //! 1. write the backup (the target keeps its credentials too);
 //! 2. delete the target, with a precondition on exactly the Secret seen;

@@ -11,6 +11,7 @@
 mod leader;
 mod lifecycle;
 mod packaging;
+mod replacement;
 mod templates;
 mod versions;
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
     tests.extend(templates::tests());
+    tests.extend(replacement::tests());
     tests.extend(versions::tests());
     test_support::run(&args, tests, "the test control plane", || async {
         let env = Env::start(env!("CARGO_BIN_EXE_collibra-oauth-operator")).await?;

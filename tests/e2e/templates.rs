@@ -296,7 +296,13 @@ async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
         let (id_seen, secret_seen) = match object {
             "reporting-env" => {
                 ensure!(
-                    keys_of(&s) == ["CLIENT_ID", "CLIENT_SECRET", "TOKEN_URL"],
+                    keys_of(&s)
+                        == [
+                            "CLIENT_ID",
+                            "CLIENT_SECRET",
+                            "TOKEN_ENDPOINT_AUTH_METHOD",
+                            "TOKEN_URL"
+                        ],
                     "env keys: {:?}",
                     keys_of(&s)
                 );
@@ -311,6 +317,7 @@ async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
                             "client_id",
                             "client_name",
                             "client_secret",
+                            "token_endpoint_auth_method",
                             "token_url"
                         ],
                     "spring keys: {:?}",
@@ -378,6 +385,7 @@ async fn each_shape_is_written(env: Arc<Env>) -> anyhow::Result<()> {
                             "authorization",
                             "client_name",
                             "password",
+                            "token_endpoint_auth_method",
                             "token_url",
                             "username"
                         ],

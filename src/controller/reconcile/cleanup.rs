@@ -33,7 +33,7 @@ impl Reconciler<'_> {
             return Ok(Action::await_change());
         }
         let (mut view, mut current) = self.observe_secret().await?;
-        // A type change cut short with the Secret deleted (rule 11): the
+        // A type change cut short with the Secret deleted (rule 13): the
         // backup goes with this object, so the credentials go back into the
         // Secret before anything is let go of.
         if matches!(view, SecretView::Missing) && self.change_type(None).await? {

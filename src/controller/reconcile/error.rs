@@ -20,7 +20,7 @@ pub enum KubeCall {
     /// Merge patch of the Secret (claim, release, orphan, refresh).
     #[strum(to_string = "patching the Secret")]
     PatchSecret,
-    /// DELETE of the Secret, to change its type (rule 11).
+    /// DELETE of the Secret, to change its type (rule 13).
     #[strum(to_string = "deleting the Secret to change its type")]
     DeleteSecret,
     /// GET of the backup Secret of a type change.

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use collibra_client::IssuedClient;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     ResourceExt,
     api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions},
@@ -17,7 +17,6 @@ use super::{Error, KubeCall, Reconciler, Result, messages};
 use crate::{
     api::FIELD_MANAGER,
     controller::{
-        context::now,
         decide::SecretView,
         reasons::EventReason,
         secret::{self, Contents, Credentials},
@@ -45,7 +44,7 @@ impl Reconciler<'_> {
     }
 
     /// Why the template cannot be rendered (with the credentials `current`
-    /// holds, if any), or `None` (rule 10).
+    /// holds, if any), or `None` (rule 12).
     pub(super) fn template_problem(
         &self,
         current: Option<&Secret>,
@@ -97,10 +96,17 @@ impl Reconciler<'_> {
 
     /// Writes the claim before a registration (rule 2). `None`: the Secret
     /// exists but the watch has not shown it yet; try again shortly.
-    pub(super) async fn claim(&self, current: Option<&Secret>) -> Result<Option<Secret>> {
+    /// `since` is now, except when recovering an interrupted registration:
+    /// then the time of that registration's claim, which is what proves
+    /// the listed client ours.
+    pub(super) async fn claim(
+        &self,
+        current: Option<&Secret>,
+        since: Timestamp,
+    ) -> Result<Option<Secret>> {
         let want = self.render(
             Contents::Claim {
-                since: now(),
+                since,
                 keep: current,
             },
             false,
@@ -157,7 +163,7 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Walks the type replacement (rule 11, `type_change`) from wherever it
+    /// Walks the type replacement (rule 13, `type_change`) from wherever it
     /// stands; `target` is the Secret, `None` when it is missing. Returns
     /// whether anything was written. The backup is read from the API
     /// server only when it can matter: the target is of another type, the
@@ -281,7 +287,7 @@ impl Reconciler<'_> {
                     .await
                     .map_err(Error::kube(KubeCall::GetBackup))?;
                 if !type_change::is_backup_of(&self.obj, &existing) {
-                    // Never overwrite a Secret that is not ours (rule 11).
+                    // Never overwrite a Secret that is not ours (rule 13).
                     return Err(Error::kube(KubeCall::WriteBackup)(kube::Error::Api(e)));
                 }
                 let params = PatchParams {
