@@ -598,8 +598,13 @@ async fn invalid_templates_stall_and_keep_the_secret(env: Arc<Env>) -> anyhow::R
             &format!("  secretTemplate:\n    data: {data}\n"),
         ))
         .await?;
+        // The reason may be the previous case's: wait for this generation.
         let o = f
-            .wait_reason("ok", Reason::InvalidSecretTemplate.as_str())
+            .wait_for("ok", "stalled on this template", |o| {
+                ready_reason(o).as_deref() == Some(Reason::InvalidSecretTemplate.as_str())
+                    && o.status.as_ref().and_then(|s| s.observed_generation)
+                        == o.metadata.generation
+            })
             .await?;
         let message = o
             .ready_condition()
