@@ -7,7 +7,7 @@ SHELL := /bin/bash
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end, reliability (short) and packaging tests, a short fuzz run
+test: lint test-deps node-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end, reliability (short) and packaging tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
 	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SEED=1
@@ -69,3 +69,13 @@ RESYNC ?= 60s
 bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=60s] [JSON=out.json] [OPERATOR_ARGS="--concurrency 16"]
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)
+
+.PHONY: image node node-deps
+node-deps: ## Install what `make image` and the node tests need: podman, musl-tools, containerd, runc, CNI plugins, iptables (Debian), the Rust musl target
+	bash hack/node/deps.sh
+
+image: node-deps ## Build the operator's OCI image with podman (static musl binary, no base image; cached by inputs); prints the dir holding image.tar and ref
+	bash hack/image/build.sh
+
+node: node-deps test-deps ## The chart and deploy/ on a real node (containerd, kubelet, kube-proxy): install, probes, rotation, upgrade, leader hand-over, uninstall
+	cargo test -p collibra-oauth-operator --test node
