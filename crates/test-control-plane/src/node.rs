@@ -365,6 +365,12 @@ impl Node {
         out
     }
 
+    /// The kubelet's directory of a pod (by uid): its volumes are under
+    /// `volumes/<plugin>/<name>/`, as the container sees them.
+    pub fn pod_dir(&self, pod_uid: &str) -> PathBuf {
+        self.dir_path.join("kubelet/pods").join(pod_uid)
+    }
+
     /// Process ids of the node's components while they run.
     pub fn pids(&self) -> Vec<u32> {
         self.components().iter().filter_map(|c| c.pid()).collect()
