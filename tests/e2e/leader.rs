@@ -7,19 +7,10 @@ use std::{
 };
 
 use anyhow::{bail, ensure};
-use futures::FutureExt;
+use collibra_oauth_operator::controller::reasons::Reason;
+use test_support::{Env, Fixture, Operator, Options, manifest};
 
-use crate::{
-    TestFn,
-    support::{Env, Fixture, Operator, Options, manifest},
-};
-
-/// Every test of this module.
-pub fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![("two_replicas_elect_one_leader_and_fail_over", |env| {
-        two_replicas_elect_one_leader_and_fail_over(env).boxed()
-    })]
-}
+test_support::tests!(Env; two_replicas_elect_one_leader_and_fail_over);
 
 async fn readyz(op: &Operator) -> String {
     match op.http_get("/readyz").await {
@@ -77,7 +68,8 @@ async fn two_replicas_elect_one_leader_and_fail_over(env: Arc<Env>) -> anyhow::R
             .await?;
     }
     for i in 0..4 {
-        f.wait_reason(&format!("l{i}"), "Registered").await?;
+        f.wait_reason(&format!("l{i}"), Reason::Registered.as_str())
+            .await?;
     }
     if !first_leads {
         // From here on f.op is the leader and `second` the standby.
@@ -105,7 +97,7 @@ async fn two_replicas_elect_one_leader_and_fail_over(env: Arc<Env>) -> anyhow::R
     }
     let takeover = killed.elapsed();
     f.apply(&manifest("after", "leader-after", "")).await?;
-    f.wait_reason("after", "Registered").await?;
+    f.wait_reason("after", Reason::Registered.as_str()).await?;
     ensure!(
         f.collibra.stats().requests_for("register") == 5,
         "nothing registered twice after fail-over"
