@@ -13,13 +13,6 @@
 //! built or started, every test fails with the reason. At the end the node
 //! must leave nothing behind (processes, mounts, namespaces, cgroups).
 
-#[path = "../e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../e2e/tooling.rs"]
-#[allow(dead_code)]
-mod tooling;
-
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -27,13 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use collibra_sim::{SimConfig, SimHandle, Simulator};
-use futures::FutureExt as _;
-use libtest_mimic::Arguments;
 use serde_json::Value;
 use test_control_plane::{ControlPlane, NODE_CONTROLLERS, Node, Options};
+use test_support::{Arguments, manifest, tail, tooling};
 use tokio::process::Command;
-
-use support::{Test, manifest};
 
 /// The release name; its full name (and so the credentials Secret's and the
 /// Lease's) is `collibra-oauth-operator`, as in the README.
@@ -226,11 +216,7 @@ impl World {
         }
         for pod in self.pods(ns).await.unwrap_or_default() {
             let log = self.node.container_log(ns, &pod.name, "operator");
-            out.push_str(&format!(
-                "---- log of {}:\n{}\n",
-                pod.name,
-                support::tail(&log, 30)
-            ));
+            out.push_str(&format!("---- log of {}:\n{}\n", pod.name, tail(&log, 30)));
         }
         out
     }
@@ -392,7 +378,7 @@ where
 /// Runs `hack/image/build.sh` (cached by its inputs) and returns its
 /// output dir (image.tar, ref).
 async fn build_image() -> anyhow::Result<PathBuf> {
-    let script = tooling::repo("hack/image/build.sh");
+    let script = test_support::repo("hack/image/build.sh");
     let began = Instant::now();
     let out = Command::new("bash")
         .arg(&script)
@@ -415,33 +401,19 @@ async fn build_image() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn tests() -> Vec<Test<World>> {
-    vec![
-        ("node_helm_install_probes_pss_and_an_oauthclient", |w| {
-            helm_install(w).boxed()
-        }),
-        ("node_rotated_credentials_are_read_without_a_restart", |w| {
-            credentials_rotation(w).boxed()
-        }),
-        (
-            "node_helm_upgrade_rolls_the_pod_without_registering_again",
-            |w| helm_upgrade(w).boxed(),
-        ),
-        ("node_two_replicas_one_leader_and_a_handover", |w| {
-            leader_handover(w).boxed()
-        }),
-        ("node_kubectl_apply_k_overlay_with_the_image", |w| {
-            kustomize_overlay(w).boxed()
-        }),
-        ("node_helm_uninstall_leaves_credentials_and_clients", |w| {
-            helm_uninstall(w).boxed()
-        }),
-    ]
-}
+test_support::tests!(
+    World;
+    node_helm_install_probes_pss_and_an_oauthclient,
+    node_rotated_credentials_are_read_without_a_restart,
+    node_helm_upgrade_rolls_the_pod_without_registering_again,
+    node_two_replicas_one_leader_and_a_handover,
+    node_kubectl_apply_k_overlay_with_the_image,
+    node_helm_uninstall_leaves_credentials_and_clients,
+);
 
 /// `helm install`: rollout, the Pod Ready through its probes under the
 /// restricted PSS, an OAuthClient Ready with its Secret.
-async fn helm_install(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_helm_install_probes_pss_and_an_oauthclient(w: Arc<World>) -> anyhow::Result<()> {
     let ns = w.namespace("install", "operator-secret").await?;
     w.install(&ns, &[]).await?;
     let pods = w.pods(&ns).await?;
@@ -491,7 +463,7 @@ async fn helm_install(w: Arc<World>) -> anyhow::Result<()> {
 
 /// A changed credentials Secret reaches the mounted file and the running
 /// operator uses it, without a new Pod or a restart.
-async fn credentials_rotation(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_rotated_credentials_are_read_without_a_restart(w: Arc<World>) -> anyhow::Result<()> {
     let ns = w.namespace("rotate", "not-the-secret").await?;
     w.install(&ns, &["--set", "logLevel=info\\,collibra_client=debug"])
         .await?;
@@ -547,7 +519,7 @@ async fn credentials_rotation(w: Arc<World>) -> anyhow::Result<()> {
     ensure!(
         log.contains("credential file changed"),
         "the operator did not report re-reading the credential file:\n{}",
-        support::tail(&log, 20)
+        tail(&log, 20)
     );
     let after = w.pods(&ns).await?;
     ensure!(
@@ -567,7 +539,9 @@ async fn credentials_rotation(w: Arc<World>) -> anyhow::Result<()> {
 
 /// `helm upgrade` with a changed value rolls the Pod; the registered client
 /// is adopted, not registered again.
-async fn helm_upgrade(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_helm_upgrade_rolls_the_pod_without_registering_again(
+    w: Arc<World>,
+) -> anyhow::Result<()> {
     let ns = w.namespace("upgrade", "operator-secret").await?;
     w.install(&ns, &[]).await?;
     let client = format!("{ns}-kept");
@@ -624,7 +598,7 @@ async fn helm_upgrade(w: Arc<World>) -> anyhow::Result<()> {
 
 /// Two replicas: one holds the Lease; deleting it hands over and work goes
 /// on with no duplicate registration.
-async fn leader_handover(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_two_replicas_one_leader_and_a_handover(w: Arc<World>) -> anyhow::Result<()> {
     let ns = w.namespace("leader", "operator-secret").await?;
     w.install(&ns, &["--set", "replicas=2"]).await?;
     let pods = w.pods(&ns).await?;
@@ -647,12 +621,18 @@ async fn leader_handover(w: Arc<World>) -> anyhow::Result<()> {
     // the object.
     for p in pods.iter().filter(|p| p.name != first) {
         let log = w.node.container_log(&ns, &p.name, "operator");
-        ensure!(
-            !log.contains("before"),
-            "the non-leader {} reconciled:\n{}",
-            p.name,
-            support::tail(&log, 20)
-        );
+        if log.contains("before") {
+            let lease = w
+                .kubectl(&["get", "lease", RELEASE, "--namespace", &ns, "-o", "yaml"])
+                .await
+                .unwrap_or_default();
+            bail!(
+                "the non-leader {} reconciled:\n{}\n---- the leader {first}:\n{}\n---- lease:\n{lease}",
+                p.name,
+                tail(&log, 20),
+                tail(&w.node.container_log(&ns, &first, "operator"), 20)
+            );
+        }
     }
     w.kubectl(&["delete", "pod", &first, "--namespace", &ns, "--wait=false"])
         .await?;
@@ -684,10 +664,10 @@ async fn leader_handover(w: Arc<World>) -> anyhow::Result<()> {
 
 /// `kubectl apply -k` of an overlay on deploy/ that sets the image (and,
 /// so it touches only its own namespace here, WATCH_NAMESPACES).
-async fn kustomize_overlay(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_kubectl_apply_k_overlay_with_the_image(w: Arc<World>) -> anyhow::Result<()> {
     const NS: &str = "collibra-oauth-operator";
     let dir = w.dir.path().join("kustomize");
-    copy_dir(&tooling::repo("deploy"), &dir.join("deploy"))?;
+    copy_dir(&test_support::repo("deploy"), &dir.join("deploy"))?;
     let overlay = dir.join("overlay");
     std::fs::create_dir_all(&overlay)?;
     std::fs::write(
@@ -775,7 +755,7 @@ patches:
 /// `helm uninstall` removes the operator and leaves what the README says:
 /// the credentials Secret, the CRD, the OAuthClients and their Secrets, and
 /// the clients in Collibra.
-async fn helm_uninstall(w: Arc<World>) -> anyhow::Result<()> {
+async fn node_helm_uninstall_leaves_credentials_and_clients(w: Arc<World>) -> anyhow::Result<()> {
     let ns = w.namespace("uninstall", "operator-secret").await?;
     w.install(&ns, &[]).await?;
     let client = format!("{ns}-stays");
@@ -845,50 +825,31 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl test_support::World for World {
+    /// Stops the node and checks that it left nothing behind (a leftover
+    /// fails the run), then stops the control plane.
+    async fn teardown(self) -> anyhow::Result<()> {
+        let (dir, netns, name) = (
+            self.node.dir().to_path_buf(),
+            self.node.netns().to_owned(),
+            self.node.name().to_owned(),
+        );
+        let stopped = self.node.stop();
+        let left = test_control_plane::leftovers(&dir, &netns, &name);
+        let cp = self.cp.stop();
+        stopped.context("stopping the node")?;
+        ensure!(left.is_empty(), "the node left behind: {}", left.join(", "));
+        eprintln!("node stopped; nothing left behind");
+        cp.context("stopping the control plane")
+    }
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let rt = match support::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let tests = tests();
-    if let Some(code) = support::list_only(&args, &tests) {
-        return code;
-    }
-    let world = match rt.block_on(World::start()) {
-        Ok(w) => Arc::new(w),
-        Err(e) => {
-            let reason = format!("the image, control plane or node could not be started: {e:#}");
-            return support::fail_all(&args, &tests, &reason);
-        }
-    };
-    let conclusion = support::run_all(&args, rt.handle(), &world, tests);
-    let mut code = conclusion.exit_code();
-    match Arc::try_unwrap(world) {
-        Ok(world) => {
-            let (dir, netns, name) = (
-                world.node.dir().to_path_buf(),
-                world.node.netns().to_owned(),
-                world.node.name().to_owned(),
-            );
-            let stopped = world.node.stop();
-            let left = test_control_plane::leftovers(&dir, &netns, &name);
-            if let Err(e) = stopped {
-                eprintln!("stopping the node: {e:#}");
-                code = ExitCode::FAILURE;
-            }
-            if !left.is_empty() {
-                eprintln!("the node left behind: {}", left.join(", "));
-                code = ExitCode::FAILURE;
-            } else {
-                eprintln!("node stopped; nothing left behind");
-            }
-            if let Err(e) = world.cp.stop() {
-                eprintln!("stopping the control plane: {e:#}");
-            }
-        }
-        Err(_) => eprintln!("the world is still referenced; it is stopped when the process exits"),
-    }
-    drop(rt);
-    code
+    test_support::run(
+        &args,
+        tests(),
+        "the image, control plane or node",
+        World::start,
+    )
 }
