@@ -19,19 +19,21 @@ module="$here/../control-plane"
 # shellcheck source-path=SCRIPTDIR source=../lib/go-build.sh
 source "$here/../lib/go-build.sh"
 
-key="$(go_build_key "$module/go.mod" "$module/go.sum" "$module/tools.go" \
-	"$here/pause/go.mod" "$here/pause/main.go" "$here/pause/Containerfile")"
-out="${NODE_BIN_DIR:-$(go_build_dir node "$key")}"
-
 die() {
 	echo "node build.sh: $*" >&2
 	exit 1
 }
 
+key="$(go_build_key "$module/go.mod" "$module/go.sum" "$module/tools.go" \
+	"$here/pause/go.mod" "$here/pause/main.go" "$here/pause/Containerfile" -- version-ldflags-v1)"
+out="${NODE_BIN_DIR:-$(go_build_dir node "$key")}"
+
 if ! go_build_present "$out" kubelet kube-proxy kube-scheduler; then
-	# Same flags as the control plane's build, so the Go build cache is shared.
+	# The control plane's version stamp (the kubelet reports it as the
+	# node's kubeletVersion), and its flags, so the Go build cache is shared.
+	ldflags="$(go_build_kube_ldflags "$module")" || die "cannot stamp the Kubernetes version (see above)"
 	# shellcheck disable=SC2034 # read by go_build_cached
-	GO_BUILD_FLAGS=(-ldflags='-s -w')
+	GO_BUILD_FLAGS=("-ldflags=$ldflags")
 	go_build_cached "node build.sh" "$module" "$out" \
 		kubelet=k8s.io/kubernetes/cmd/kubelet \
 		kube-proxy=k8s.io/kubernetes/cmd/kube-proxy \

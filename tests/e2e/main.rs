@@ -11,6 +11,7 @@
 mod leader;
 mod lifecycle;
 mod packaging;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let mut tests = lifecycle::tests();
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
+    tests.extend(versions::tests());
     test_support::run(&args, tests, "the test control plane", || async {
         let env = Env::start(env!("CARGO_BIN_EXE_collibra-oauth-operator")).await?;
         eprintln!("control plane ready: {:?}", env.cp.timings());
