@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# The operator image: one statically linked binary (musl), CA roots and an
+# The operator image: one statically linked binary (glibc, crt-static), CA roots and an
 # /etc/passwd entry for uid 65532 on an empty base. No shell, no package
 # manager, no base image to pull or patch.
 #

@@ -85,10 +85,10 @@ bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=
 	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)
 
 .PHONY: image node node-deps
-node-deps: ## Install what `make image` and the node tests need: podman, musl-tools, containerd, runc, CNI plugins, iptables (Debian), the Rust musl target
+node-deps: ## Install what `make image` and the node tests need: podman, containerd, runc, CNI plugins, iptables (Debian)
 	bash hack/node/deps.sh
 
-image: node-deps ## Build the operator's OCI image with podman (static musl binary, no base image; cached by inputs); prints the dir holding image.tar and ref
+image: node-deps ## Build the operator's OCI image with podman (static binary, no base image; cached by inputs); prints the dir holding image.tar and ref
 	bash hack/image/build.sh
 
 node: node-deps test-deps ## The chart and deploy/ on a real node (containerd, kubelet, kube-proxy): install, probes, rotation, upgrade, leader hand-over, uninstall

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make image` and the node tests need beyond Rust and Go,
-# when it is missing: Debian's podman (builds the images), musl-tools (the
-# C parts of the static operator binary), containerd, runc, the CNI plugins
-# and iptables (the node, kube-proxy), and the Rust target for musl.
+# when it is missing: Debian's podman (builds the images), containerd, runc,
+# the CNI plugins and iptables (the node, kube-proxy). The static operator
+# binary needs nothing more: it is linked against glibc's static libraries
+# (libc6-dev, which gcc already pulls in).
 set -euo pipefail
 
 die() {
@@ -13,7 +14,6 @@ die() {
 # command -> Debian package
 declare -A needed=(
 	[podman]=podman
-	[musl-gcc]=musl-tools
 	[containerd]=containerd
 	[containerd-shim-runc-v2]=containerd
 	[ctr]=containerd
@@ -37,10 +37,4 @@ if ((${#missing[@]} > 0)); then
 	echo "node deps.sh: installing ${missing[*]}" >&2
 	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		"${missing[@]}") >&2 || die "apt-get install ${missing[*]} failed"
-fi
-
-triple="$(uname -m)-unknown-linux-musl"
-if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
-	command -v rustup >/dev/null || die "rustup is needed to add the Rust target $triple"
-	rustup target add "$triple" >&2 || die "rustup target add $triple failed"
 fi

@@ -389,7 +389,7 @@ async fn build_image() -> anyhow::Result<PathBuf> {
         .context("running hack/image/build.sh")?;
     ensure!(
         out.status.success(),
-        "hack/image/build.sh failed ({}); make image-deps installs podman, musl-tools and the Rust musl target",
+        "hack/image/build.sh failed ({}); make node-deps installs podman",
         out.status
     );
     let dir = String::from_utf8_lossy(&out.stdout)
