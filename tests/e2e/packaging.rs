@@ -25,6 +25,8 @@ test_support::tests!(
     packaging_chart_crd_is_the_generated_crd,
     packaging_deploy_is_rendered_from_the_chart,
     packaging_helm_lint,
+    packaging_helm_lint_with_chart_testing_values,
+    packaging_release_workflow_passes_actionlint,
     packaging_values_schema_rejects_wrong_values,
     packaging_helm_template_applies_server_side,
     packaging_helm_install_upgrade_uninstall,
@@ -126,6 +128,78 @@ async fn packaging_helm_lint(env: Arc<Env>) -> anyhow::Result<()> {
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// chart-testing's convention: every `ci/*-values.yaml` lints (and is what
+/// `ct lint` and the release workflow use).
+async fn packaging_helm_lint_with_chart_testing_values(env: Arc<Env>) -> anyhow::Result<()> {
+    let chart = chart();
+    let mut files: Vec<_> = std::fs::read_dir(chart.join("ci"))
+        .context("reading the chart's ci/ directory")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    ensure!(
+        files.len() >= 2,
+        "expected chart-testing values in {}/ci, found {files:?}",
+        chart.display()
+    );
+    let chart = chart.to_str().context("non-UTF-8 path")?;
+    for values in &files {
+        let values = values.to_str().context("non-UTF-8 path")?;
+        helm(&env, &["lint", "--strict", chart, "--values", values])
+            .await
+            .with_context(|| format!("helm lint with {values}"))?;
+    }
+    Ok(())
+}
+
+/// The release workflow passes actionlint (built from its Go module).
+async fn packaging_release_workflow_passes_actionlint(_env: Arc<Env>) -> anyhow::Result<()> {
+    let script = repo("hack/actionlint/build.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running hack/actionlint/build.sh")?;
+    ensure!(
+        out.status.success(),
+        "hack/actionlint/build.sh failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    ensure!(
+        !dir.is_empty(),
+        "hack/actionlint/build.sh printed no directory"
+    );
+    let workflows: Vec<_> = std::fs::read_dir(repo(".github/workflows"))
+        .context("reading .github/workflows")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    ensure!(!workflows.is_empty(), "no workflow in .github/workflows");
+    let lint = tokio::process::Command::new(std::path::Path::new(&dir).join("actionlint"))
+        .arg("-no-color")
+        .args(&workflows)
+        .current_dir(repo(""))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running actionlint")?;
+    ensure!(
+        lint.status.success(),
+        "actionlint found problems:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
     Ok(())
 }
 
