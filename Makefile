@@ -87,3 +87,10 @@ RESYNC ?= 60s
 bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=60s] [JSON=out.json] [OPERATOR_ARGS="--concurrency 16"]
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)
+
+.PHONY: bench-peer
+HYDRA_MAESTER_SRC ?=
+bench-peer: ## Side by side with ory/hydra-maester + Ory Hydra, not part of `make test`: make bench-peer N=1000 HYDRA_MAESTER_SRC=<git clone of github.com/ory/hydra-maester> [JSON=out.json] [PEER_ARGS="--steady 60s"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	peer_dir="$$(bash hack/peer/build.sh $(HYDRA_MAESTER_SRC) | tail -n 1)" && \
+		target/release/collibra-oauth-bench-peer --n $(N) --peer-dir "$$peer_dir" $(if $(JSON),--json $(JSON)) $(PEER_ARGS)
