@@ -259,7 +259,14 @@ impl<'a> Reconciler<'a> {
                 messages::secret_conflict(&why),
                 Duration::from_secs(60),
             )),
-            Plan::ClientExistsWithoutSecret { client_id, own } => {
+            Plan::ClientExistsWithoutSecret {
+                client_id,
+                own,
+                rotation_unsupported,
+            } => {
+                if rotation_unsupported {
+                    self.rotation_unsupported(&client_id).await;
+                }
                 Ok(self.exists_without_secret(&client_id, own))
             }
             Plan::CredentialsLost { client_id } => Ok(self.outcome(
