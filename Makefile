@@ -29,9 +29,13 @@ e2e: ## End-to-end tests on a real control plane
 e2e-namespaced: ## The end-to-end suite again with the chart's namespaced RBAC only (no cluster-wide rule)
 	E2E_RBAC=namespaced cargo test -p collibra-oauth-operator --test e2e -- --skip packaging
 
-crd: ## Regenerate crds/oauthclients.yaml from the Rust types (and the chart's copy, and deploy/)
-	cargo run -q -- crd > crds/oauthclients.yaml
-	cp crds/oauthclients.yaml charts/collibra-oauth-operator/crds/oauthclients.yaml
+CRDS := oauthclients collibraconnections clustercollibraconnections
+crd: ## Regenerate crds/*.yaml from the Rust types (and the chart's copies, and deploy/)
+	cargo build -q -p collibra-oauth-operator --bin collibra-oauth-operator
+	for k in $(CRDS); do \
+		target/debug/collibra-oauth-operator crd $$k > crds/$$k.yaml && \
+		cp crds/$$k.yaml charts/collibra-oauth-operator/crds/$$k.yaml || exit 1; \
+	done
 	bash hack/render-deploy.sh
 
 deploy: ## Render deploy/ (kustomize) from the Helm chart

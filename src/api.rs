@@ -2,6 +2,8 @@
 //! CRD (`collibra-oauth-operator crd`, `crds/oauthclients.yaml`), including
 //! every admission-time validation.
 
+pub mod connection;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::controller::status::Reason;
+use crate::{connection::metrics::ConnectionMetrics, controller::status::Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -56,6 +56,8 @@ pub struct Metrics {
     objects: Family<ReadyLabels, Gauge>,
     kubernetes_requests: Family<MethodLabel, Counter>,
     states: Mutex<HashMap<String, Reason>>,
+    /// Metrics labelled by connection.
+    pub connections: ConnectionMetrics,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -120,8 +122,10 @@ impl Default for Metrics {
             "Requests the operator sent to the Kubernetes API server, by HTTP method (a watch counts once)",
             kubernetes_requests.clone(),
         );
+        let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
             registry,
+            connections,
             reconciles,
             reconcile_errors,
             reconcile_duration,

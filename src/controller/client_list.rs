@@ -86,12 +86,42 @@ impl ClientList {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        if let Some(hit) = self.cached(name) {
+        self.read(fetch, |s| Lookup {
+            client: s.by_name.get(name).cloned(),
+            generation: s.generation,
+        })
+        .await
+    }
+
+    /// Every listed client by name, from the cache or, when it is stale,
+    /// from one shared fetch (the connection's probe and audit count these).
+    pub async fn all<F, Fut, E>(&self, fetch: F) -> Result<Vec<(String, Listed)>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        self.read(fetch, |s| {
+            s.by_name
+                .iter()
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect()
+        })
+        .await
+    }
+
+    /// Answers `answer` from a fresh cache, fetching the list first when
+    /// the cache is stale; concurrent callers share one fetch.
+    async fn read<F, Fut, E, T>(&self, fetch: F, answer: impl Fn(&State) -> T) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        if let Some(hit) = self.cached(&answer) {
             return Ok(hit);
         }
         let _single_flight = self.refresh.lock().await;
         // Someone else may have refreshed while we waited.
-        if let Some(hit) = self.cached(name) {
+        if let Some(hit) = self.cached(&answer) {
             return Ok(hit);
         }
         let invalidations_before = self.lock().invalidations;
@@ -105,18 +135,12 @@ impl ClientList {
         // committed while this list was on its way): the answer may predate
         // it, so the next lookup reads the list again.
         s.stale = s.invalidations != invalidations_before;
-        Ok(Lookup {
-            client: s.by_name.get(name).cloned(),
-            generation: s.generation,
-        })
+        Ok(answer(&s))
     }
 
-    fn cached(&self, name: &str) -> Option<Lookup> {
+    fn cached<T>(&self, answer: impl Fn(&State) -> T) -> Option<T> {
         let s = self.lock();
-        self.fresh(&s).then(|| Lookup {
-            client: s.by_name.get(name).cloned(),
-            generation: s.generation,
-        })
+        self.fresh(&s).then(|| answer(&s))
     }
 
     /// Marks the cache stale (an answer from generation `_generation` proved
@@ -176,6 +200,25 @@ mod tests {
                 grant_types: vec![],
             },
         )
+    }
+
+    #[tokio::test]
+    async fn all_shares_the_cache_with_lookups() {
+        let list = ClientList::new(Duration::from_secs(60));
+        let fetches = AtomicUsize::new(0);
+        let fetch = || async {
+            fetches.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ()>(vec![entry("a", "1"), entry("b", "2")])
+        };
+        let mut all = list.all(fetch).await.expect("ok");
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(all, vec![entry("a", "1"), entry("b", "2")]);
+        let hit = list.lookup("b", fetch).await.expect("ok");
+        assert_eq!(hit.client.map(|c| c.client_id), Some("2".to_owned()));
+        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+        list.invalidate(hit.generation);
+        assert_eq!(list.all(fetch).await.expect("ok").len(), 2);
+        assert_eq!(fetches.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]

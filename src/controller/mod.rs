@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use self::context::{Context, Scope, Settings};
+use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts, registry::Registry};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
@@ -48,6 +49,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::default());
     let client = kube_client(metrics.clone()).await?;
+    // Checked before anything starts: a bad pattern is a start-up error.
+    let allowed_hosts = AllowedHosts::parse(&args.connections.namespaced_connection_hosts)
+        .map_err(anyhow::Error::msg)?;
     let collibra = CollibraClient::new(args.collibra_config()?)
         .context("configuring the Collibra client")?
         .with_observer(Arc::new(CollibraObserver(metrics.clone())));
@@ -184,6 +188,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let connection_ctx = Arc::new(ConnectionContext {
+        client: client.clone(),
+        registry: Arc::new(Registry::new(args.resync_interval)),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        metrics: metrics.clone(),
+        allowed_hosts,
+        cluster_namespace: crate::connection::cluster_namespace(&args.connections, &client),
+        resync: args.resync_interval,
+        oauth_clients: scopes.iter().map(|s| s.oauth_clients.clone()).collect(),
+    });
+    let connection_runs = crate::connection::controller::controllers(
+        connection_ctx,
+        &args.connections,
+        &namespaces,
+        &stopped,
+    );
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -238,7 +258,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 future::ready(())
             })
     });
-    future::join_all(runs).await;
+    future::join(future::join_all(runs), future::join_all(connection_runs)).await;
     role.stopping();
     if let Some(l) = leadership {
         l.release().await;

@@ -1,0 +1,316 @@
+//! Per-connection state, keyed by connection: the Collibra client (with
+//! its token cache and rate limiter), the cached list, the capabilities
+//! learned from answers, the health of the last probe and its backoff.
+//! Every guarantee that used to hold for the one instance holds per entry.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use collibra_client::CollibraClient;
+use rand::Rng;
+
+use super::status::{ConnectionReason, Health};
+use crate::{
+    api::connection::{Capabilities, ConnectionKey},
+    controller::{
+        client_list::{ClientList, Lookup},
+        context::{Capability, listed},
+        decide::Listed,
+    },
+};
+
+/// uid and resourceVersion of an object: which version of it was read.
+pub type Version = (Option<String>, Option<String>);
+
+/// What a client was built from: a change of any part means the
+/// credentials, the CA or the settings changed, and a new client is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The connection's `metadata.generation`.
+    pub generation: Option<i64>,
+    /// uid and resourceVersion of the credentials Secret.
+    pub credentials: Version,
+    /// uid and resourceVersion of the CA bundle's object, if any.
+    pub ca_bundle: Option<Version>,
+}
+
+/// One Collibra instance as the operator uses it.
+pub struct Connection {
+    /// Which connection this is.
+    pub key: ConnectionKey,
+    /// URL and API path: a connection whose instance changes gets a new
+    /// entry, so nothing learned about the old instance is kept.
+    pub instance: String,
+    client: RwLock<Option<(Fingerprint, CollibraClient)>>,
+    /// The cached Collibra list (single flight, one list per resync).
+    pub list: ClientList,
+    /// Whether the instance answers DELETE.
+    pub delete_supported: Capability,
+    /// Whether the instance answers PUT.
+    pub update_supported: Capability,
+    health: RwLock<Health>,
+    failures: AtomicU32,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write<T>(l: &RwLock<T>, value: T) {
+    *l.write().unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+}
+
+impl Connection {
+    /// A connection with no client yet.
+    pub fn new(key: ConnectionKey, instance: String, resync: Duration) -> Connection {
+        Connection {
+            key,
+            instance,
+            client: RwLock::new(None),
+            list: ClientList::new(resync),
+            delete_supported: Capability::default(),
+            update_supported: Capability::default(),
+            health: RwLock::new(Health::new(ConnectionReason::Connecting, "not checked yet")),
+            failures: AtomicU32::new(0),
+        }
+    }
+
+    /// A connection whose client is already built (the default instance).
+    pub fn with_client(self, client: CollibraClient) -> Connection {
+        let fingerprint = Fingerprint {
+            generation: None,
+            credentials: (None, None),
+            ca_bundle: None,
+        };
+        write(&self.client, Some((fingerprint, client)));
+        self
+    }
+
+    /// The Collibra client, once one could be built.
+    pub fn client(&self) -> Option<CollibraClient> {
+        read(&self.client).map(|(_, c)| c)
+    }
+
+    /// Whether the client was built from exactly `fingerprint`.
+    pub fn built_from(&self, fingerprint: &Fingerprint) -> bool {
+        read(&self.client).is_some_and(|(f, _)| f == *fingerprint)
+    }
+
+    /// Uses `client` from now on; the list is read again with it, since
+    /// the old credentials may have seen another view (or none).
+    pub fn set_client(&self, fingerprint: Fingerprint, client: CollibraClient) {
+        write(&self.client, Some((fingerprint, client)));
+        self.list.invalidate(0);
+    }
+
+    /// Drops the client (its credentials are gone or unusable).
+    pub fn clear_client(&self) {
+        write(&self.client, None);
+    }
+
+    /// The health of the last check.
+    pub fn health(&self) -> Health {
+        read(&self.health)
+    }
+
+    /// Records the outcome of a check; returns the health before.
+    pub fn set_health(&self, health: Health) -> Health {
+        if health.reason.is_ready() {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        std::mem::replace(
+            &mut *self
+                .health
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            health,
+        )
+    }
+
+    /// What the instance is known to support.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            delete: self.delete_supported.get(),
+            update: self.update_supported.get(),
+        }
+    }
+
+    /// Counts a failed check and returns how long to wait before the next:
+    /// capped exponential backoff (2 s doubling to 5 min) with jitter.
+    pub fn backoff(&self) -> Duration {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed).min(8);
+        let base = Duration::from_secs(2u64 << n).min(Duration::from_secs(300));
+        base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    /// Every client the instance lists, from the shared cache.
+    pub async fn all_clients(&self) -> Result<Vec<(String, Listed)>, collibra_client::Error> {
+        let client = self.require_client()?;
+        self.list.all(|| fetch(&client)).await
+    }
+
+    /// The list entry for `name`, from the shared cache.
+    pub async fn lookup(&self, name: &str) -> Result<Lookup, collibra_client::Error> {
+        let client = self.require_client()?;
+        self.list.lookup(name, || fetch(&client)).await
+    }
+
+    fn require_client(&self) -> Result<CollibraClient, collibra_client::Error> {
+        self.client().ok_or_else(|| {
+            collibra_client::Error::Config(format!(
+                "{} has no usable configuration: {}",
+                self.key,
+                self.health().message
+            ))
+        })
+    }
+}
+
+async fn fetch(client: &CollibraClient) -> Result<Vec<(String, Listed)>, collibra_client::Error> {
+    Ok(client
+        .list_clients()
+        .await?
+        .into_iter()
+        .map(|c| (c.client_name.clone(), listed(&c)))
+        .collect())
+}
+
+/// Every connection the operator uses, by key.
+pub struct Registry {
+    resync: Duration,
+    connections: RwLock<HashMap<ConnectionKey, Arc<Connection>>>,
+    /// Serialises `entry` so two reconciles never build two entries.
+    creating: Mutex<()>,
+}
+
+impl Registry {
+    /// An empty registry; lists are trusted for `resync`.
+    pub fn new(resync: Duration) -> Registry {
+        Registry {
+            resync,
+            connections: RwLock::new(HashMap::new()),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// The connection `key`, if it is known.
+    pub fn get(&self, key: &ConnectionKey) -> Option<Arc<Connection>> {
+        self.connections
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// The entry of `key` for `instance`: the existing one, or a new one
+    /// when there is none or it was for another instance.
+    pub fn entry(&self, key: &ConnectionKey, instance: &str) -> Arc<Connection> {
+        let _one_at_a_time = self
+            .creating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = self.get(key).filter(|c| c.instance == instance) {
+            return c;
+        }
+        let c = Arc::new(Connection::new(
+            key.clone(),
+            instance.to_owned(),
+            self.resync,
+        ));
+        self.insert(c.clone());
+        c
+    }
+
+    /// Adds or replaces a connection.
+    pub fn insert(&self, connection: Arc<Connection>) {
+        self.connections
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(connection.key.clone(), connection);
+    }
+
+    /// Forgets a connection that is gone.
+    pub fn remove(&self, key: &ConnectionKey) -> Option<Arc<Connection>> {
+        self.connections
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key)
+    }
+
+    /// How many connections are known.
+    pub fn len(&self) -> usize {
+        self.connections
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ConnectionKey {
+        ConnectionKey::Namespaced {
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn an_instance_change_starts_afresh() {
+        let r = Registry::new(Duration::from_secs(60));
+        let a = r.entry(&key("a"), "https://one/rest/auth/v1");
+        a.delete_supported.set(false);
+        let again = r.entry(&key("a"), "https://one/rest/auth/v1");
+        assert!(Arc::ptr_eq(&a, &again));
+        let moved = r.entry(&key("a"), "https://two/rest/auth/v1");
+        assert!(!Arc::ptr_eq(&a, &moved));
+        assert_eq!(moved.delete_supported.get(), None);
+        let b = r.entry(&key("b"), "https://one/rest/auth/v1");
+        assert!(!Arc::ptr_eq(&moved, &b));
+        assert_eq!(r.len(), 2);
+        assert!(r.remove(&key("a")).is_some());
+        assert!(r.get(&key("a")).is_none());
+    }
+
+    #[test]
+    fn backoff_grows_capped_and_resets_when_connected() {
+        let c = Connection::new(key("a"), "i".into(), Duration::from_secs(60));
+        let first = c.backoff();
+        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
+        for _ in 0..20 {
+            assert!(c.backoff() <= Duration::from_secs(360));
+        }
+        c.set_health(Health::new(ConnectionReason::Connected, "ok"));
+        assert!(c.backoff() <= Duration::from_millis(2400));
+    }
+
+    #[tokio::test]
+    async fn without_a_client_lookups_say_why() {
+        let c = Connection::new(key("a"), "i".into(), Duration::from_secs(60));
+        c.set_health(Health::new(
+            ConnectionReason::CredentialsNotFound,
+            "Secret ns/creds does not exist",
+        ));
+        let err = c.lookup("x").await.expect_err("no client");
+        let text = err.to_string();
+        assert!(
+            text.contains("CollibraConnection/ns/a") && text.contains("ns/creds"),
+            "{text}"
+        );
+    }
+}
