@@ -261,8 +261,8 @@ async fn audit_one(
     }
 }
 
-/// The audits as aligned columns: CONNECTION, NAME, ID, ISSUED AT; a
-/// connection that failed shows its error instead of clients.
+/// The audits as aligned columns: CONNECTION, NAME, ID, ISSUED AT; the
+/// connections that could not be audited follow, each with its error.
 pub fn table(audits: &[ConnectionAudit]) -> String {
     let mut rows: Vec<[String; 4]> = vec![[
         "CONNECTION".into(),
@@ -271,14 +271,6 @@ pub fn table(audits: &[ConnectionAudit]) -> String {
         "ISSUED AT".into(),
     ]];
     for a in audits {
-        if let Some(e) = &a.error {
-            rows.push([
-                a.connection.clone(),
-                format!("error: {e}"),
-                String::new(),
-                String::new(),
-            ]);
-        }
         for c in &a.unmanaged {
             rows.push([
                 a.connection.clone(),
@@ -309,6 +301,11 @@ pub fn table(audits: &[ConnectionAudit]) -> String {
         "{total} unmanaged client(s) in {} connection(s)",
         audits.len()
     ));
+    for a in audits {
+        if let Some(e) = &a.error {
+            out.push_str(&format!("\n{}: not audited: {e}", a.connection));
+        }
+    }
     out
 }
 
@@ -346,8 +343,8 @@ mod tests {
             "{t}"
         );
         assert_eq!(lines[0].find("NAME"), lines[1].find("legacy-etl"), "{t}");
-        assert!(lines[2].contains("error: Collibra is unavailable"), "{t}");
-        assert_eq!(lines[3], "1 unmanaged client(s) in 2 connection(s)");
+        assert_eq!(lines[2], "1 unmanaged client(s) in 2 connection(s)");
+        assert_eq!(lines[3], "default: not audited: Collibra is unavailable");
     }
 
     #[test]
