@@ -6,13 +6,10 @@
 //! every namespace (or those its selector picks) and reads its credentials
 //! from the operator's own namespace.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{fmt, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::{
-    CustomResource, CustomResourceExt, KubeSchema,
-    core::{Selector, SelectorExt},
-};
+use kube::{CustomResource, CustomResourceExt, KubeSchema, core::Selector};
 use serde::{Deserialize, Serialize};
 
 /// Kind of the namespaced connection.
@@ -353,6 +350,45 @@ pub struct ConnectionStatus {
     pub unmanaged_clients: Option<u64>,
 }
 
+/// The kinds an OAuthClient's `spec.connectionRef` may name.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum ConnectionRefKind {
+    /// A CollibraConnection in the OAuthClient's own namespace.
+    CollibraConnection,
+    /// A ClusterCollibraConnection.
+    ClusterCollibraConnection,
+}
+
+/// The connection an OAuthClient registers its client with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRef {
+    /// CollibraConnection (looked up in the OAuthClient's namespace; there
+    /// is no way to name another namespace) or ClusterCollibraConnection.
+    pub kind: ConnectionRefKind,
+    /// The connection's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+impl ConnectionRef {
+    /// The registry key this reference means for an object in `namespace`.
+    pub fn key(&self, namespace: &str) -> ConnectionKey {
+        match self.kind {
+            ConnectionRefKind::CollibraConnection => ConnectionKey::Namespaced {
+                namespace: namespace.to_owned(),
+                name: self.name.clone(),
+            },
+            ConnectionRefKind::ClusterCollibraConnection => ConnectionKey::Cluster {
+                name: self.name.clone(),
+            },
+        }
+    }
+}
+
 /// Which connection an object means: the kind and, for a namespaced one,
 /// where it lives. The operator's default instance (the `--collibra-*`
 /// flags) is [`ConnectionKey::Default`].
@@ -414,9 +450,9 @@ pub trait ConnectionResource:
     fn key(&self) -> ConnectionKey;
     /// The API of this object's kind, in its namespace if it has one.
     fn api(&self, client: &kube::Client) -> kube::Api<Self>;
-    /// Whether an OAuthClient in `namespace` (with these namespace labels)
-    /// may use this connection.
-    fn admits(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Result<bool, String>;
+    /// The namespaces whose OAuthClients may use it, beyond what its kind
+    /// allows (`namespaceSelector`); `None`: no further limit.
+    fn namespace_selector(&self) -> Result<Option<Selector>, String>;
 }
 
 impl ConnectionResource for CollibraConnection {
@@ -436,8 +472,10 @@ impl ConnectionResource for CollibraConnection {
         let ns = self.metadata.namespace.as_deref().unwrap_or_default();
         kube::Api::namespaced(client.clone(), ns)
     }
-    fn admits(&self, namespace: &str, _: &BTreeMap<String, String>) -> Result<bool, String> {
-        Ok(self.metadata.namespace.as_deref() == Some(namespace))
+    fn namespace_selector(&self) -> Result<Option<Selector>, String> {
+        // Only its own namespace can name it at all (connectionRef has no
+        // namespace).
+        Ok(None)
     }
 }
 
@@ -456,13 +494,13 @@ impl ConnectionResource for ClusterCollibraConnection {
     fn api(&self, client: &kube::Client) -> kube::Api<Self> {
         kube::Api::all(client.clone())
     }
-    fn admits(&self, _: &str, labels: &BTreeMap<String, String>) -> Result<bool, String> {
-        let Some(selector) = &self.spec.namespace_selector else {
-            return Ok(true);
-        };
-        let selector = Selector::try_from(selector.clone())
-            .map_err(|e| format!("spec.namespaceSelector is invalid: {e}"))?;
-        Ok(selector.matches(labels))
+    fn namespace_selector(&self) -> Result<Option<Selector>, String> {
+        self.spec
+            .namespace_selector
+            .clone()
+            .map(Selector::try_from)
+            .transpose()
+            .map_err(|e| format!("spec.namespaceSelector is invalid: {e}"))
     }
 }
 
@@ -488,6 +526,8 @@ pub fn cluster_connection_crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::core::SelectorExt;
+    use std::collections::BTreeMap;
 
     fn committed(file: &str) -> String {
         std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR")))
@@ -580,8 +620,7 @@ mod tests {
         c.metadata.namespace = Some("team-a".into());
         assert_eq!(c.key().label(), "CollibraConnection/team-a/prod");
         assert_eq!(ConnectionKey::Default.label(), "default");
-        assert_eq!(c.admits("team-a", &BTreeMap::new()), Ok(true));
-        assert_eq!(c.admits("team-b", &BTreeMap::new()), Ok(false));
+        assert_eq!(c.namespace_selector(), Ok(None));
 
         let mut cc = ClusterCollibraConnection::new(
             "shared",
@@ -589,13 +628,26 @@ mod tests {
                 .expect("spec"),
         );
         assert_eq!(cc.key().label(), "ClusterCollibraConnection/shared");
-        assert_eq!(cc.admits("any", &BTreeMap::new()), Ok(true));
+        assert_eq!(cc.namespace_selector(), Ok(None));
         cc.spec.namespace_selector = Some(LabelSelector {
             match_labels: Some(BTreeMap::from([("team".into(), "a".into())])),
             ..LabelSelector::default()
         });
+        let selector = cc.namespace_selector().expect("valid").expect("set");
         let labels = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
-        assert_eq!(cc.admits("x", &labels), Ok(true));
-        assert_eq!(cc.admits("x", &BTreeMap::new()), Ok(false));
+        assert!(selector.matches(&labels));
+        assert!(!selector.matches(&BTreeMap::new()));
+        cc.spec.namespace_selector = Some(LabelSelector {
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "team".into(),
+                    operator: "Sometimes".into(),
+                    values: None,
+                },
+            ]),
+            ..LabelSelector::default()
+        });
+        let err = cc.namespace_selector().expect_err("bad operator");
+        assert!(err.contains("spec.namespaceSelector"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use collibra_client::CollibraClient;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
     api::{PartialObjectMeta, Patch, PatchParams},
@@ -121,6 +121,24 @@ where
         runs.push(run_one(conns, secrets, ctx.clone(), stopped()));
     }
     if args.cluster_connections(namespaces.iter().all(Option::is_none)) {
+        // Namespace labels for namespaceSelector: metadata only.
+        let (ns_store, ns_writer) = reflector::store();
+        ctx.registry.set_namespaces(ns_store);
+        let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+        let stop = stopped();
+        runs.push(
+            async move {
+                let watch = watcher(ns_api, watcher::Config::default())
+                    .default_backoff()
+                    .reflect(ns_writer)
+                    .for_each(|_| futures::future::ready(()));
+                tokio::select! {
+                    () = watch => {},
+                    () = stop => {},
+                }
+            }
+            .boxed(),
+        );
         let conns: Api<ClusterCollibraConnection> = Api::all(client.clone());
         let secrets: Api<PartialObjectMeta<Secret>> =
             Api::namespaced(client, &ctx.cluster_namespace);
@@ -377,6 +395,10 @@ async fn probe<K: ConnectionResource>(
     if matches!(key, ConnectionKey::Namespaced { .. }) {
         client_config::check_host(&url, &ctx.allowed_hosts)?;
     }
+    let selector = obj
+        .namespace_selector()
+        .map_err(|e| Health::new(ConnectionReason::InvalidSpec, e))?;
+    conn.set_namespace_selector(selector);
     let ns = secret_namespace(obj, &ctx.cluster_namespace);
     let secret_name = &settings.auth.secret_name;
     let loaded = load(&ctx.client, settings, &ns).await?;

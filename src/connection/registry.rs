@@ -4,15 +4,21 @@
 //! Every guarantee that used to hold for the one instance holds per entry.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU32, Ordering},
     },
     time::Duration,
 };
 
 use collibra_client::CollibraClient;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    api::PartialObjectMeta,
+    core::{Selector, SelectorExt},
+    runtime::reflector::{ObjectRef, Store},
+};
 use rand::Rng;
 
 use super::status::{ConnectionReason, Health};
@@ -56,6 +62,19 @@ pub struct Connection {
     pub update_supported: Capability,
     health: RwLock<Health>,
     failures: AtomicU32,
+    /// Which namespaces may use it (a ClusterCollibraConnection's
+    /// `namespaceSelector`); `None` admits every namespace it can reach.
+    namespace_selector: RwLock<Option<Selector>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("key", &self.key)
+            .field("instance", &self.instance)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -80,7 +99,18 @@ impl Connection {
             update_supported: Capability::default(),
             health: RwLock::new(Health::new(ConnectionReason::Connecting, "not checked yet")),
             failures: AtomicU32::new(0),
+            namespace_selector: RwLock::new(None),
         }
+    }
+
+    /// Limits the namespaces that may use this connection.
+    pub fn set_namespace_selector(&self, selector: Option<Selector>) {
+        write(&self.namespace_selector, selector);
+    }
+
+    /// Whether a namespace with these labels may use this connection.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        read(&self.namespace_selector).is_none_or(|s| s.matches(labels))
     }
 
     /// A connection whose client is already built (the default instance).
@@ -183,12 +213,22 @@ async fn fetch(client: &CollibraClient) -> Result<Vec<(String, Listed)>, collibr
         .collect())
 }
 
+/// Why an OAuthClient cannot use its connection now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    /// Names the connection and says what to do.
+    pub message: String,
+}
+
 /// Every connection the operator uses, by key.
 pub struct Registry {
     resync: Duration,
     connections: RwLock<HashMap<ConnectionKey, Arc<Connection>>>,
     /// Serialises `entry` so two reconciles never build two entries.
     creating: Mutex<()>,
+    /// Namespace labels, for `namespaceSelector` (set when cluster
+    /// connections are served).
+    namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
 }
 
 impl Registry {
@@ -198,7 +238,52 @@ impl Registry {
             resync,
             connections: RwLock::new(HashMap::new()),
             creating: Mutex::new(()),
+            namespaces: OnceLock::new(),
         }
+    }
+
+    /// Uses `store` for namespace labels (`namespaceSelector`).
+    pub fn set_namespaces(&self, store: Store<PartialObjectMeta<Namespace>>) {
+        let _ = self.namespaces.set(store);
+    }
+
+    /// The connection an object in `namespace` uses through `key`, when it
+    /// may use it now; otherwise why not, naming the connection.
+    pub fn resolve(
+        &self,
+        key: &ConnectionKey,
+        namespace: &str,
+    ) -> Result<Arc<Connection>, NotReady> {
+        let not_ready = |why: String| NotReady {
+            message: format!("{key}: {why}"),
+        };
+        let Some(conn) = self.get(key) else {
+            return Err(not_ready(
+                "not found (create it, or fix spec.connectionRef, which is immutable: recreate the OAuthClient)".to_owned(),
+            ));
+        };
+        if matches!(key, ConnectionKey::Cluster { .. }) {
+            let labels = self
+                .namespaces
+                .get()
+                .and_then(|s| s.get(&ObjectRef::new(namespace)))
+                .map(|n| n.metadata.labels.clone().unwrap_or_default())
+                .unwrap_or_default();
+            if !conn.admits(&labels) {
+                return Err(not_ready(format!(
+                    "its namespaceSelector does not admit namespace {namespace}"
+                )));
+            }
+        }
+        let health = conn.health();
+        if !health.reason.is_ready() || conn.client().is_none() {
+            return Err(not_ready(format!(
+                "not ready ({}): {}",
+                health.reason.as_str(),
+                health.message
+            )));
+        }
+        Ok(conn)
     }
 
     /// The connection `key`, if it is known.
@@ -297,6 +382,47 @@ mod tests {
         }
         c.set_health(Health::new(ConnectionReason::Connected, "ok"));
         assert!(c.backoff() <= Duration::from_millis(2400));
+    }
+
+    #[test]
+    fn resolve_names_the_connection_and_why() {
+        let r = Registry::new(Duration::from_secs(60));
+        let err = r.resolve(&key("a"), "ns").expect_err("unknown");
+        assert!(
+            err.message
+                .starts_with("CollibraConnection/ns/a: not found"),
+            "{err:?}"
+        );
+        let c = r.entry(&key("a"), "i");
+        c.set_health(Health::new(
+            ConnectionReason::AuthenticationFailed,
+            "refused",
+        ));
+        let err = r.resolve(&key("a"), "ns").expect_err("not ready");
+        assert!(
+            err.message
+                .contains("not ready (AuthenticationFailed): refused"),
+            "{err:?}"
+        );
+
+        let cluster = ConnectionKey::Cluster {
+            name: "prod".into(),
+        };
+        let c = r.entry(&cluster, "i");
+        c.set_namespace_selector(Some(
+            Selector::try_from(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(BTreeMap::from([("team".into(), "a".into())])),
+                    ..Default::default()
+                },
+            )
+            .expect("selector"),
+        ));
+        let err = r.resolve(&cluster, "other").expect_err("not admitted");
+        assert!(
+            err.message.contains("does not admit namespace other"),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

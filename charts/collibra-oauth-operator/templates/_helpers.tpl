@@ -115,4 +115,8 @@ namespaced installation cannot watch them and turns them off).
 - apiGroups: ["oauth.collibra.dev"]
   resources: ["clustercollibraconnections/status"]
   verbs: ["get", "patch"]
+# Namespace labels, for a ClusterCollibraConnection's namespaceSelector.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
