@@ -98,7 +98,7 @@ pub enum Error {
 }
 
 /// The controllers for both kinds, ready to run until `stopped`.
-pub fn controllers<F, Fut>(
+pub async fn controllers<F, Fut>(
     ctx: Arc<ConnectionContext>,
     args: &ConnectionArgs,
     namespaces: &[Option<String>],
@@ -111,6 +111,13 @@ where
     let client = ctx.client.clone();
     let mut runs = Vec::new();
     for ns in namespaces {
+        let probe: Api<CollibraConnection> = match ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        if !servable(&probe, "collibraconnections", ns.as_deref()).await {
+            continue;
+        }
         let (conns, secrets): (Api<CollibraConnection>, Api<PartialObjectMeta<Secret>>) = match ns {
             Some(n) => (
                 Api::namespaced(client.clone(), n),
@@ -120,7 +127,10 @@ where
         };
         runs.push(run_one(conns, secrets, ctx.clone(), stopped()));
     }
-    if args.cluster_connections(namespaces.iter().all(Option::is_none)) {
+    let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());
+    if args.cluster_connections(namespaces.iter().all(Option::is_none))
+        && servable(&cluster_api, "clustercollibraconnections", None).await
+    {
         // Namespace labels for namespaceSelector: metadata only.
         let (ns_store, ns_writer) = reflector::store();
         ctx.registry.set_namespaces(ns_store);
@@ -202,6 +212,34 @@ where
             futures::future::ready(())
         })
         .boxed()
+}
+
+/// Whether the kind's CRD is installed and the operator may list it. An
+/// upgrade through Helm does not install new CRDs, and old RBAC lacks the
+/// new rules: the operator then keeps serving OAuthClients with the default
+/// instance and says what is missing, instead of failing watches forever.
+async fn servable<K: ConnectionResource>(api: &Api<K>, plural: &str, ns: Option<&str>) -> bool {
+    let scope = ns.map_or_else(|| "the cluster".to_owned(), |n| format!("namespace {n}"));
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            warn!(
+                "{plural} are not served: the CRD is not installed (apply crds/{plural}.yaml and restart the operator)"
+            );
+            false
+        }
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            warn!(
+                "{plural} are not served in {scope}: the operator may not list them (update its RBAC from the chart and restart it)"
+            );
+            false
+        }
+        // Anything else may pass: the watch retries with backoff.
+        Err(_) => true,
+    }
 }
 
 /// Where a connection's Secrets live: its own namespace, or the

@@ -203,7 +203,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &args.connections,
         &namespaces,
         &stopped,
-    );
+    )
+    .await;
     let ctx = Arc::new(
         Context::new(
             client.clone(),
