@@ -7,19 +7,9 @@ use std::{
 };
 
 use anyhow::{bail, ensure};
-use futures::FutureExt;
+use test_support::{Env, Fixture, Operator, Options, manifest};
 
-use crate::{
-    TestFn,
-    support::{Env, Fixture, Operator, Options, manifest},
-};
-
-/// Every test of this module.
-pub fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![("two_replicas_elect_one_leader_and_fail_over", |env| {
-        two_replicas_elect_one_leader_and_fail_over(env).boxed()
-    })]
-}
+test_support::tests!(Env; two_replicas_elect_one_leader_and_fail_over);
 
 async fn readyz(op: &Operator) -> String {
     match op.http_get("/readyz").await {

@@ -4,24 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{bail, ensure};
 use collibra_sim::{Faults, ScriptAction, ScriptedFault, SimConfig};
-use futures::FutureExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 
-use crate::{
-    TestFn,
-    support::{Env, Fixture, Options, condition, manifest, ready_reason, token_accepted},
-};
+use test_support::{Env, Fixture, Options, condition, manifest, ready_reason, token_accepted};
 
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        /// Every test of this module.
-        pub fn tests() -> Vec<(&'static str, TestFn)> {
-            vec![$((stringify!($name), (|env| $name(env).boxed()) as TestFn)),*]
-        }
-    };
-}
-
-tests!(
+test_support::tests!(
+    Env;
     registers_client_and_writes_secret,
     restart_registers_nothing_new,
     delete_policy_deletes_the_client,

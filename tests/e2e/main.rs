@@ -2,7 +2,7 @@
 //! (built from their Go modules by `test-control-plane`), the operator binary
 //! as its own process with exactly the RBAC in `deploy/rbac.yaml`, and the
 //! Collibra simulator. One control plane serves the whole run; each test has
-//! its own namespace, simulator and operator.
+//! its own namespace, simulator and operator (`test-support`).
 //!
 //! The harness is libtest-mimic so the control plane is started once and
 //! stopped at the end. Nothing is skipped: if the control plane cannot be
@@ -11,41 +11,19 @@
 mod leader;
 mod lifecycle;
 mod packaging;
-// Shared with tests/reliability and tests/packaging, which use more of it.
-#[allow(dead_code)]
-mod support;
-mod tooling;
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
-use libtest_mimic::Arguments;
-
-use support::Env;
-
-type TestFn = fn(Arc<Env>) -> futures::future::BoxFuture<'static, anyhow::Result<()>>;
+use test_support::{Arguments, Env};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let rt = match support::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let mut tests: Vec<(&'static str, TestFn)> = lifecycle::tests();
+    let mut tests = lifecycle::tests();
     tests.extend(leader::tests());
     tests.extend(packaging::tests());
-    if let Some(code) = support::list_only(&args, &tests) {
-        return code;
-    }
-    let env = match rt.block_on(Env::start()) {
-        Ok(env) => Arc::new(env),
-        Err(e) => {
-            let reason = format!("the test control plane could not be started: {e:#}");
-            return support::fail_all(&args, &tests, &reason);
-        }
-    };
-    eprintln!("control plane ready: {:?}", env.cp.timings());
-    let conclusion = support::run_all(&args, rt.handle(), &env, tests);
-    support::stop_env(env);
-    drop(rt);
-    conclusion.exit_code()
+    test_support::run(&args, tests, "the test control plane", || async {
+        let env = Env::start(env!("CARGO_BIN_EXE_collibra-oauth-operator")).await?;
+        eprintln!("control plane ready: {:?}", env.cp.timings());
+        Ok(env)
+    })
 }

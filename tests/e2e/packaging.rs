@@ -11,27 +11,16 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail, ensure};
 use collibra_sim::{Faults, SimConfig, Simulator};
-use futures::FutureExt;
-
-use crate::{
-    TestFn,
-    support::{Env, Fixture, manifest, tail, token_accepted},
+use test_support::{
+    Env, Fixture, manifest, repo, tail, token_accepted,
     tooling::{
         argocd_health, base64_decode, can_i, chart, documents, forbidden_lines, helm, helm_output,
-        kinds, kstatus, render, repo, start_as_chart, wait_ready_reason,
+        kinds, kstatus, render, start_as_chart, wait_ready_reason,
     },
 };
 
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        /// Every test of this module.
-        pub fn tests() -> Vec<(&'static str, TestFn)> {
-            vec![$((stringify!($name), (|env| $name(env).boxed()) as TestFn)),*]
-        }
-    };
-}
-
-tests!(
+test_support::tests!(
+    Env;
     packaging_chart_crd_is_the_generated_crd,
     packaging_deploy_is_rendered_from_the_chart,
     packaging_helm_lint,
@@ -60,7 +49,7 @@ async fn packaging_deploy_is_rendered_from_the_chart(_env: Arc<Env>) -> anyhow::
     let out = tokio::process::Command::new("bash")
         .arg(repo("hack/render-deploy.sh"))
         .arg(dir.path())
-        .env("HELM", crate::tooling::helm_bin().await?)
+        .env("HELM", test_support::tooling::helm_bin().await?)
         .output()
         .await?;
     ensure!(
@@ -687,7 +676,8 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
         }
         let kubeconfig = dir.path().join("operator.kubeconfig");
         env.cp.write_kubeconfig_as(&kubeconfig, &sa, &[])?;
-        let mut op = start_as_chart(&docs, &kubeconfig, &sim.url(), &op_ns, dir.path()).await?;
+        let mut op =
+            start_as_chart(&env, &docs, &kubeconfig, &sim.url(), &op_ns, dir.path()).await?;
         let checked = async {
             env.cp
                 .kubectl_with_stdin(

@@ -8,23 +8,16 @@
 //! chart's RBAC (`deploy/rbac.yaml`, rendered from the chart and checked by
 //! the e2e suite) through impersonation of its ServiceAccount.
 
-#[path = "../e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../e2e/tooling.rs"]
-#[allow(dead_code)]
-mod tooling;
-
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use collibra_sim::{SimConfig, SimHandle, Simulator};
-use futures::{FutureExt, future::BoxFuture};
-use libtest_mimic::Arguments;
-
-use support::{Env, Operator, manifest, tail, token_accepted};
-use tooling::{
-    base64_decode, can_i, documents, forbidden_lines, render, start_as_chart, wait_ready_reason,
+use test_support::{
+    Arguments, Env, OPERATOR_SA, Operator, manifest, tail, token_accepted,
+    tooling::{
+        self, base64_decode, can_i, documents, forbidden_lines, render, start_as_chart,
+        wait_ready_reason,
+    },
 };
 
 /// The release and namespace of the chart's defaults (as in deploy/).
@@ -33,30 +26,34 @@ const NS: &str = "collibra-oauth-operator";
 /// One control plane, one simulator, one cluster-wide operator.
 struct World {
     env: Env,
+    sim: Simulator,
     sim_url: String,
     collibra: SimHandle,
     op: tokio::sync::Mutex<Operator>,
+    _dir: tempfile::TempDir,
 }
 
-type TestFn = fn(Arc<World>) -> BoxFuture<'static, anyhow::Result<()>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        fn tests() -> Vec<(&'static str, TestFn)> {
-            vec![$((stringify!($name), (|w| $name(w).boxed()) as TestFn)),*]
+impl test_support::World for World {
+    async fn teardown(self) -> anyhow::Result<()> {
+        if let Err(e) = self.op.into_inner().kill().await {
+            eprintln!("stopping the operator: {e:#}");
         }
-    };
+        self.sim.shutdown().await;
+        self.env.stop()
+    }
 }
 
-tests!(
+test_support::tests!(
+    World;
     cluster_wide_registers_in_any_namespace,
     cluster_wide_reports_a_secret_conflict,
     cluster_wide_rbac_is_what_the_chart_grants,
     cluster_wide_leads_and_is_ready,
 );
 
-async fn start(dir: &std::path::Path) -> anyhow::Result<(World, Simulator)> {
-    let env = Env::start().await?;
+async fn start() -> anyhow::Result<World> {
+    let dir = tempfile::tempdir().context("no temporary directory")?;
+    let env = Env::start(env!("CARGO_BIN_EXE_collibra-oauth-operator")).await?;
     let sim = Simulator::start(SimConfig::default()).await?;
     let yaml = render(&env, NS, NS, &[]).await?;
     let docs = documents(&yaml)?;
@@ -65,53 +62,28 @@ async fn start(dir: &std::path::Path) -> anyhow::Result<(World, Simulator)> {
         !cfg.env.contains_key("WATCH_NAMESPACES"),
         "the chart's defaults are not cluster-wide"
     );
-    let op = start_as_chart(&docs, &env.operator_kubeconfig, &sim.url(), NS, dir).await?;
-    let world = World {
+    let op = start_as_chart(
+        &env,
+        &docs,
+        &env.operator_kubeconfig,
+        &sim.url(),
+        NS,
+        dir.path(),
+    )
+    .await?;
+    Ok(World {
         sim_url: sim.url(),
         collibra: sim.handle(),
         op: tokio::sync::Mutex::new(op),
+        sim,
         env,
-    };
-    Ok((world, sim))
+        _dir: dir,
+    })
 }
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let rt = match support::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let tests = tests();
-    if let Some(code) = support::list_only(&args, &tests) {
-        return code;
-    }
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("no temporary directory: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (world, sim) = match rt.block_on(start(dir.path())) {
-        Ok((w, s)) => (Arc::new(w), s),
-        Err(e) => {
-            let reason = format!("the cluster-wide installation could not be started: {e:#}");
-            return support::fail_all(&args, &tests, &reason);
-        }
-    };
-    let conclusion = support::run_all(&args, rt.handle(), &world, tests);
-    rt.block_on(async {
-        if let Err(e) = world.op.lock().await.kill().await {
-            eprintln!("stopping the operator: {e:#}");
-        }
-        sim.shutdown().await;
-    });
-    match Arc::try_unwrap(world) {
-        Ok(world) => support::stop_env(Arc::new(world.env)),
-        Err(_) => eprintln!("control plane still referenced; it is stopped when the process exits"),
-    }
-    drop(rt);
-    conclusion.exit_code()
+    test_support::run(&args, tests(), "the cluster-wide installation", start)
 }
 
 async fn operator_log(w: &World) -> String {
@@ -234,7 +206,7 @@ async fn cluster_wide_reports_a_secret_conflict(w: Arc<World>) -> anyhow::Result
 }
 
 async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Result<()> {
-    let sa = support::OPERATOR_SA;
+    let sa = OPERATOR_SA;
     let oac = "oauthclients.oauth.collibra.dev";
     for (args, want) in [
         (vec!["watch", oac, "--all-namespaces"], true),

@@ -12,12 +12,10 @@ use anyhow::ensure;
 use collibra_sim::{ScriptAction, ScriptedFault};
 use kube::api::{Patch, PatchParams};
 
-use crate::{
-    common,
-    support::{Env, Fixture, Options, condition, manifest, ready_reason, tail},
-};
+use test_support::{Env, Fixture, Options, condition, manifest, ready_reason, tail};
 
-common::tests!(
+test_support::tests!(
+    Env;
     invalid_objects_are_refused_with_the_field_named,
     hostile_collibra_answers_end_as_clear_conditions,
 );

@@ -10,19 +10,7 @@ use anyhow::bail;
 use collibra_oauth_operator::api::OAuthClient;
 use kube::api::ListParams;
 
-use crate::support::{Fixture, condition, ready_reason, tail, token_accepted};
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        /// Every test of this module.
-        pub fn tests() -> Vec<(&'static str, crate::TestFn)> {
-            #[allow(unused_imports)]
-            use futures::FutureExt as _;
-            vec![$((stringify!($name), (|env| $name(env).boxed()) as crate::TestFn)),*]
-        }
-    };
-}
-pub(crate) use tests;
+use test_support::{Fixture, condition, ready_reason, tail, token_accepted};
 
 /// Whether the full sizes were asked for (`RELIABILITY_FULL=1`).
 pub fn full() -> bool {

@@ -15,12 +15,12 @@ use collibra_sim::{Faults, SimConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::broadcast::error::TryRecvError;
 
-use crate::{
-    common::{self, audit, clients_without_secret, manifests, wait_settled},
-    support::{Env, Fixture, Options},
-};
+use test_support::{Env, Fixture, Options};
 
-common::tests!(
+use crate::common::{self, audit, clients_without_secret, manifests, wait_settled};
+
+test_support::tests!(
+    Env;
     crash_rounds_lose_nothing_with_delete,
     crash_rounds_without_delete_report_every_lost_secret,
 );

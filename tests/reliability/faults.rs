@@ -13,12 +13,11 @@ use anyhow::ensure;
 use collibra_sim::{Faults, RateLimit, ScriptAction, ScriptedFault, Stats};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::{
-    common::{self, audit, manifests, metric_sum, wait_settled},
-    support::{Env, Fixture, Options},
-};
+use test_support::{Env, Fixture, Options};
 
-common::tests!(faulty_collibra_and_control_plane_restarts_converge);
+use crate::common::{self, audit, manifests, metric_sum, wait_settled};
+
+test_support::tests!(Env; faulty_collibra_and_control_plane_restarts_converge);
 
 fn total(stats: &Stats) -> u64 {
     stats.requests.values().sum()

@@ -19,12 +19,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{
-    common,
-    support::{Env, Fixture, Options, manifest, ready_reason},
-};
+use test_support::{Env, Fixture, Options, manifest, ready_reason};
 
-common::tests!(
+test_support::tests!(
+    Env;
     no_credential_leaks_at_trace_level,
     operator_touches_no_foreign_secret,
     tls_custom_ca_accepted_wrong_certificate_refused,

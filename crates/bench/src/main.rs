@@ -19,8 +19,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    path::{Path, PathBuf},
-    process::Stdio,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -32,15 +31,10 @@ use futures::{StreamExt, TryStreamExt};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use test_control_plane::ControlPlane;
-use tokio::process::{Child, Command};
-
-/// The operator's service account, as `deploy/rbac.yaml` defines it.
-const OPERATOR_SA: &str = "system:serviceaccount:collibra-oauth-operator:collibra-oauth-operator";
+use test_support::{Env, Operator, Rbac};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rollout benchmark: N OAuthClients against the rate-limited simulator")]
@@ -98,114 +92,49 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// The operator as a process; killed when dropped.
-struct Operator {
-    child: Child,
-    pid: u32,
-    metrics_addr: String,
-    started: Instant,
+/// The operator's metrics page, parsed.
+async fn metrics(op: &Operator, http: &reqwest::Client) -> anyhow::Result<Metrics> {
+    let text = http
+        .get(op.url("/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(Metrics::parse(&text))
 }
 
-struct OperatorSpec {
-    bin: PathBuf,
-    args: Vec<String>,
-    kubeconfig: PathBuf,
-    log: PathBuf,
-}
-
-impl OperatorSpec {
-    fn spawn(&self) -> anyhow::Result<Operator> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let metrics_addr = format!("127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let started = Instant::now();
-        let child = Command::new(&self.bin)
-            .arg("run")
-            .args(&self.args)
-            .arg("--metrics-addr")
-            .arg(&metrics_addr)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("COLLIBRA_CLIENT_ID", "operator")
-            .env("COLLIBRA_CLIENT_SECRET", "operator-secret")
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        let pid = child.id().context("the operator exited at once")?;
-        Ok(Operator {
-            child,
-            pid,
-            metrics_addr,
-            started,
-        })
-    }
-}
-
-impl Operator {
-    async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<Metrics> {
-        let text = http
-            .get(format!("http://{}/metrics", self.metrics_addr))
+/// Waits until the operator answers `/readyz`; fails if it exits first.
+async fn wait_ready(
+    op: &mut Operator,
+    http: &reqwest::Client,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if op.exited() {
+            bail!("the operator exited; log: {}", op.log_path().display());
+        }
+        let ok = http
+            .get(op.url("/readyz"))
             .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        Ok(Metrics::parse(&text))
-    }
-
-    async fn wait_ready(&mut self, http: &reqwest::Client, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the operator exited: {status}");
-            }
-            let ok = http
-                .get(format!("http://{}/readyz", self.metrics_addr))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
         }
-        bail!("the operator was not ready within {limit:?}")
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    /// SIGTERM, then SIGKILL after 10 s.
-    async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = send_sigterm(self.pid);
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => self.child.kill().await?,
-        }
-        Ok(())
-    }
-
-    fn proc(&self) -> anyhow::Result<Proc> {
-        Proc::read(self.pid)
-    }
+    bail!("the operator was not ready within {limit:?}")
 }
 
-fn send_sigterm(pid: u32) -> std::io::Result<std::process::ExitStatus> {
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
+/// The running operator's resource use.
+fn proc_of(op: &Operator) -> anyhow::Result<Proc> {
+    Proc::read(op.pid().context("the operator is not running")?)
 }
+
+/// SIGTERM, then SIGKILL after this long.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Resource use of a process, from /proc.
 #[derive(Clone, Copy, Debug, Default)]
@@ -321,7 +250,7 @@ async fn snapshot(
     http: &reqwest::Client,
     sim: &collibra_sim::SimHandle,
 ) -> anyhow::Result<Snapshot> {
-    let m = op.metrics(http).await?;
+    let m = metrics(op, http).await?;
     Ok(Snapshot {
         at: Instant::now(),
         sim: sim.stats(),
@@ -330,7 +259,7 @@ async fn snapshot(
             .then(|| m.by_label(KUBE_REQUESTS, "method")),
         reconciles: m.sum("collibra_oauth_reconciles_total"),
         retries: m.sum("collibra_oauth_collibra_retries_total"),
-        proc: op.proc()?,
+        proc: proc_of(op)?,
     })
 }
 
@@ -383,10 +312,6 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn repo_path(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
-}
-
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -434,35 +359,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let began = Instant::now();
     let load_start = load();
     eprintln!("bench: N={n}, starting the control plane (load {load_start})");
-    let cp = ControlPlane::start().await?;
-    let crd = repo_path("crds/oauthclients.yaml");
-    let rbac = repo_path("deploy/rbac.yaml");
-    cp.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &crd.display().to_string(),
-        "-f",
-        &rbac.display().to_string(),
-    ])
-    .await?;
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/oauthclients.oauth.collibra.dev",
-    ])
-    .await?;
+    // The benchmark measures the chart's default (cluster-wide) RBAC.
+    let env = Env::start_with(args.operator.clone(), Rbac::ClusterWide).await?;
     let dir = tempfile::tempdir()?;
-    let kubeconfig = dir.path().join("operator.kubeconfig");
-    cp.write_kubeconfig_as(&kubeconfig, OPERATOR_SA, &[])?;
-    let admin = {
-        let kc = Kubeconfig::read_from(cp.kubeconfig_path())?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        Client::try_from(config)?
-    };
-    let ns = cp.create_namespace("bench").await?;
+    let ns = env.cp.create_namespace("bench").await?;
 
     let sim = Simulator::start(SimConfig::default()).await?;
     let collibra = sim.handle();
@@ -484,21 +384,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         humantime::format_duration(args.resync).to_string(),
     ];
     op_args.extend(args.operator_args.iter().cloned());
-    let spec = OperatorSpec {
-        bin: args.operator.clone(),
-        args: op_args.clone(),
-        kubeconfig: kubeconfig.clone(),
-        log: dir.path().join("operator.log"),
-    };
+    let log = dir.path().join("operator.log");
+    let envs =
+        env.operator_env(std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let result = run_phases(&args, &cp, &admin, &ns, &collibra, &spec, &http).await;
+    let result = async {
+        let op = Operator::start(args.operator.clone(), log.clone(), op_args.clone(), envs)?;
+        run_phases(&args, &env.client, &ns, &collibra, op, &http).await
+    }
+    .await;
     if let Some(to) = &args.log {
-        let _ = std::fs::copy(&spec.log, to);
+        let _ = std::fs::copy(&log, to);
     }
     sim.shutdown().await;
-    cp.stop()?;
+    env.stop()?;
     let mut report = result?;
     report["machine"] = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -539,20 +440,17 @@ fn meminfo_total() -> u64 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_phases(
     args: &Args,
-    _cp: &ControlPlane,
     admin: &Client,
     ns: &str,
     collibra: &collibra_sim::SimHandle,
-    spec: &OperatorSpec,
+    mut op: Operator,
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
     let n = args.n;
     let rate = f64::from(args.rate_limit);
-    let mut op = spec.spawn()?;
-    op.wait_ready(http, Duration::from_secs(60)).await?;
+    wait_ready(&mut op, http, Duration::from_secs(60)).await?;
     let api: Api<OAuthClient> = Api::namespaced(admin.clone(), ns);
     let mut ready = watch_ready(api.clone());
 
@@ -605,7 +503,7 @@ async fn run_phases(
             bail!(
                 "only {} of {n} Ready after {timeout:?}; operator log: {}",
                 *ready.borrow(),
-                spec.log.display()
+                op.log_path().display()
             );
         }
         if last_print.elapsed() > Duration::from_secs(10) {
@@ -653,17 +551,18 @@ async fn run_phases(
         d["kubernetes_per_minute"] = per_min(&d["kubernetes_requests"]);
         d
     };
-    let proc_before_restart = op.proc()?;
+    let proc_before_restart = proc_of(&op)?;
 
     // Restart with N objects present.
     let restart = if args.no_restart {
-        op.stop().await?;
+        op.stop(STOP_GRACE).await?;
         Value::Null
     } else {
-        op.stop().await?;
+        op.stop(STOP_GRACE).await?;
         eprintln!("bench: restarting the operator");
         let before = collibra.stats();
-        let op2 = spec.spawn()?;
+        // A new process on a new metrics port, appending to the same log.
+        let mut op2 = op.replica(op.log_path().to_owned())?;
         let deadline =
             Instant::now() + Duration::from_secs(120) + Duration::from_millis(n as u64 * 20);
         let mut first = None;
@@ -672,27 +571,27 @@ async fn run_phases(
         while Instant::now() < deadline && all.is_none() {
             if ready_at.is_none()
                 && http
-                    .get(format!("http://{}/readyz", op2.metrics_addr))
+                    .get(op2.url("/readyz"))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success())
             {
-                ready_at = Some(op2.started.elapsed());
+                ready_at = Some(op2.started().elapsed());
             }
-            if let Ok(m) = op2.metrics(http).await {
+            if let Ok(m) = metrics(&op2, http).await {
                 let r = m.sum("collibra_oauth_reconciles_total");
                 if r >= 1.0 && first.is_none() {
-                    first = Some(op2.started.elapsed());
+                    first = Some(op2.started().elapsed());
                 }
                 if r >= n as f64 {
-                    all = Some(op2.started.elapsed());
+                    all = Some(op2.started().elapsed());
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let m = op2.metrics(http).await?;
+        let m = metrics(&op2, http).await?;
         let after = collibra.stats();
-        let proc2 = op2.proc()?;
+        let proc2 = proc_of(&op2)?;
         let mut collibra_requests = BTreeMap::new();
         for (k, v) in &after.requests {
             let d = v - before.requests.get(k).copied().unwrap_or(0);
@@ -706,7 +605,7 @@ async fn run_phases(
                 .map(|(k, v)| (k, v as u64))
                 .collect::<BTreeMap<_, _>>()
         });
-        op2.stop().await?;
+        op2.stop(STOP_GRACE).await?;
         json!({
             "first_reconcile_seconds": first.map(|d| round3(d.as_secs_f64())),
             "readyz_seconds": ready_at.map(|d| round3(d.as_secs_f64())),

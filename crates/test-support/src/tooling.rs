@@ -15,12 +15,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt as _, process::Command, sync::OnceCell};
 
-use crate::support::Env;
-
-/// The repository root.
-pub fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use crate::{Env, Operator, repo};
 
 /// The chart's directory.
 pub fn chart() -> PathBuf {
@@ -319,12 +314,13 @@ pub fn container_config(docs: &[Value]) -> anyhow::Result<ContainerConfig> {
 /// Collibra URL and the downward API replaced by local equivalents.
 /// `kubeconfig` stands in for the pod's ServiceAccount token.
 pub async fn start_as_chart(
+    env: &Env,
     docs: &[Value],
     kubeconfig: &Path,
     collibra_url: &str,
     pod_namespace: &str,
     dir: &Path,
-) -> anyhow::Result<crate::support::Operator> {
+) -> anyhow::Result<Operator> {
     let cfg = container_config(docs)?;
     let mut envs: Vec<(String, String)> = Vec::new();
     for (name, value) in &cfg.env {
@@ -361,7 +357,12 @@ pub async fn start_as_chart(
         envs.push((name.clone(), value));
     }
     envs.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
-    crate::support::Operator::start(dir.join("operator.log"), cfg.args, envs)
+    Operator::start(
+        env.operator_bin.clone(),
+        dir.join("operator.log"),
+        cfg.args,
+        envs,
+    )
 }
 
 /// Lines of the operator log that show a request RBAC refused (`... is
