@@ -34,13 +34,19 @@ test_support::tests!(
 );
 
 async fn packaging_chart_crd_is_the_generated_crd(_env: Arc<Env>) -> anyhow::Result<()> {
-    let generated = std::fs::read_to_string(repo("crds/oauthclients.yaml"))?;
-    let in_chart = std::fs::read_to_string(chart().join("crds/oauthclients.yaml"))?;
-    ensure!(
-        generated == in_chart,
-        "charts/collibra-oauth-operator/crds/oauthclients.yaml differs from crds/oauthclients.yaml: \
-         run `make crd` (it copies the CRD into the chart) and `hack/render-deploy.sh`"
-    );
+    for file in [
+        "oauthclients.yaml",
+        "collibraconnections.yaml",
+        "clustercollibraconnections.yaml",
+    ] {
+        let generated = std::fs::read_to_string(repo(&format!("crds/{file}")))?;
+        let in_chart = std::fs::read_to_string(chart().join(format!("crds/{file}")))?;
+        ensure!(
+            generated == in_chart,
+            "charts/collibra-oauth-operator/crds/{file} differs from crds/{file}: \
+             run `make crd` (it copies the CRDs into the chart) and `hack/render-deploy.sh`"
+        );
+    }
     Ok(())
 }
 

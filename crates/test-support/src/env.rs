@@ -67,13 +67,13 @@ impl Env {
     /// Starts the control plane and installs the CRD and the RBAC in `rbac` mode.
     pub async fn start_with(operator_bin: PathBuf, rbac: Rbac) -> anyhow::Result<Env> {
         let cp = ControlPlane::start().await?;
-        let crd = repo("crds/oauthclients.yaml");
+        let crds = repo("crds");
         let rbac_yaml = repo("deploy/rbac.yaml");
         cp.kubectl(&[
             "apply",
             "--server-side",
             "-f",
-            path_str(&crd)?,
+            path_str(&crds)?,
             "-f",
             path_str(&rbac_yaml)?,
         ])
@@ -84,6 +84,8 @@ impl Env {
             "--for=condition=Established",
             "--timeout=60s",
             "crd/oauthclients.oauth.collibra.dev",
+            "crd/collibraconnections.oauth.collibra.dev",
+            "crd/clustercollibraconnections.oauth.collibra.dev",
         ])
         .await?;
         if rbac == Rbac::Namespaced {
