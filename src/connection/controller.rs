@@ -20,7 +20,7 @@ use kube::{
         events::{Event as KubeEvent, EventType, Recorder},
         finalizer::{Event, finalizer},
         predicates,
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -38,12 +38,13 @@ use super::{
 };
 use crate::{
     api::{
-        DeletionPolicy, OAuthClient,
+        DeletionPolicy,
         connection::{
             CONNECTION_FINALIZER, ClusterCollibraConnection, CollibraConnection, ConnectionKey,
             ConnectionResource,
         },
     },
+    controller::context::Scope,
     metrics::Metrics,
 };
 
@@ -63,8 +64,8 @@ pub struct ConnectionContext {
     pub cluster_namespace: String,
     /// How often a healthy connection is checked again.
     pub resync: Duration,
-    /// The OAuthClients of every watched scope (who uses which connection).
-    pub oauth_clients: Vec<Store<OAuthClient>>,
+    /// The watched scopes: who uses which connection, and how to wake them.
+    pub scopes: Vec<Scope>,
 }
 
 /// Why a connection reconcile failed.
@@ -350,10 +351,10 @@ async fn cleanup<K: ConnectionResource>(
 /// OAuthClients (`namespace/name`) with `deletionPolicy: Delete` using `key`.
 fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
     let mut names: Vec<String> = ctx
-        .oauth_clients
+        .scopes
         .iter()
         .flat_map(|s| {
-            s.state_filter(|o| {
+            s.oauth_clients.state_filter(|o| {
                 o.spec.deletion_policy == DeletionPolicy::Delete && connection_of(o) == *key
             })
         })
@@ -363,11 +364,20 @@ fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
     names
 }
 
+/// Asks for a reconcile of every OAuthClient that uses `key`.
+fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
+    for s in &ctx.scopes {
+        for o in s.oauth_clients.state_filter(|o| connection_of(o) == *key) {
+            let _ = s.wake.unbounded_send(ObjectRef::from(o.as_ref()));
+        }
+    }
+}
+
 /// What the OAuthClients using `key` claim in its instance.
 fn claims(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<accounting::Claim> {
-    ctx.oauth_clients
+    ctx.scopes
         .iter()
-        .flat_map(|s| s.state_filter(|o| connection_of(o) == *key))
+        .flat_map(|s| s.oauth_clients.state_filter(|o| connection_of(o) == *key))
         .map(|o| accounting::Claim {
             client_name: o.spec.client_name.clone(),
             client_id: o.status.as_ref().and_then(|s| s.client_id.clone()),
@@ -414,7 +424,11 @@ async fn check<K: ConnectionResource>(
             (h, None)
         }
     };
-    conn.set_health(health.clone());
+    let before = conn.set_health(health.clone());
+    if health.reason.is_ready() && !before.reason.is_ready() {
+        // The OAuthClients that waited for it go on at once.
+        wake_users(ctx, &key);
+    }
     let counts_pair = counts.map(|c| (c.managed, c.unmanaged));
     ctx.metrics
         .connections

@@ -196,7 +196,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         allowed_hosts,
         cluster_namespace: crate::connection::cluster_namespace(&args.connections, &client),
         resync: args.resync_interval,
-        oauth_clients: scopes.iter().map(|s| s.oauth_clients.clone()).collect(),
+        scopes: scopes.clone(),
     });
     let connection_runs = crate::connection::controller::controllers(
         connection_ctx,
