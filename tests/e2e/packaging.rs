@@ -30,6 +30,7 @@ test_support::tests!(
     packaging_kustomize_deploy_applies,
     packaging_namespaced_mode_with_only_the_charts_roles,
     packaging_kstatus_and_argocd_health_on_real_objects,
+    packaging_kstatus_and_argocd_health_on_connections,
     packaging_argocd_health_edge_cases,
 );
 
@@ -817,6 +818,83 @@ async fn packaging_kstatus_and_argocd_health_on_real_objects(env: Arc<Env>) -> a
     .await;
     f.finish().await?;
     outage.finish().await?;
+    result
+}
+
+/// The same two readers on CollibraConnections: Connected, unreachable
+/// (retried) and refused by the host allow-list (a person must act).
+async fn packaging_kstatus_and_argocd_health_on_connections(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "health-conn",
+        test_support::Options {
+            extra_args: vec![
+                "--namespaced-connection-hosts".to_owned(),
+                "127.0.0.1".to_owned(),
+            ],
+            ..test_support::Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        f.apply(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  client_id: operator\n  client_secret: operator-secret\n",
+        )
+        .await?;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let connection = |name: &str, url: &str| {
+            format!(
+                "apiVersion: oauth.collibra.dev/v1alpha1\nkind: CollibraConnection\nmetadata:\n  name: {name}\nspec:\n  url: {url}\n  auth:\n    secretName: creds\n  connectTimeout: 500ms\n  timeout: 2s\n"
+            )
+        };
+        f.apply(&connection("up", &f.sim.url())).await?;
+        f.apply(&connection("down", &format!("http://127.0.0.1:{closed}")))
+            .await?;
+        f.apply(&connection("refused", "https://collibra.example.com"))
+            .await?;
+        let cases = [
+            ("up", "Connected", "Current", "Healthy"),
+            ("down", "Unreachable", "InProgress", "Progressing"),
+            ("refused", "HostNotAllowed", "Failed", "Degraded"),
+        ];
+        for (name, reason, want_kstatus, want_health) in cases {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let json = loop {
+                let json = f
+                    .kubectl(&["get", "collibraconnection", name, "-o", "json"])
+                    .await?;
+                let v: serde_json::Value = serde_json::from_str(&json)?;
+                let ready = v["status"]["conditions"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                    .and_then(|c| c["reason"].as_str())
+                    .map(str::to_owned);
+                if ready.as_deref() == Some(reason) {
+                    break json;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "{name} never became {reason}: {json}\n{}",
+                        tail(&f.op.log(), 30)
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            };
+            let (status, message) = kstatus(&json).await?;
+            ensure!(
+                status == want_kstatus,
+                "kstatus says {status} ({message}) for {name}, want {want_kstatus}:\n{json}"
+            );
+            let (health, hmessage) = argocd_health(&json).await?;
+            ensure!(
+                health == want_health && hmessage.starts_with(reason),
+                "the Argo CD health check says {health} ({hmessage}) for {name}, want {want_health}"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    f.finish().await?;
     result
 }
 
