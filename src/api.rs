@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "oauth.collibra.dev";
 /// Finalizer that holds an object until its Collibra client is cleaned up.
 pub const FINALIZER: &str = "oauth.collibra.dev/finalizer";
-/// Field manager used for every server-side apply.
+/// Field manager of every write: the status apply, the Secret create and
+/// its merge patches.
 pub const FIELD_MANAGER: &str = "collibra-oauth-operator";
 /// Label key set on every object the operator creates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -1,5 +1,5 @@
 //! Command-line flags of `collibra-oauth-operator run`; each has an
-//! environment variable of the same meaning (the contract's flag table).
+//! environment variable of the same meaning (README, "Configuration").
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -202,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_contract() {
+    fn defaults_follow_the_readme() {
         let a = parse(&[]);
         assert_eq!(a.collibra_api_path, "/rest/auth/v1");
         assert_eq!(a.collibra_auth, AuthMode::Oauth);

@@ -1,11 +1,8 @@
 //! Prometheus metrics served on `/metrics`. Labels never carry credentials:
-//! only operations, HTTP statuses and condition reasons.
+//! only operations, HTTP statuses, error kinds and condition reasons. They
+//! are written, never read back: no decision depends on them.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use collibra_client::{Observer, Operation};
 use prometheus_client::{
@@ -14,11 +11,16 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{connection::metrics::ConnectionMetrics, controller::status::Reason};
+use crate::{connection::metrics::ConnectionMetrics, controller::reasons::Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabel {
+    error: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,17 +49,23 @@ struct ReadyLabels {
 pub struct Metrics {
     registry: Registry,
     reconciles: Counter,
-    reconcile_errors: Family<ReasonLabel, Counter>,
+    reconcile_errors: Family<ErrorLabel, Counter>,
+    reconcile_not_ready: Family<ReasonLabel, Counter>,
     reconcile_duration: Histogram,
-    collibra_requests: Family<RequestLabels, Counter>,
-    collibra_duration: Family<OperationLabel, Histogram>,
-    collibra_retries: Family<OperationLabel, Counter>,
-    collibra_backoff: Family<OperationLabel, Counter<f64>>,
     objects: Family<ReadyLabels, Gauge>,
     kubernetes_requests: Family<MethodLabel, Counter>,
-    states: Mutex<HashMap<String, Reason>>,
+    collibra: Arc<CollibraMetrics>,
     /// Metrics labelled by connection.
     pub connections: ConnectionMetrics,
+}
+
+/// What the Collibra client reports: requests, latency, retries. Registered
+/// under `collibra_oauth_collibra_`.
+pub struct CollibraMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<OperationLabel, Histogram>,
+    retries: Family<OperationLabel, Counter>,
+    backoff: Family<OperationLabel, Counter<f64>>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -67,48 +75,82 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+impl CollibraMetrics {
+    fn new() -> Self {
+        CollibraMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            retries: Family::default(),
+            backoff: Family::default(),
+        }
+    }
+
+    /// Registers the families in `r`, the `collibra` sub-registry.
+    fn register(&self, r: &mut Registry) {
+        r.register("requests", REQUESTS_HELP, self.requests.clone());
+        r.register(
+            "request_duration_seconds",
+            DURATION_HELP,
+            self.duration.clone(),
+        );
+        r.register("retries", RETRIES_HELP, self.retries.clone());
+        r.register("backoff_seconds", BACKOFF_HELP, self.backoff.clone());
+    }
+}
+
+const REQUESTS_HELP: &str =
+    "Collibra requests by operation and HTTP status (\"error\" when no answer came)";
+const DURATION_HELP: &str = "Collibra request latency by operation";
+const RETRIES_HELP: &str = "Collibra requests retried after a transient failure";
+const BACKOFF_HELP: &str = "Time spent waiting before Collibra retries";
+
+impl Observer for CollibraMetrics {
+    fn request_finished(&self, operation: Operation, outcome: &str, elapsed: Duration) {
+        let op = operation.as_str().to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: op.clone(),
+                status: outcome.to_owned(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&OperationLabel { operation: op })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn retry_scheduled(&self, operation: Operation, delay: Duration) {
+        let label = OperationLabel {
+            operation: operation.as_str().to_owned(),
+        };
+        self.retries.get_or_create(&label).inc();
+        self.backoff
+            .get_or_create(&label)
+            .inc_by(delay.as_secs_f64());
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("collibra_oauth");
         let reconciles = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
-        let reconcile_errors = Family::<ReasonLabel, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconciles that ended short of Ready, by condition reason",
+            "Reconciles that ended with an error (and are retried with backoff), by kind of error",
             reconcile_errors.clone(),
+        );
+        let reconcile_not_ready = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "reconcile_not_ready",
+            "Reconciles that ended short of Ready, by the Ready condition's reason",
+            reconcile_not_ready.clone(),
         );
         let reconcile_duration = Histogram::new(latency_buckets());
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
             reconcile_duration.clone(),
-        );
-        let collibra_requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "collibra_requests",
-            "Collibra requests by operation and HTTP status (\"error\" when no answer came)",
-            collibra_requests.clone(),
-        );
-        let collibra_duration = Family::<OperationLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
-        registry.register(
-            "collibra_request_duration_seconds",
-            "Collibra request latency by operation",
-            collibra_duration.clone(),
-        );
-        let collibra_retries = Family::<OperationLabel, Counter>::default();
-        registry.register(
-            "collibra_retries",
-            "Collibra requests retried after a transient failure",
-            collibra_retries.clone(),
-        );
-        let collibra_backoff = Family::<OperationLabel, Counter<f64>>::default();
-        registry.register(
-            "collibra_backoff_seconds",
-            "Time spent waiting before Collibra retries",
-            collibra_backoff.clone(),
         );
         let objects = Family::<ReadyLabels, Gauge>::default();
         registry.register(
@@ -122,20 +164,19 @@ impl Default for Metrics {
             "Requests the operator sent to the Kubernetes API server, by HTTP method (a watch counts once)",
             kubernetes_requests.clone(),
         );
+        let collibra = Arc::new(CollibraMetrics::new());
+        collibra.register(registry.sub_registry_with_prefix("collibra"));
         let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
             registry,
             connections,
             reconciles,
             reconcile_errors,
+            reconcile_not_ready,
             reconcile_duration,
-            collibra_requests,
-            collibra_duration,
-            collibra_retries,
-            collibra_backoff,
             objects,
             kubernetes_requests,
-            states: Mutex::new(HashMap::new()),
+            collibra,
         }
     }
 }
@@ -150,37 +191,46 @@ impl Metrics {
         out
     }
 
+    /// The Collibra client's metrics, to hand to the client as its observer.
+    pub fn collibra(&self) -> Arc<CollibraMetrics> {
+        self.collibra.clone()
+    }
+
     /// Counts one reconcile and its duration.
     pub fn reconciled(&self, elapsed: Duration) {
         self.reconciles.inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a reconcile that ended short of Ready.
-    pub fn reconcile_error(&self, reason: &str) {
+    /// Counts a reconcile that ended with an error of kind `error`.
+    pub fn reconcile_error(&self, error: &str) {
         self.reconcile_errors
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
+            .get_or_create(&ErrorLabel {
+                error: error.to_owned(),
             })
             .inc();
     }
 
-    /// Records an object's Ready reason (for the objects gauge); returns the
-    /// reason recorded before.
-    pub fn set_state(&self, uid: &str, reason: Reason) -> Option<Reason> {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let previous = states.insert(uid.to_owned(), reason);
-        if previous == Some(reason) {
-            return previous;
-        }
-        if let Some(p) = previous {
+    /// Counts a reconcile that ended short of Ready with `reason`.
+    pub fn not_ready(&self, reason: Reason) {
+        self.reconcile_not_ready
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Moves one object in the objects gauge from `from` (`None`: new) to `to`.
+    pub fn object_moved(&self, from: Option<Reason>, to: Reason) {
+        if let Some(p) = from {
             self.objects.get_or_create(&ready_labels(p)).dec();
         }
-        self.objects.get_or_create(&ready_labels(reason)).inc();
-        previous
+        self.objects.get_or_create(&ready_labels(to)).inc();
+    }
+
+    /// Removes an object last reported with `last` from the objects gauge.
+    pub fn object_gone(&self, last: Reason) {
+        self.objects.get_or_create(&ready_labels(last)).dec();
     }
 
     /// Counts a request to the Kubernetes API server.
@@ -190,17 +240,6 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .inc();
-    }
-
-    /// Forgets an object that is gone.
-    pub fn forget(&self, uid: &str) {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(p) = states.remove(uid) {
-            self.objects.get_or_create(&ready_labels(p)).dec();
-        }
     }
 }
 
@@ -216,64 +255,36 @@ fn ready_labels(r: Reason) -> ReadyLabels {
     }
 }
 
-/// Lets the Collibra client report into these metrics.
-pub struct CollibraObserver(pub Arc<Metrics>);
-
-impl Observer for CollibraObserver {
-    fn request_finished(&self, operation: Operation, outcome: &str, elapsed: Duration) {
-        let op = operation.as_str().to_owned();
-        self.0
-            .collibra_requests
-            .get_or_create(&RequestLabels {
-                operation: op.clone(),
-                status: outcome.to_owned(),
-            })
-            .inc();
-        self.0
-            .collibra_duration
-            .get_or_create(&OperationLabel { operation: op })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    fn retry_scheduled(&self, operation: Operation, delay: Duration) {
-        let label = OperationLabel {
-            operation: operation.as_str().to_owned(),
-        };
-        self.0.collibra_retries.get_or_create(&label).inc();
-        self.0
-            .collibra_backoff
-            .get_or_create(&label)
-            .inc_by(delay.as_secs_f64());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn renders_requests_states_and_backoff() {
-        let m = Arc::new(Metrics::default());
-        let obs = CollibraObserver(m.clone());
+        let m = Metrics::default();
+        let obs = m.collibra();
         obs.request_finished(Operation::Register, "201", Duration::from_millis(20));
         obs.retry_scheduled(Operation::List, Duration::from_millis(500));
-        m.set_state("u1", Reason::Registering);
-        m.set_state("u1", Reason::Registered);
-        m.set_state("u2", Reason::NameConflict);
-        m.forget("u2");
+        m.object_moved(None, Reason::Registering);
+        m.object_moved(Some(Reason::Registering), Reason::Registered);
+        m.object_moved(None, Reason::NameConflict);
+        m.object_gone(Reason::NameConflict);
         m.reconciled(Duration::from_millis(3));
-        m.reconcile_error("CollibraUnavailable");
+        m.reconcile_error("KubernetesApi");
+        m.not_ready(Reason::CollibraUnavailable);
         m.kubernetes_request("PATCH");
         let text = m.render();
         for needle in [
             r#"collibra_oauth_collibra_requests_total{operation="register",status="201"} 1"#,
+            r#"collibra_oauth_collibra_request_duration_seconds_count{operation="register"} 1"#,
             r#"collibra_oauth_collibra_retries_total{operation="list"} 1"#,
             r#"collibra_oauth_collibra_backoff_seconds_total{operation="list"} 0.5"#,
             r#"collibra_oauth_objects{ready="True",reason="Registered"} 1"#,
             r#"collibra_oauth_objects{ready="False",reason="Registering"} 0"#,
             r#"collibra_oauth_objects{ready="False",reason="NameConflict"} 0"#,
             "collibra_oauth_reconciles_total 1",
-            r#"collibra_oauth_reconcile_errors_total{reason="CollibraUnavailable"} 1"#,
+            r#"collibra_oauth_reconcile_errors_total{error="KubernetesApi"} 1"#,
+            r#"collibra_oauth_reconcile_not_ready_total{reason="CollibraUnavailable"} 1"#,
             r#"collibra_oauth_kubernetes_requests_total{method="PATCH"} 1"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -69,6 +69,7 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
         vec![Scope {
             namespace: None,
             oauth_clients,
+            names: Default::default(),
             secrets,
             wake: futures::channel::mpsc::unbounded().0,
         }],

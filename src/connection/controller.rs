@@ -33,7 +33,7 @@ use super::{
     connection_of,
     hosts::AllowedHosts,
     metrics::ConnectionObserver,
-    registry::{Connection, Fingerprint, Registry, Version},
+    registry::{ConnectionState, Fingerprint, Registry, Version},
     status::{self, ConnectionReason, Counts, Health},
 };
 use crate::{
@@ -390,7 +390,7 @@ fn claims(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<accounting::Claim
 async fn check<K: ConnectionResource>(
     obj: &K,
     ctx: &ConnectionContext,
-) -> (Arc<Connection>, Option<Counts>) {
+) -> (Arc<ConnectionState>, Option<Counts>) {
     let key = obj.key();
     let settings = obj.settings();
     let conn = ctx
@@ -439,7 +439,7 @@ async fn check<K: ConnectionResource>(
 async fn probe<K: ConnectionResource>(
     obj: &K,
     ctx: &ConnectionContext,
-    conn: &Connection,
+    conn: &ConnectionState,
 ) -> Result<Counts, Health> {
     let key = obj.key();
     let settings = obj.settings();
@@ -640,7 +640,7 @@ async fn report<K: ConnectionResource>(
     api: &Api<K>,
     obj: &K,
     ctx: &ConnectionContext,
-    conn: &Connection,
+    conn: &ConnectionState,
     health: &Health,
     counts: Option<Counts>,
 ) -> Result<(), Error> {

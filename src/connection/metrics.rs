@@ -10,7 +10,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::metrics::{CollibraObserver, Metrics};
+use crate::metrics::Metrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabel {
@@ -103,7 +103,9 @@ impl ConnectionObserver {
 
 impl Observer for ConnectionObserver {
     fn request_finished(&self, operation: Operation, outcome: &str, elapsed: Duration) {
-        CollibraObserver(self.metrics.clone()).request_finished(operation, outcome, elapsed);
+        self.metrics
+            .collibra()
+            .request_finished(operation, outcome, elapsed);
         self.metrics
             .connections
             .requests
@@ -116,7 +118,7 @@ impl Observer for ConnectionObserver {
     }
 
     fn retry_scheduled(&self, operation: Operation, delay: Duration) {
-        CollibraObserver(self.metrics.clone()).retry_scheduled(operation, delay);
+        self.metrics.collibra().retry_scheduled(operation, delay);
     }
 }
 

@@ -24,11 +24,7 @@ use rand::Rng;
 use super::status::{ConnectionReason, Health};
 use crate::{
     api::connection::{Capabilities, ConnectionKey},
-    controller::{
-        client_list::{ClientList, Lookup},
-        context::{Capability, listed},
-        decide::Listed,
-    },
+    controller::{connection::Connection as Collibra, decide::Listed},
 };
 
 /// uid and resourceVersion of an object: which version of it was read.
@@ -46,20 +42,19 @@ pub struct Fingerprint {
     pub ca_bundle: Option<Version>,
 }
 
-/// One Collibra instance as the operator uses it.
-pub struct Connection {
+/// One connection as the operator tracks it: the Collibra instance the
+/// reconciles use (client, list, capabilities), the health of the last
+/// check, its backoff, and which namespaces may use it.
+pub struct ConnectionState {
     /// Which connection this is.
     pub key: ConnectionKey,
     /// URL and API path: a connection whose instance changes gets a new
     /// entry, so nothing learned about the old instance is kept.
     pub instance: String,
-    client: RwLock<Option<(Fingerprint, CollibraClient)>>,
-    /// The cached Collibra list (single flight, one list per resync).
-    pub list: ClientList,
-    /// Whether the instance answers DELETE.
-    pub delete_supported: Capability,
-    /// Whether the instance answers PUT.
-    pub update_supported: Capability,
+    resync: Duration,
+    /// Rebuilt, with a fresh list, whenever the credentials change: a
+    /// reconcile in flight finishes with the instance it started with.
+    collibra: RwLock<Option<(Fingerprint, Arc<Collibra>)>>,
     health: RwLock<Health>,
     failures: AtomicU32,
     /// Which namespaces may use it (a ClusterCollibraConnection's
@@ -67,9 +62,9 @@ pub struct Connection {
     namespace_selector: RwLock<Option<Selector>>,
 }
 
-impl std::fmt::Debug for Connection {
+impl std::fmt::Debug for ConnectionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
+        f.debug_struct("ConnectionState")
             .field("key", &self.key)
             .field("instance", &self.instance)
             .field("health", &self.health())
@@ -87,63 +82,60 @@ fn write<T>(l: &RwLock<T>, value: T) {
     *l.write().unwrap_or_else(std::sync::PoisonError::into_inner) = value;
 }
 
-impl Connection {
+impl ConnectionState {
     /// A connection with no client yet.
-    pub fn new(key: ConnectionKey, instance: String, resync: Duration) -> Connection {
-        Connection {
+    pub fn new(key: ConnectionKey, instance: String, resync: Duration) -> ConnectionState {
+        ConnectionState {
             key,
             instance,
-            client: RwLock::new(None),
-            list: ClientList::new(resync),
-            delete_supported: Capability::default(),
-            update_supported: Capability::default(),
+            resync,
+            collibra: RwLock::new(None),
             health: RwLock::new(Health::new(ConnectionReason::Connecting, "not checked yet")),
             failures: AtomicU32::new(0),
             namespace_selector: RwLock::new(None),
         }
     }
 
-    /// Limits the namespaces that may use this connection.
-    pub fn set_namespace_selector(&self, selector: Option<Selector>) {
-        write(&self.namespace_selector, selector);
-    }
-
-    /// Whether a namespace with these labels may use this connection.
-    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
-        read(&self.namespace_selector).is_none_or(|s| s.matches(labels))
-    }
-
-    /// A connection whose client is already built (the default instance).
-    pub fn with_client(self, client: CollibraClient) -> Connection {
+    /// The instance configured by flags: its client is built at start-up
+    /// and it is usable from the start (its failures show on the objects).
+    pub fn default_instance(client: CollibraClient, resync: Duration) -> ConnectionState {
+        let state = ConnectionState::new(ConnectionKey::Default, String::new(), resync);
         let fingerprint = Fingerprint {
             generation: None,
             credentials: (None, None),
             ca_bundle: None,
         };
-        write(&self.client, Some((fingerprint, client)));
-        self
+        write(
+            &state.collibra,
+            Some((fingerprint, Arc::new(Collibra::new(client, resync)))),
+        );
+        write(
+            &state.health,
+            Health::new(ConnectionReason::Connected, "configured by flags"),
+        );
+        state
     }
 
-    /// The Collibra client, once one could be built.
-    pub fn client(&self) -> Option<CollibraClient> {
-        read(&self.client).map(|(_, c)| c)
+    /// The Collibra instance, once a client could be built.
+    pub fn collibra(&self) -> Option<Arc<Collibra>> {
+        read(&self.collibra).map(|(_, c)| c)
     }
 
     /// Whether the client was built from exactly `fingerprint`.
     pub fn built_from(&self, fingerprint: &Fingerprint) -> bool {
-        read(&self.client).is_some_and(|(f, _)| f == *fingerprint)
+        read(&self.collibra).is_some_and(|(f, _)| f == *fingerprint)
     }
 
-    /// Uses `client` from now on; the list is read again with it, since
-    /// the old credentials may have seen another view (or none).
+    /// Uses `client` from now on, with a fresh list: the old credentials
+    /// may have seen another view (or none).
     pub fn set_client(&self, fingerprint: Fingerprint, client: CollibraClient) {
-        write(&self.client, Some((fingerprint, client)));
-        self.list.invalidate(0);
+        let collibra = Arc::new(Collibra::new(client, self.resync));
+        write(&self.collibra, Some((fingerprint, collibra)));
     }
 
     /// Drops the client (its credentials are gone or unusable).
     pub fn clear_client(&self) {
-        write(&self.client, None);
+        write(&self.collibra, None);
     }
 
     /// The health of the last check.
@@ -165,12 +157,24 @@ impl Connection {
         )
     }
 
+    /// Limits the namespaces that may use this connection.
+    pub fn set_namespace_selector(&self, selector: Option<Selector>) {
+        write(&self.namespace_selector, selector);
+    }
+
+    /// Whether a namespace with these labels may use this connection.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        read(&self.namespace_selector).is_none_or(|s| s.matches(labels))
+    }
+
     /// What the instance is known to support.
     pub fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete: self.delete_supported.get(),
-            update: self.update_supported.get(),
-        }
+        self.collibra()
+            .map(|c| Capabilities {
+                delete: c.delete_supported(),
+                update: c.update_supported(),
+            })
+            .unwrap_or_default()
     }
 
     /// Counts a failed check and returns how long to wait before the next:
@@ -181,36 +185,17 @@ impl Connection {
         base.mul_f64(rand::rng().random_range(0.8..1.2))
     }
 
-    /// Every client the instance lists, from the shared cache.
+    /// Every client the instance lists, from the shared list.
     pub async fn all_clients(&self) -> Result<Vec<(String, Listed)>, collibra_client::Error> {
-        let client = self.require_client()?;
-        self.list.all(|| fetch(&client)).await
-    }
-
-    /// The list entry for `name`, from the shared cache.
-    pub async fn lookup(&self, name: &str) -> Result<Lookup, collibra_client::Error> {
-        let client = self.require_client()?;
-        self.list.lookup(name, || fetch(&client)).await
-    }
-
-    fn require_client(&self) -> Result<CollibraClient, collibra_client::Error> {
-        self.client().ok_or_else(|| {
+        let collibra = self.collibra().ok_or_else(|| {
             collibra_client::Error::Config(format!(
                 "{} has no usable configuration: {}",
                 self.key,
                 self.health().message
             ))
-        })
+        })?;
+        collibra.clients().await
     }
-}
-
-async fn fetch(client: &CollibraClient) -> Result<Vec<(String, Listed)>, collibra_client::Error> {
-    Ok(client
-        .list_clients()
-        .await?
-        .into_iter()
-        .map(|c| (c.client_name.clone(), listed(&c)))
-        .collect())
 }
 
 /// Why an OAuthClient cannot use its connection now.
@@ -223,7 +208,7 @@ pub struct NotReady {
 /// Every connection the operator uses, by key.
 pub struct Registry {
     resync: Duration,
-    connections: RwLock<HashMap<ConnectionKey, Arc<Connection>>>,
+    connections: RwLock<HashMap<ConnectionKey, Arc<ConnectionState>>>,
     /// Serialises `entry` so two reconciles never build two entries.
     creating: Mutex<()>,
     /// Namespace labels, for `namespaceSelector` (set when cluster
@@ -249,11 +234,7 @@ impl Registry {
 
     /// The connection an object in `namespace` uses through `key`, when it
     /// may use it now; otherwise why not, naming the connection.
-    pub fn resolve(
-        &self,
-        key: &ConnectionKey,
-        namespace: &str,
-    ) -> Result<Arc<Connection>, NotReady> {
+    pub fn resolve(&self, key: &ConnectionKey, namespace: &str) -> Result<Arc<Collibra>, NotReady> {
         let not_ready = |why: String| NotReady {
             message: format!("{key}: {why}"),
         };
@@ -276,18 +257,18 @@ impl Registry {
             }
         }
         let health = conn.health();
-        if !health.reason.is_ready() || conn.client().is_none() {
-            return Err(not_ready(format!(
+        match conn.collibra() {
+            Some(collibra) if health.reason.is_ready() => Ok(collibra),
+            _ => Err(not_ready(format!(
                 "not ready ({}): {}",
                 health.reason.as_str(),
                 health.message
-            )));
+            ))),
         }
-        Ok(conn)
     }
 
     /// The connection `key`, if it is known.
-    pub fn get(&self, key: &ConnectionKey) -> Option<Arc<Connection>> {
+    pub fn get(&self, key: &ConnectionKey) -> Option<Arc<ConnectionState>> {
         self.connections
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -297,7 +278,7 @@ impl Registry {
 
     /// The entry of `key` for `instance`: the existing one, or a new one
     /// when there is none or it was for another instance.
-    pub fn entry(&self, key: &ConnectionKey, instance: &str) -> Arc<Connection> {
+    pub fn entry(&self, key: &ConnectionKey, instance: &str) -> Arc<ConnectionState> {
         let _one_at_a_time = self
             .creating
             .lock()
@@ -305,7 +286,7 @@ impl Registry {
         if let Some(c) = self.get(key).filter(|c| c.instance == instance) {
             return c;
         }
-        let c = Arc::new(Connection::new(
+        let c = Arc::new(ConnectionState::new(
             key.clone(),
             instance.to_owned(),
             self.resync,
@@ -315,7 +296,7 @@ impl Registry {
     }
 
     /// Adds or replaces a connection.
-    pub fn insert(&self, connection: Arc<Connection>) {
+    pub fn insert(&self, connection: Arc<ConnectionState>) {
         self.connections
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -323,7 +304,7 @@ impl Registry {
     }
 
     /// Forgets a connection that is gone.
-    pub fn remove(&self, key: &ConnectionKey) -> Option<Arc<Connection>> {
+    pub fn remove(&self, key: &ConnectionKey) -> Option<Arc<ConnectionState>> {
         self.connections
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -359,12 +340,12 @@ mod tests {
     fn an_instance_change_starts_afresh() {
         let r = Registry::new(Duration::from_secs(60));
         let a = r.entry(&key("a"), "https://one/rest/auth/v1");
-        a.delete_supported.set(false);
+        a.set_health(Health::new(ConnectionReason::Connected, "ok"));
         let again = r.entry(&key("a"), "https://one/rest/auth/v1");
         assert!(Arc::ptr_eq(&a, &again));
         let moved = r.entry(&key("a"), "https://two/rest/auth/v1");
         assert!(!Arc::ptr_eq(&a, &moved));
-        assert_eq!(moved.delete_supported.get(), None);
+        assert_eq!(moved.health().reason, ConnectionReason::Connecting);
         let b = r.entry(&key("b"), "https://one/rest/auth/v1");
         assert!(!Arc::ptr_eq(&moved, &b));
         assert_eq!(r.len(), 2);
@@ -374,7 +355,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_capped_and_resets_when_connected() {
-        let c = Connection::new(key("a"), "i".into(), Duration::from_secs(60));
+        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60));
         let first = c.backoff();
         assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
         for _ in 0..20 {
@@ -387,7 +368,7 @@ mod tests {
     #[test]
     fn resolve_names_the_connection_and_why() {
         let r = Registry::new(Duration::from_secs(60));
-        let err = r.resolve(&key("a"), "ns").expect_err("unknown");
+        let err = r.resolve(&key("a"), "ns").err().expect("unknown");
         assert!(
             err.message
                 .starts_with("CollibraConnection/ns/a: not found"),
@@ -398,7 +379,7 @@ mod tests {
             ConnectionReason::AuthenticationFailed,
             "refused",
         ));
-        let err = r.resolve(&key("a"), "ns").expect_err("not ready");
+        let err = r.resolve(&key("a"), "ns").err().expect("not ready");
         assert!(
             err.message
                 .contains("not ready (AuthenticationFailed): refused"),
@@ -418,7 +399,7 @@ mod tests {
             )
             .expect("selector"),
         ));
-        let err = r.resolve(&cluster, "other").expect_err("not admitted");
+        let err = r.resolve(&cluster, "other").err().expect("not admitted");
         assert!(
             err.message.contains("does not admit namespace other"),
             "{err:?}"
@@ -426,13 +407,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_a_client_lookups_say_why() {
-        let c = Connection::new(key("a"), "i".into(), Duration::from_secs(60));
+    async fn without_a_client_lists_say_why() {
+        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60));
         c.set_health(Health::new(
             ConnectionReason::CredentialsNotFound,
             "Secret ns/creds does not exist",
         ));
-        let err = c.lookup("x").await.expect_err("no client");
+        let err = c.all_clients().await.expect_err("no client");
         let text = err.to_string();
         assert!(
             text.contains("CollibraConnection/ns/a") && text.contains("ns/creds"),

@@ -1,4 +1,4 @@
-//! One `GET /clients` serves many reconciles (lifecycle rule 7): the list is
+//! One `GET /clients` serves many reconciles (docs/design.md, rule 7): the list is
 //! cached by name, refreshed single-flight when older than the resync
 //! interval or after an answer that may have changed it, and kept current
 //! between refreshes with the operator's own POSTs and DELETEs.
@@ -15,20 +15,9 @@ use std::{
 
 use super::decide::Listed;
 
-/// A name lookup answered from the cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lookup {
-    /// The client with that name, if Collibra lists one.
-    pub client: Option<Listed>,
-    /// The refresh generation that answered: callers that distrust an answer
-    /// ask for a refresh newer than it with [`ClientList::invalidate`].
-    pub generation: u64,
-}
-
 struct State {
     by_name: HashMap<String, Listed>,
     fetched_at: Option<Instant>,
-    generation: u64,
     /// Set when an answer means the cache may be wrong; the next lookup refreshes.
     stale: bool,
     /// Counts invalidations, so a fetch that was already in flight when the
@@ -53,7 +42,6 @@ impl ClientList {
             state: Mutex::new(State {
                 by_name: HashMap::new(),
                 fetched_at: None,
-                generation: 0,
                 stale: true,
                 invalidations: 0,
             }),
@@ -81,20 +69,16 @@ impl ClientList {
 
     /// Looks `name` up, fetching the list with `fetch` first when the cache
     /// is stale. Concurrent callers share one fetch.
-    pub async fn lookup<F, Fut, E>(&self, name: &str, fetch: F) -> Result<Lookup, E>
+    pub async fn lookup<F, Fut, E>(&self, name: &str, fetch: F) -> Result<Option<Listed>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        self.read(fetch, |s| Lookup {
-            client: s.by_name.get(name).cloned(),
-            generation: s.generation,
-        })
-        .await
+        self.read(fetch, |s| s.by_name.get(name).cloned()).await
     }
 
     /// Every listed client by name, from the cache or, when it is stale,
-    /// from one shared fetch (the connection's probe and audit count these).
+    /// from one shared fetch (a connection's check counts these).
     pub async fn all<F, Fut, E>(&self, fetch: F) -> Result<Vec<(String, Listed)>, E>
     where
         F: FnOnce() -> Fut,
@@ -109,8 +93,8 @@ impl ClientList {
         .await
     }
 
-    /// Answers `answer` from a fresh cache, fetching the list first when
-    /// the cache is stale; concurrent callers share one fetch.
+    /// `answer` from a fresh cache, fetching the list first when the cache
+    /// is stale; concurrent callers share one fetch.
     async fn read<F, Fut, E, T>(&self, fetch: F, answer: impl Fn(&State) -> T) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
@@ -130,7 +114,6 @@ impl ClientList {
         let mut s = self.lock();
         s.by_name = listed_by_name(listed);
         s.fetched_at = Some(Instant::now());
-        s.generation += 1;
         // Invalidated meanwhile (say, a registration whose answer was lost
         // committed while this list was on its way): the answer may predate
         // it, so the next lookup reads the list again.
@@ -138,18 +121,19 @@ impl ClientList {
         Ok(answer(&s))
     }
 
+    /// `Some(answer)` when the cache is fresh.
     fn cached<T>(&self, answer: impl Fn(&State) -> T) -> Option<T> {
         let s = self.lock();
         self.fresh(&s).then(|| answer(&s))
     }
 
-    /// Marks the cache stale (an answer from generation `_generation` proved
-    /// wrong, or an outcome is unknown). Newer generations are invalidated
-    /// too: a list stored since may have been requested before the event
-    /// (a registration that committed while its answer was lost), and
-    /// taking it as fresh would hide the new client. The price is at most
-    /// one extra list per invalidation; single-flight merges concurrent ones.
-    pub fn invalidate(&self, _generation: u64) {
+    /// Marks the cache stale (an answer proved wrong, or an outcome is
+    /// unknown). Whatever list is stored or in flight is distrusted: it may
+    /// have been requested before the event (a registration that committed
+    /// while its answer was lost), and taking it as fresh would hide the new
+    /// client. The price is at most one extra list per invalidation;
+    /// single-flight merges concurrent ones.
+    pub fn invalidate(&self) {
         let mut s = self.lock();
         s.stale = true;
         s.invalidations += 1;
@@ -214,9 +198,9 @@ mod tests {
         all.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(all, vec![entry("a", "1"), entry("b", "2")]);
         let hit = list.lookup("b", fetch).await.expect("ok");
-        assert_eq!(hit.client.map(|c| c.client_id), Some("2".to_owned()));
+        assert_eq!(hit.map(|c| c.client_id), Some("2".to_owned()));
         assert_eq!(fetches.load(Ordering::Relaxed), 1);
-        list.invalidate(hit.generation);
+        list.invalidate();
         assert_eq!(list.all(fetch).await.expect("ok").len(), 2);
         assert_eq!(fetches.load(Ordering::Relaxed), 2);
     }
@@ -224,15 +208,14 @@ mod tests {
     #[tokio::test]
     async fn a_list_in_flight_during_an_invalidation_is_not_fresh() {
         let list = Arc::new(ClientList::new(Duration::from_secs(60)));
-        let first = list
-            .lookup("a", || async { Ok::<_, ()>(vec![]) })
+        list.lookup("a", || async { Ok::<_, ()>(vec![]) })
             .await
             .expect("ok");
         // A slow list starts before a registration commits...
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let slow = {
             let list = list.clone();
-            list.invalidate(first.generation);
+            list.invalidate();
             tokio::spawn(async move {
                 list.lookup("other", || async move {
                     let _ = wait.await;
@@ -244,7 +227,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // ...the registration's answer is lost, so the cache is invalidated
         // while that list is still on its way.
-        list.invalidate(first.generation);
+        list.invalidate();
         let _ = release.send(());
         slow.await.expect("joined").expect("ok");
         let calls = AtomicUsize::new(0);
@@ -260,7 +243,7 @@ mod tests {
             1,
             "the older answer was taken as fresh"
         );
-        assert!(again.client.is_some());
+        assert!(again.is_some());
     }
 
     #[tokio::test]
@@ -282,7 +265,7 @@ mod tests {
         }
         let mut found = 0;
         for t in tasks {
-            if t.await.expect("joined").expect("ok").client.is_some() {
+            if t.await.expect("joined").expect("ok").is_some() {
                 found += 1;
             }
         }
@@ -296,21 +279,21 @@ mod tests {
         let list = ClientList::new(Duration::from_secs(60));
         let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
         let first = list.lookup("b", fetch).await.expect("ok");
-        assert_eq!(first.client, None);
+        assert_eq!(first, None);
         list.registered("b", entry("b", "2").1);
         let hit = list.lookup("b", fetch).await.expect("ok");
-        assert_eq!(hit.client.map(|c| c.client_id).as_deref(), Some("2"));
+        assert_eq!(hit.map(|c| c.client_id).as_deref(), Some("2"));
         list.deleted("b", "2");
-        assert_eq!(list.lookup("b", fetch).await.expect("ok").client, None);
+        assert_eq!(list.lookup("b", fetch).await.expect("ok"), None);
         assert_eq!(list.refreshes(), 1);
 
-        list.invalidate(first.generation);
+        list.invalidate();
         let again = list.lookup("a", fetch).await.expect("ok");
         assert_eq!(list.refreshes(), 2);
-        assert_eq!(again.generation, first.generation + 1);
-        // An invalidation from an older generation forces one more too: the
-        // newer list may have been requested before the event.
-        list.invalidate(first.generation);
+        assert_eq!(again.map(|c| c.client_id).as_deref(), Some("1"));
+        // Every invalidation forces one more list: the stored one may have
+        // been requested before the event.
+        list.invalidate();
         list.lookup("a", fetch).await.expect("ok");
         assert_eq!(list.refreshes(), 3);
         list.lookup("a", fetch).await.expect("ok");

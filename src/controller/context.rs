@@ -1,17 +1,14 @@
 //! What every reconcile shares: clients, caches, metrics, and the little
-//! state that must outlive one reconcile (capabilities learned from
-//! Collibra, credentials not yet written, per-object backoff).
+//! state that must outlive one reconcile (credentials not yet written,
+//! per-object backoff, the Ready reason last reported).
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU8, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use collibra_client::{ClientInfo, CollibraClient, IssuedClient};
+use collibra_client::{CollibraClient, IssuedClient};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Client, ResourceExt,
@@ -20,22 +17,25 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use rand::Rng;
 
 use super::{
-    client_list::{ClientList, Lookup},
-    decide::{Listed, NameClaim, name_owner},
+    backoff::Backoffs,
+    connection::Connection,
+    decide::{NameClaim, name_owner},
     names::NameIndex,
+    reasons::Reason,
 };
 use crate::{api::OAuthClient, metrics::Metrics};
 
-/// The stores of one watched scope: the whole cluster or one namespace.
+/// The caches of one watched scope: the whole cluster or one namespace.
 #[derive(Clone)]
 pub struct Scope {
     /// `None` for all namespaces.
     pub namespace: Option<String>,
     /// OAuthClients in the scope.
     pub oauth_clients: Store<OAuthClient>,
+    /// Which OAuthClients of the scope claim each clientName.
+    pub names: Arc<NameIndex>,
     /// Secrets in the scope that carry the managed-by label.
     pub secrets: Store<Secret>,
     /// Asks the scope's controller to reconcile an object now.
@@ -45,27 +45,6 @@ pub struct Scope {
 impl Scope {
     fn covers(&self, ns: &str) -> bool {
         self.namespace.as_deref().is_none_or(|n| n == ns)
-    }
-}
-
-/// A tri-state capability of the Collibra server.
-#[derive(Default)]
-pub struct Capability(AtomicU8);
-
-impl Capability {
-    /// `None` until an answer told.
-    pub fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Some(true),
-            2 => Some(false),
-            _ => None,
-        }
-    }
-
-    /// Records what the server answered; returns whether this changed it.
-    pub fn set(&self, supported: bool) -> bool {
-        let v = if supported { 1 } else { 2 };
-        self.0.swap(v, Ordering::Relaxed) != v
     }
 }
 
@@ -82,37 +61,27 @@ pub struct Settings {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Collibra client.
-    pub collibra: CollibraClient,
-    /// Cached Collibra list.
-    pub list: ClientList,
+    /// The Collibra instance.
+    pub collibra: Connection,
     /// Event recorder.
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Watched scopes.
     pub scopes: Vec<Scope>,
-    /// clientName index of each scope (same order as `scopes`); empty when
-    /// none is fed, and then the stores are scanned.
-    names: Vec<Arc<NameIndex>>,
     /// Settings.
     pub settings: Settings,
-    /// Whether Collibra answers DELETE.
-    pub delete_supported: Capability,
-    /// Whether Collibra answers PUT.
-    pub update_supported: Capability,
+    /// Per-object backoff and holds.
+    pub backoffs: Backoffs,
     /// Credentials issued by Collibra whose Secret write failed, by object
     /// uid: written before anything else on the next reconcile.
     unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
-    /// Consecutive failures by object uid, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// After a Collibra failure, no new attempt for this object (at this
-    /// generation) before the instant: the operator's own Secret writes
-    /// wake a reconcile at once and must not bypass the backoff.
-    holds: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// The Ready reason this process last reported, by object uid.
+    reported: Mutex<HashMap<String, Reason>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each map is updated in one statement; a poisoned lock is safe to use.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -128,41 +97,15 @@ impl Context {
     ) -> Self {
         Context {
             client,
-            collibra,
-            list: ClientList::new(settings.resync),
+            collibra: Connection::new(collibra, settings.resync),
             recorder,
             metrics,
             scopes,
-            names: Vec::new(),
             settings,
-            delete_supported: Capability::default(),
-            update_supported: Capability::default(),
+            backoffs: Backoffs::default(),
             unsaved: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            holds: Mutex::new(HashMap::new()),
+            reported: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Uses the clientName indexes the watches feed, one per scope in the
-    /// order of `scopes`, instead of scanning the stores.
-    pub fn with_name_indexes(mut self, names: Vec<Arc<NameIndex>>) -> Self {
-        if names.len() == self.scopes.len() {
-            self.names = names;
-        }
-        self
-    }
-
-    /// The Collibra list entry for `name`, from the shared cache.
-    pub async fn lookup(&self, name: &str) -> Result<Lookup, collibra_client::Error> {
-        self.list
-            .lookup(name, || async {
-                let clients = self.collibra.list_clients().await?;
-                Ok(clients
-                    .into_iter()
-                    .map(|c| (c.client_name.clone(), listed(&c)))
-                    .collect())
-            })
-            .await
     }
 
     /// The managed Secret `ns/name` as last seen by the watch.
@@ -177,35 +120,21 @@ impl Context {
     /// The object that keeps `obj`'s clientName when several claim it: the
     /// oldest live one. `None` when `obj` itself does.
     pub fn name_winner(&self, obj: &OAuthClient) -> Option<NameClaim> {
-        let name = &obj.spec.client_name;
-        let claim = |o: &OAuthClient| NameClaim {
-            created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            namespace: o.namespace().unwrap_or_default(),
-            name: o.name_any(),
-        };
-        let mut claims: Vec<NameClaim> = if self.names.is_empty() {
-            self.scopes
-                .iter()
-                .flat_map(|s| {
-                    s.oauth_clients.state_filter(|o| {
-                        &o.spec.client_name == name && o.metadata.deletion_timestamp.is_none()
-                    })
-                })
-                .filter(|o| o.metadata.uid != obj.metadata.uid)
-                .map(|o| claim(&o))
-                .collect()
-        } else {
-            self.names
-                .iter()
-                .flat_map(|i| i.claimants(name))
-                .filter(|c| !c.deleting && c.uid != obj.metadata.uid)
-                .map(|c| c.claim)
-                .collect()
-        };
+        let mut claims: Vec<NameClaim> = self
+            .scopes
+            .iter()
+            .flat_map(|s| s.names.claimants(&obj.spec.client_name))
+            .filter(|c| !c.deleting && c.uid != obj.metadata.uid)
+            .map(|c| c.claim)
+            .collect();
         if claims.is_empty() {
             return None;
         }
-        let me = claim(obj);
+        let me = NameClaim {
+            created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        };
         claims.push(me.clone());
         name_owner(&claims).filter(|w| **w != me).cloned()
     }
@@ -213,24 +142,12 @@ impl Context {
     /// Wakes the other objects that claim `obj`'s clientName (after `obj`
     /// is gone, the oldest of them takes the name over at once).
     pub fn wake_name_claimants(&self, obj: &OAuthClient) {
-        let name = &obj.spec.client_name;
-        if !self.names.is_empty() {
-            for (s, i) in self.scopes.iter().zip(&self.names) {
-                for c in i.claimants(name) {
-                    if c.uid != obj.metadata.uid {
-                        let r = ObjectRef::new(&c.claim.name).within(&c.claim.namespace);
-                        let _ = s.wake.unbounded_send(r);
-                    }
-                }
-            }
-            return;
-        }
         for s in &self.scopes {
-            for o in s
-                .oauth_clients
-                .state_filter(|o| &o.spec.client_name == name && o.metadata.uid != obj.metadata.uid)
-            {
-                let _ = s.wake.unbounded_send(ObjectRef::from(o.as_ref()));
+            for c in s.names.claimants(&obj.spec.client_name) {
+                if c.uid != obj.metadata.uid {
+                    let r = ObjectRef::new(&c.claim.name).within(&c.claim.namespace);
+                    let _ = s.wake.unbounded_send(r);
+                }
             }
         }
     }
@@ -245,55 +162,23 @@ impl Context {
         lock(&self.unsaved).remove(uid)
     }
 
-    /// Counts a failure of `uid` and returns how long to wait before the
-    /// next try: capped exponential backoff with jitter, at least `floor`.
-    pub fn backoff(&self, uid: &str, floor: Option<Duration>) -> Duration {
-        let n = {
-            let mut f = lock(&self.failures);
-            let n = f.entry(uid.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
-        let exp =
-            Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(Duration::from_secs(300));
-        let jittered = exp.mul_f64(rand::rng().random_range(0.8..1.2));
-        floor.map_or(jittered, |f| jittered.max(f))
-    }
-
-    /// Forgets failures of `uid` after a success.
-    pub fn reset_backoff(&self, uid: &str) {
-        lock(&self.failures).remove(uid);
-        lock(&self.holds).remove(uid);
-    }
-
-    /// Holds further attempts on `uid` at `generation` for `delay`.
-    pub fn hold(&self, uid: &str, generation: Option<i64>, delay: Duration) {
-        lock(&self.holds).insert(uid.to_owned(), (generation, Instant::now() + delay));
-    }
-
-    /// The time left on a hold of `uid`, if it still applies to `generation`.
-    pub fn held(&self, uid: &str, generation: Option<i64>) -> Option<Duration> {
-        let holds = lock(&self.holds);
-        let (g, until) = holds.get(uid)?;
-        (*g == generation)
-            .then(|| until.checked_duration_since(Instant::now()))
-            .flatten()
+    /// Records the Ready reason reported for `uid` (and moves the objects
+    /// gauge); returns the reason recorded before.
+    pub fn record_reported(&self, uid: &str, reason: Reason) -> Option<Reason> {
+        let previous = lock(&self.reported).insert(uid.to_owned(), reason);
+        if previous != Some(reason) {
+            self.metrics.object_moved(previous, reason);
+        }
+        previous
     }
 
     /// Forgets everything about `uid` (the object is gone).
     pub fn forget(&self, uid: &str) {
-        self.reset_backoff(uid);
+        self.backoffs.reset(uid);
         lock(&self.unsaved).remove(uid);
-        self.metrics.forget(uid);
-    }
-}
-
-/// A list entry in the decision table's terms.
-pub fn listed(c: &ClientInfo) -> Listed {
-    Listed {
-        client_id: c.client_id.clone(),
-        issued_at: c.client_id_issued_at,
-        grant_types: c.grant_types.clone(),
+        if let Some(last) = lock(&self.reported).remove(uid) {
+            self.metrics.object_gone(last);
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! Secret and the Collibra list entry for its name), what must it do?
 //!
 //! Pure functions only, so every row of the table is a unit test. The
-//! effects live in `reconcile.rs`.
+//! effects live in `reconcile/`; the rules the table follows are numbered
+//! in docs/design.md.
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -100,7 +101,7 @@ pub enum GrantDrift {
 }
 
 /// The decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum Plan {
     /// The client exists and the Secret holds its credentials.
     InSync {
@@ -125,7 +126,14 @@ pub enum Plan {
     SecretConflict { why: String },
 }
 
-/// Decides what to do. See the module docs and the contract's lifecycle rules.
+impl Plan {
+    /// The plan's name, for logs.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Decides what to do (docs/design.md, rules 1 to 6).
 pub fn decide(o: &Observed<'_>) -> Plan {
     let managed = match o.secret {
         SecretView::Foreign { why } => return Plan::SecretConflict { why: why.clone() },
@@ -293,6 +301,23 @@ mod tests {
             delete_supported: c.delete,
             update_supported: c.update,
         })
+    }
+
+    #[test]
+    fn plans_are_named_by_their_variant() {
+        assert_eq!(Plan::Register(RegisterReason::New).name(), "Register");
+        assert_eq!(
+            Plan::SecretConflict { why: String::new() }.name(),
+            "SecretConflict"
+        );
+        assert_eq!(
+            Plan::ClientExistsWithoutSecret {
+                client_id: String::new(),
+                own: false
+            }
+            .name(),
+            "ClientExistsWithoutSecret"
+        );
     }
 
     #[test]

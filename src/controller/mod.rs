@@ -1,12 +1,18 @@
 //! The controller: watches OAuthClients and the Secrets it manages, and
 //! reconciles each object. Pure decisions are in [`decide`]; effects in
 //! [`reconcile`]; the Secret's shape in [`secret`]; conditions in
-//! [`status`]; the shared Collibra list in [`client_list`].
+//! [`status`] and their words in [`reasons`]; Collibra, its shared list and
+//! what was learned about it in [`connection`] and [`client_list`]; state
+//! shared by reconciles in [`context`] and [`backoff`]; rival claims on a
+//! clientName in [`names`]. The design these follow is docs/design.md.
 
+pub mod backoff;
 pub mod client_list;
+pub mod connection;
 pub mod context;
 pub mod decide;
 pub mod names;
+pub mod reasons;
 pub mod reconcile;
 pub mod secret;
 pub mod status;
@@ -39,7 +45,7 @@ use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
     leader::{self, Leadership, LeaseSettings, Role},
-    metrics::{CollibraObserver, Metrics},
+    metrics::Metrics,
     server::{self, Health},
 };
 
@@ -54,7 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let collibra = CollibraClient::new(args.collibra_config()?)
         .context("configuring the Collibra client")?
-        .with_observer(Arc::new(CollibraObserver(metrics.clone())));
+        .with_observer(metrics.collibra());
     let role = Role::default();
     let lost_lease = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -129,7 +135,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut controllers = Vec::new();
     let mut scopes = Vec::new();
-    let mut name_indexes = Vec::new();
     for ns in &namespaces {
         let (oauth_api, secret_api): (Api<OAuthClient>, Api<Secret>) = match ns {
             Some(n) => (
@@ -140,7 +145,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let (oauth_store, oauth_writer) = reflector::store();
         let names = Arc::new(names::NameIndex::default());
-        name_indexes.push(names.clone());
         // Only changes that matter wake a reconcile: spec (generation, which
         // deletion also bumps), annotations (rotation) and finalizers. Our
         // own status writes do not. Lists are paged (500 objects a page, not
@@ -178,6 +182,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         scopes.push(Scope {
             namespace: ns.clone(),
             oauth_clients: oauth_store,
+            names,
             secrets: secret_store,
             wake,
         });
@@ -205,20 +210,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &stopped,
     )
     .await;
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            collibra,
-            Recorder::new(client.clone(), reporter),
-            metrics.clone(),
-            scopes.clone(),
-            Settings {
-                resync: args.resync_interval,
-                deletion_grace: args.deletion_grace,
-            },
-        )
-        .with_name_indexes(name_indexes),
-    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        collibra,
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+        scopes.clone(),
+        Settings {
+            resync: args.resync_interval,
+            deletion_grace: args.deletion_grace,
+        },
+    ));
 
     // Ready once every watch has listed its objects. Polled rather than
     // awaited: a waiter registered before the first list completes was seen

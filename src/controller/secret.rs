@@ -19,7 +19,7 @@ use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_AN
 /// Annotation recording which rotation request the credentials answer.
 pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
 
-/// Secret data keys (the contract's table).
+/// Secret data keys (docs/design.md, "The Secret").
 pub const KEY_CLIENT_ID: &str = "client_id";
 /// See [`KEY_CLIENT_ID`].
 pub const KEY_CLIENT_SECRET: &str = "client_secret";
@@ -36,16 +36,20 @@ pub fn is_labeled(meta: &ObjectMeta) -> bool {
         .is_some_and(|v| v == MANAGED_BY_VALUE)
 }
 
+/// Why a Secret without the managed-by label is not the operator's.
+pub fn unlabeled(secret_name: &str) -> String {
+    format!(
+        "Secret {secret_name} exists without the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}; it is never overwritten"
+    )
+}
+
 /// Classifies an existing Secret from `owner`'s point of view. Only the
 /// metadata decides whether it is ours; data is read only from ours.
 pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
     let meta = &secret.metadata;
     if !is_labeled(meta) {
         return SecretView::Foreign {
-            why: format!(
-                "Secret {} exists without the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}; it is never overwritten",
-                secret.name_any()
-            ),
+            why: unlabeled(&secret.name_any()),
         };
     }
     let uid = owner.metadata.uid.as_deref();
@@ -123,9 +127,9 @@ pub enum Contents<'a> {
     },
 }
 
-/// The Secret body the operator applies (server-side apply, its own field
-/// manager). `orphan` drops the ownerReference so the Secret outlives the
-/// OAuthClient.
+/// The Secret the operator wants; [`merge_patch`] turns it into the body
+/// it sends. `orphan` drops the ownerReference so the Secret outlives the
+/// OAuthClient. The one place that decides what a managed Secret holds.
 pub fn desired(
     owner: &OAuthClient,
     token_url: &str,
@@ -320,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn credentials_secret_has_contract_keys_owner_and_template() {
+    fn credentials_secret_has_documented_keys_owner_and_template() {
         let o = owner();
         let secret = SecretString::from("s3cr3t");
         let s = desired(

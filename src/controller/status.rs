@@ -1,85 +1,13 @@
 //! Conditions (Ready, Reconciling, Stalled, kstatus style) and the status
-//! body the operator applies.
+//! body the operator writes. Pure: `reconcile/report.rs` sends it.
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 
+use super::reasons::Reason;
 use crate::api::{OAuthClient, OAuthClientStatus};
-
-/// The reasons of the Ready condition (the contract's table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The client exists and its credentials are in the Secret.
-    Registered,
-    /// Work in progress.
-    Registering,
-    /// Network error, timeout, 5xx or 429; retried with backoff.
-    CollibraUnavailable,
-    /// Collibra answered 4xx.
-    CollibraRejected,
-    /// A client with this name exists; the operator holds no credentials for it.
-    ClientExistsWithoutSecret,
-    /// The target Secret exists and is not managed by this object.
-    SecretConflict,
-    /// An older OAuthClient claims this clientName.
-    NameConflict,
-    /// Cleanup in progress.
-    Deleting,
-}
-
-impl Reason {
-    /// Every reason, for metrics that list them all.
-    pub const ALL: [Reason; 8] = [
-        Reason::Registered,
-        Reason::Registering,
-        Reason::CollibraUnavailable,
-        Reason::CollibraRejected,
-        Reason::ClientExistsWithoutSecret,
-        Reason::SecretConflict,
-        Reason::NameConflict,
-        Reason::Deleting,
-    ];
-
-    /// The reason as written in the condition.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Registered => "Registered",
-            Reason::Registering => "Registering",
-            Reason::CollibraUnavailable => "CollibraUnavailable",
-            Reason::CollibraRejected => "CollibraRejected",
-            Reason::ClientExistsWithoutSecret => "ClientExistsWithoutSecret",
-            Reason::SecretConflict => "SecretConflict",
-            Reason::NameConflict => "NameConflict",
-            Reason::Deleting => "Deleting",
-        }
-    }
-
-    /// Parses a condition reason.
-    pub fn parse(s: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// Stalled: nothing changes until a person acts.
-    pub fn is_stalled(self) -> bool {
-        matches!(
-            self,
-            Reason::CollibraRejected
-                | Reason::ClientExistsWithoutSecret
-                | Reason::SecretConflict
-                | Reason::NameConflict
-        )
-    }
-
-    /// Reconciling: the operator is working towards Ready.
-    pub fn is_reconciling(self) -> bool {
-        matches!(
-            self,
-            Reason::Registering | Reason::CollibraUnavailable | Reason::Deleting
-        )
-    }
-}
 
 /// The Ready state the operator wants to report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +140,8 @@ pub fn differs(obj: &OAuthClient, next: &OAuthClientStatus) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     fn obj() -> OAuthClient {
@@ -233,7 +163,7 @@ mod tests {
     #[test]
     fn ready_reconciling_stalled_follow_kstatus() {
         let now = Timestamp::from_second(100).expect("ts");
-        for reason in Reason::ALL {
+        for &reason in Reason::VARIANTS {
             let s = build(&obj(), &Readiness::new(reason, "m"), Facts::default(), now);
             assert_eq!(
                 find(&s, "Ready").status == "True",

@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure};
+use collibra_oauth_operator::controller::reasons::Reason;
 use test_support::{Env, Fixture, Operator, Options, manifest};
 
 test_support::tests!(Env; two_replicas_elect_one_leader_and_fail_over);
@@ -67,7 +68,8 @@ async fn two_replicas_elect_one_leader_and_fail_over(env: Arc<Env>) -> anyhow::R
             .await?;
     }
     for i in 0..4 {
-        f.wait_reason(&format!("l{i}"), "Registered").await?;
+        f.wait_reason(&format!("l{i}"), Reason::Registered.as_str())
+            .await?;
     }
     if !first_leads {
         // From here on f.op is the leader and `second` the standby.
@@ -95,7 +97,7 @@ async fn two_replicas_elect_one_leader_and_fail_over(env: Arc<Env>) -> anyhow::R
     }
     let takeover = killed.elapsed();
     f.apply(&manifest("after", "leader-after", "")).await?;
-    f.wait_reason("after", "Registered").await?;
+    f.wait_reason("after", Reason::Registered.as_str()).await?;
     ensure!(
         f.collibra.stats().requests_for("register") == 5,
         "nothing registered twice after fail-over"

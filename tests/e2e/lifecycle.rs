@@ -1,8 +1,9 @@
-//! The contract's lifecycle rules, checked from outside as a user would.
+//! The lifecycle rules of docs/design.md, checked from outside as a user would.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{bail, ensure};
+use collibra_oauth_operator::controller::reasons::{EventReason, Reason};
 use collibra_sim::{Faults, ScriptAction, ScriptedFault, SimConfig};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -45,7 +46,9 @@ async fn registers_client_and_writes_secret(env: Arc<Env>) -> anyhow::Result<()>
         "oauthclient/billing-etl",
     ])
     .await?;
-    let o = f.wait_reason("billing-etl", "Registered").await?;
+    let o = f
+        .wait_reason("billing-etl", Reason::Registered.as_str())
+        .await?;
     let status = o.status.clone().unwrap_or_default();
     ensure!(condition(&o, "Stalled").as_deref() == Some("False"));
     ensure!(condition(&o, "Reconciling").as_deref() == Some("False"));
@@ -99,7 +102,7 @@ async fn registers_client_and_writes_secret(env: Arc<Env>) -> anyhow::Result<()>
     ensure!(
         f.event_reasons("billing-etl")
             .await?
-            .contains(&"Registered".to_owned())
+            .contains(&EventReason::Registered.as_str().to_owned())
     );
     // The spec is never written by the operator: only kubectl manages it.
     let managers: Vec<String> = o
@@ -128,7 +131,8 @@ async fn restart_registers_nothing_new(env: Arc<Env>) -> anyhow::Result<()> {
             .await?;
     }
     for i in 0..3 {
-        f.wait_reason(&format!("c{i}"), "Registered").await?;
+        f.wait_reason(&format!("c{i}"), Reason::Registered.as_str())
+            .await?;
     }
     let before = f.collibra.stats();
     f.op.restart().await?;
@@ -164,7 +168,7 @@ async fn restart_registers_nothing_new(env: Arc<Env>) -> anyhow::Result<()> {
 async fn delete_policy_deletes_the_client(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "delete").await?;
     f.apply(&manifest("gone", "gone-client", "")).await?;
-    f.wait_reason("gone", "Registered").await?;
+    f.wait_reason("gone", Reason::Registered.as_str()).await?;
     f.oauth().delete("gone", &DeleteParams::default()).await?;
     f.wait_gone("gone").await?;
     ensure!(f.collibra.clients().is_empty(), "client left in Collibra");
@@ -189,7 +193,7 @@ async fn orphan_policy_keeps_client_and_secret(env: Arc<Env>) -> anyhow::Result<
         "  deletionPolicy: Orphan\n",
     ))
     .await?;
-    f.wait_reason("keep", "Registered").await?;
+    f.wait_reason("keep", Reason::Registered.as_str()).await?;
     f.oauth().delete("keep", &DeleteParams::default()).await?;
     f.wait_gone("keep").await?;
     ensure!(f.collibra.clients().len() == 1);
@@ -207,7 +211,7 @@ async fn orphan_policy_keeps_client_and_secret(env: Arc<Env>) -> anyhow::Result<
         "  deletionPolicy: Orphan\n",
     ))
     .await?;
-    f.wait_reason("keep", "Registered").await?;
+    f.wait_reason("keep", Reason::Registered.as_str()).await?;
     ensure!(
         f.collibra.stats().requests_for("register") == 1,
         "re-registered instead of adopting"
@@ -229,7 +233,7 @@ async fn deletion_without_delete_support_never_blocks(env: Arc<Env>) -> anyhow::
     )
     .await?;
     f.apply(&manifest("stuck", "stuck-client", "")).await?;
-    f.wait_reason("stuck", "Registered").await?;
+    f.wait_reason("stuck", Reason::Registered.as_str()).await?;
     f.oauth().delete("stuck", &DeleteParams::default()).await?;
     f.wait_gone("stuck").await?;
     ensure!(
@@ -239,7 +243,7 @@ async fn deletion_without_delete_support_never_blocks(env: Arc<Env>) -> anyhow::
     ensure!(
         f.event_reasons("stuck")
             .await?
-            .contains(&"DeleteUnsupported".to_owned())
+            .contains(&EventReason::DeleteUnsupported.as_str().to_owned())
     );
     // The credentials of the client that remains are not lost.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -265,7 +269,9 @@ async fn foreign_secret_is_a_conflict(env: Arc<Env>) -> anyhow::Result<()> {
     ])
     .await?;
     f.apply(&manifest("taken", "taken-client", "")).await?;
-    let o = f.wait_reason("taken", "SecretConflict").await?;
+    let o = f
+        .wait_reason("taken", Reason::SecretConflict.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     ensure!(
         f.collibra.stats().requests_for("register") == 0,
@@ -277,9 +283,11 @@ async fn foreign_secret_is_a_conflict(env: Arc<Env>) -> anyhow::Result<()> {
         "foreign Secret was modified"
     );
     ensure!(
-        f.event_reasons("taken")
-            .await?
-            .contains(&"SecretConflict".to_owned())
+        f.event_reasons("taken").await?.contains(
+            &EventReason::Condition(Reason::SecretConflict)
+                .as_str()
+                .to_owned()
+        )
     );
     f.finish().await
 }
@@ -287,10 +295,12 @@ async fn foreign_secret_is_a_conflict(env: Arc<Env>) -> anyhow::Result<()> {
 async fn younger_object_gets_name_conflict(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "nameconflict").await?;
     f.apply(&manifest("first", "shared-name", "")).await?;
-    f.wait_reason("first", "Registered").await?;
+    f.wait_reason("first", Reason::Registered.as_str()).await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     f.apply(&manifest("second", "shared-name", "")).await?;
-    let o = f.wait_reason("second", "NameConflict").await?;
+    let o = f
+        .wait_reason("second", Reason::NameConflict.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     let msg = o
         .ready_condition()
@@ -303,15 +313,19 @@ async fn younger_object_gets_name_conflict(env: Arc<Env>) -> anyhow::Result<()> 
     ensure!(f.collibra.clients().len() == 1);
     // Deleting the loser never touches the winner's client.
     f.apply(&manifest("third", "shared-name", "")).await?;
-    f.wait_reason("third", "NameConflict").await?;
+    f.wait_reason("third", Reason::NameConflict.as_str())
+        .await?;
     f.oauth().delete("third", &DeleteParams::default()).await?;
     f.wait_gone("third").await?;
     ensure!(f.collibra.clients().len() == 1);
-    ensure!(ready_reason(&f.oauth().get("first").await?).as_deref() == Some("Registered"));
+    ensure!(
+        ready_reason(&f.oauth().get("first").await?).as_deref()
+            == Some(Reason::Registered.as_str())
+    );
     // When the winner goes, the next oldest takes the name over at once.
     f.oauth().delete("first", &DeleteParams::default()).await?;
     f.wait_gone("first").await?;
-    let o = f.wait_reason("second", "Registered").await?;
+    let o = f.wait_reason("second", Reason::Registered.as_str()).await?;
     let clients = f.collibra.clients();
     ensure!(
         clients.len() == 1
@@ -342,7 +356,7 @@ async fn pre_created_secret_is_adopted(env: Arc<Env>) -> anyhow::Result<()> {
     ])
     .await?;
     f.apply(&manifest("legacy", "legacy-app", "")).await?;
-    let o = f.wait_reason("legacy", "Registered").await?;
+    let o = f.wait_reason("legacy", Reason::Registered.as_str()).await?;
     ensure!(o.status.and_then(|s| s.client_id) == Some(existing.client_id.clone()));
     ensure!(f.collibra.stats().requests_for("register") == 0);
     let s = f.secrets().get("legacy").await?;
@@ -355,7 +369,7 @@ async fn pre_created_secret_is_adopted(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         f.event_reasons("legacy")
             .await?
-            .contains(&"Adopted".to_owned())
+            .contains(&EventReason::Adopted.as_str().to_owned())
     );
     f.finish().await
 }
@@ -366,7 +380,9 @@ async fn existing_foreign_client_is_reported(env: Arc<Env>) -> anyhow::Result<()
         .collibra
         .insert_client("someone-elses", &["client_credentials"]);
     f.apply(&manifest("mine", "someone-elses", "")).await?;
-    let o = f.wait_reason("mine", "ClientExistsWithoutSecret").await?;
+    let o = f
+        .wait_reason("mine", Reason::ClientExistsWithoutSecret.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     let msg = o
         .ready_condition()
@@ -390,7 +406,7 @@ async fn existing_foreign_client_is_reported(env: Arc<Env>) -> anyhow::Result<()
 async fn rotation_replaces_credentials(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "rotate").await?;
     f.apply(&manifest("rot", "rot-client", "")).await?;
-    let o = f.wait_reason("rot", "Registered").await?;
+    let o = f.wait_reason("rot", Reason::Registered.as_str()).await?;
     let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     f.kubectl(&[
         "annotate",
@@ -402,7 +418,7 @@ async fn rotation_replaces_credentials(env: Arc<Env>) -> anyhow::Result<()> {
     let o = f
         .wait_for("rot", "rotated", |o| {
             o.status.as_ref().and_then(|s| s.last_rotation.as_deref()) == Some("2026-11-26")
-                && ready_reason(o).as_deref() == Some("Registered")
+                && ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
         })
         .await?;
     let new_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
@@ -421,7 +437,7 @@ async fn rotation_replaces_credentials(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         f.event_reasons("rot")
             .await?
-            .contains(&"Rotated".to_owned())
+            .contains(&EventReason::Rotated.as_str().to_owned())
     );
     // The same value does not rotate again.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -432,12 +448,12 @@ async fn rotation_replaces_credentials(env: Arc<Env>) -> anyhow::Result<()> {
 async fn deleted_secret_is_recovered(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "secretdeleted").await?;
     f.apply(&manifest("lost", "lost-client", "")).await?;
-    let o = f.wait_reason("lost", "Registered").await?;
+    let o = f.wait_reason("lost", Reason::Registered.as_str()).await?;
     let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     f.secrets().delete("lost", &DeleteParams::default()).await?;
     let o = f
         .wait_for("lost", "re-registered", |o| {
-            ready_reason(o).as_deref() == Some("Registered")
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
                 && o.status.as_ref().and_then(|s| s.client_id.as_deref()) != Some(old_id.as_str())
         })
         .await?;
@@ -469,9 +485,11 @@ async fn deleted_secret_without_delete_support_stalls(env: Arc<Env>) -> anyhow::
     )
     .await?;
     f.apply(&manifest("lost", "lost-client", "")).await?;
-    f.wait_reason("lost", "Registered").await?;
+    f.wait_reason("lost", Reason::Registered.as_str()).await?;
     f.secrets().delete("lost", &DeleteParams::default()).await?;
-    let o = f.wait_reason("lost", "ClientExistsWithoutSecret").await?;
+    let o = f
+        .wait_reason("lost", Reason::ClientExistsWithoutSecret.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     let msg = o
         .ready_condition()
@@ -493,12 +511,12 @@ async fn client_deleted_in_collibra_is_registered_again(env: Arc<Env>) -> anyhow
     )
     .await?;
     f.apply(&manifest("drift", "drift-client", "")).await?;
-    let o = f.wait_reason("drift", "Registered").await?;
+    let o = f.wait_reason("drift", Reason::Registered.as_str()).await?;
     let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     ensure!(f.collibra.remove_client(&old_id));
     let o = f
         .wait_for("drift", "registered again", |o| {
-            ready_reason(o).as_deref() == Some("Registered")
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
                 && o.status
                     .as_ref()
                     .and_then(|s| s.client_id.as_deref())
@@ -515,7 +533,7 @@ async fn client_deleted_in_collibra_is_registered_again(env: Arc<Env>) -> anyhow
     ensure!(
         f.event_reasons("drift")
             .await?
-            .contains(&"Recreated".to_owned())
+            .contains(&EventReason::Recreated.as_str().to_owned())
     );
     f.finish().await
 }
@@ -527,11 +545,13 @@ async fn collibra_outage_is_retried_then_converges(env: Arc<Env>) -> anyhow::Res
         ..Faults::default()
     });
     f.apply(&manifest("o", "outage-client", "")).await?;
-    let o = f.wait_reason("o", "CollibraUnavailable").await?;
+    let o = f
+        .wait_reason("o", Reason::CollibraUnavailable.as_str())
+        .await?;
     ensure!(condition(&o, "Reconciling").as_deref() == Some("True"));
     ensure!(condition(&o, "Stalled").as_deref() == Some("False"));
     f.collibra.set_faults(Faults::default());
-    f.wait_reason("o", "Registered").await?;
+    f.wait_reason("o", Reason::Registered.as_str()).await?;
     ensure!(f.collibra.clients().len() == 1);
     f.finish().await
 }
@@ -547,7 +567,9 @@ async fn collibra_rejection_carries_its_message(env: Arc<Env>) -> anyhow::Result
         },
     });
     f.apply(&manifest("r", "rejected-client", "")).await?;
-    let o = f.wait_reason("r", "CollibraRejected").await?;
+    let o = f
+        .wait_reason("r", Reason::CollibraRejected.as_str())
+        .await?;
     ensure!(condition(&o, "Stalled").as_deref() == Some("True"));
     let msg = o
         .ready_condition()
@@ -570,7 +592,7 @@ async fn crash_window_after_registration_is_recovered(env: Arc<Env>) -> anyhow::
         action: ScriptAction::DropAfterCommit,
     });
     f.apply(&manifest("w", "window-client", "")).await?;
-    let o = f.wait_reason("w", "Registered").await?;
+    let o = f.wait_reason("w", Reason::Registered.as_str()).await?;
     let id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     let clients = f.collibra.clients();
     ensure!(
@@ -589,7 +611,7 @@ async fn crash_window_after_registration_is_recovered(env: Arc<Env>) -> anyhow::
 async fn grant_type_change_is_applied_with_put(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "grants").await?;
     f.apply(&manifest("g", "grants-client", "")).await?;
-    f.wait_reason("g", "Registered").await?;
+    f.wait_reason("g", Reason::Registered.as_str()).await?;
     f.oauth()
         .patch(
             "g",
@@ -728,7 +750,7 @@ async fn invalid_objects_are_rejected_at_admission(env: Arc<Env>) -> anyhow::Res
 async fn metrics_and_health_endpoints(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "metrics").await?;
     f.apply(&manifest("m", "metrics-client", "")).await?;
-    f.wait_reason("m", "Registered").await?;
+    f.wait_reason("m", Reason::Registered.as_str()).await?;
     let (code, _) = f.op.http_get("/healthz").await?;
     ensure!(code == 200);
     let (code, body) = f.op.http_get("/readyz").await?;

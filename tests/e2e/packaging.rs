@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail, ensure};
+use collibra_oauth_operator::controller::reasons::Reason;
 use collibra_sim::{Faults, SimConfig, Simulator};
 use test_support::{
     Env, Fixture, manifest, repo, tail, token_accepted,
@@ -692,7 +693,7 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
                     &manifest("svc-a", &format!("{watched}-svc-a"), ""),
                 )
                 .await?;
-            let o = wait_ready_reason(&env, &watched, "svc-a", "Registered").await;
+            let o = wait_ready_reason(&env, &watched, "svc-a", Reason::Registered.as_str()).await;
             let o = match o {
                 Ok(o) => o,
                 Err(e) => bail!("{e:#}\n--- operator log ---\n{}", tail(&op.log(), 40)),
@@ -788,9 +789,12 @@ async fn packaging_kstatus_and_argocd_health_on_real_objects(env: Arc<Env>) -> a
         outage
             .apply(&manifest("waiting", &format!("{}-waiting", outage.ns), ""))
             .await?;
-        f.wait_reason("ready", "Registered").await?;
-        f.wait_reason("stalled", "SecretConflict").await?;
-        outage.wait_reason("waiting", "CollibraUnavailable").await?;
+        f.wait_reason("ready", Reason::Registered.as_str()).await?;
+        f.wait_reason("stalled", Reason::SecretConflict.as_str())
+            .await?;
+        outage
+            .wait_reason("waiting", Reason::CollibraUnavailable.as_str())
+            .await?;
 
         let cases = [
             (&f, "ready", "Current", "Healthy"),

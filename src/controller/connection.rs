@@ -1,0 +1,201 @@
+//! One Collibra instance as reconciles see it: the HTTP client, the shared
+//! list of its clients, and what the operator learned about it (whether it
+//! supports DELETE and PUT). Every Collibra call of a reconcile goes through
+//! a [`Connection`], so the list and the capabilities stay current with the
+//! operator's own writes.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use collibra_client::{ClientInfo, ClientUpdate, CollibraClient, Error, IssuedClient, NewClient};
+use tracing::warn;
+
+use super::{client_list::ClientList, decide::Listed};
+
+/// A tri-state capability of the Collibra server.
+#[derive(Default)]
+pub struct Capability(AtomicU8);
+
+impl Capability {
+    /// `None` until an answer told.
+    pub fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Records what the server answered; returns whether this changed it.
+    pub fn set(&self, supported: bool) -> bool {
+        let v = if supported { 1 } else { 2 };
+        self.0.swap(v, Ordering::Relaxed) != v
+    }
+}
+
+/// What a DELETE achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// The client is gone (deleted now, or already).
+    Deleted,
+    /// Collibra does not delete clients; the client is still there.
+    Unsupported,
+}
+
+/// One Collibra instance and the state the operator keeps about it.
+pub struct Connection {
+    client: CollibraClient,
+    list: ClientList,
+    delete_supported: Capability,
+    update_supported: Capability,
+}
+
+impl Connection {
+    /// A connection whose list is trusted for `list_max_age`.
+    pub fn new(client: CollibraClient, list_max_age: Duration) -> Self {
+        Connection {
+            client,
+            list: ClientList::new(list_max_age),
+            delete_supported: Capability::default(),
+            update_supported: Capability::default(),
+        }
+    }
+
+    /// The token endpoint applications use with the credentials.
+    pub fn token_url(&self) -> String {
+        self.client.token_url()
+    }
+
+    /// Whether Collibra answers DELETE (`None`: not yet known).
+    pub fn delete_supported(&self) -> Option<bool> {
+        self.delete_supported.get()
+    }
+
+    /// Whether Collibra answers PUT (`None`: not yet known).
+    pub fn update_supported(&self) -> Option<bool> {
+        self.update_supported.get()
+    }
+
+    /// The client named `name`, from the shared list (fetched single-flight
+    /// when stale).
+    pub async fn lookup(&self, name: &str) -> Result<Option<Listed>, Error> {
+        self.list.lookup(name, || self.fetch_list()).await
+    }
+
+    /// Every client by name, from the shared list (a connection's check
+    /// counts them; no extra request while the list is fresh).
+    pub async fn clients(&self) -> Result<Vec<(String, Listed)>, Error> {
+        self.list.all(|| self.fetch_list()).await
+    }
+
+    async fn fetch_list(&self) -> Result<Vec<(String, Listed)>, Error> {
+        let clients = self.client.list_clients().await?;
+        Ok(clients
+            .into_iter()
+            .map(|c| (c.client_name.clone(), listed(&c)))
+            .collect())
+    }
+
+    /// Makes the next lookup read the list again: an answer proved it wrong,
+    /// or the outcome of a request is unknown.
+    pub fn invalidate_list(&self) {
+        self.list.invalidate();
+    }
+
+    /// POSTs a registration; a registered client is added to the list.
+    pub async fn register(&self, request: &NewClient) -> Result<Arc<IssuedClient>, Error> {
+        let issued = Arc::new(self.client.register_client(request).await?);
+        self.list
+            .registered(&issued.info.client_name, listed(&issued.info));
+        Ok(issued)
+    }
+
+    /// PUTs new settings of `client_id`. `Ok(None)`: Collibra does not
+    /// support updates.
+    pub async fn update(
+        &self,
+        client_id: &str,
+        update: &ClientUpdate,
+    ) -> Result<Option<ClientInfo>, Error> {
+        match self.client.update_client(client_id, update).await {
+            Ok(info) => {
+                self.update_supported.set(true);
+                self.list.registered(&info.client_name, listed(&info));
+                Ok(Some(info))
+            }
+            Err(Error::Unsupported { .. } | Error::NotFound { .. }) => {
+                if self.update_supported.set(false) {
+                    warn!(
+                        "Collibra does not support updating clients (PUT); grant type drift is reported, not fixed"
+                    );
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DELETEs `client_id`, the client named `name`.
+    pub async fn delete(&self, name: &str, client_id: &str) -> Result<Deletion, Error> {
+        match self.client.delete_client(client_id).await {
+            Ok(()) => {
+                self.delete_supported.set(true);
+                self.list.deleted(name, client_id);
+                Ok(Deletion::Deleted)
+            }
+            Err(Error::Unsupported { .. }) => {
+                if self.delete_supported.set(false) {
+                    warn!("Collibra does not support deleting clients (DELETE)");
+                }
+                Ok(Deletion::Unsupported)
+            }
+            Err(e @ Error::NotFound { .. }) => {
+                // Gone, or DELETE is not routed. Decide with a fresh list.
+                self.list.invalidate();
+                match self.lookup(name).await {
+                    Ok(Some(c)) if c.client_id == client_id => {
+                        if self.delete_supported.set(false) {
+                            warn!(
+                                "Collibra answers DELETE with 404 for a listed client: treating DELETE as unsupported"
+                            );
+                        }
+                        Ok(Deletion::Unsupported)
+                    }
+                    Ok(_) => Ok(Deletion::Deleted),
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A list entry in the decision table's terms.
+fn listed(c: &ClientInfo) -> Listed {
+    Listed {
+        client_id: c.client_id.clone(),
+        issued_at: c.client_id_issued_at,
+        grant_types: c.grant_types.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capability_is_unknown_until_told_and_reports_changes() {
+        let c = Capability::default();
+        assert_eq!(c.get(), None);
+        assert!(c.set(false));
+        assert_eq!(c.get(), Some(false));
+        assert!(!c.set(false), "the same answer again is no change");
+        assert!(c.set(true));
+        assert_eq!(c.get(), Some(true));
+    }
+}

@@ -1,0 +1,314 @@
+//! Acting on Collibra: registering, replacing (rotation, lost secret) and
+//! keeping grant types in line, each followed at once by the Secret write
+//! that keeps the credentials (docs/design.md, rule 2). The calls go through
+//! the object's [`Connection`](crate::controller::connection::Connection),
+//! which keeps the shared list and the learned capabilities current.
+
+use std::time::Duration;
+
+use collibra_client::{ClientUpdate, NewClient, Operation};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{ResourceExt, runtime::events::EventType};
+
+use super::{Outcome, Reconciler, Result, messages};
+use crate::controller::{
+    connection::Deletion,
+    decide::{GrantDrift, Listed, RegisterReason, ReplaceReason},
+    reasons::{EventReason, Issuance, Reason},
+    secret, status,
+};
+
+impl From<RegisterReason> for Issuance {
+    fn from(r: RegisterReason) -> Self {
+        match r {
+            RegisterReason::New => Issuance::Registered,
+            RegisterReason::Recreate => Issuance::Recreated,
+        }
+    }
+}
+
+impl From<ReplaceReason> for Issuance {
+    fn from(r: ReplaceReason) -> Self {
+        match r {
+            ReplaceReason::Rotation => Issuance::Rotated,
+            ReplaceReason::LostSecret => Issuance::Replaced,
+        }
+    }
+}
+
+impl Reconciler<'_> {
+    /// The registration request for this object's spec.
+    fn new_client(&self) -> NewClient {
+        NewClient {
+            client_name: self.obj.spec.client_name.clone(),
+            grant_types: self.grant_types(),
+            software_id: self.obj.spec.software_id.clone(),
+        }
+    }
+
+    /// The claim's create is not visible yet: look again shortly.
+    fn secret_not_visible(&self) -> Outcome {
+        self.outcome(
+            Reason::Registering,
+            messages::SECRET_NOT_VISIBLE,
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Claims the Secret, registers the client, writes the credentials.
+    pub(super) async fn register(
+        &self,
+        current: Option<&Secret>,
+        reason: RegisterReason,
+    ) -> Result<Outcome> {
+        let Some(claimed) = self.claim(current).await? else {
+            return Ok(self.secret_not_visible());
+        };
+        let issued = match self.collibra.register(&self.new_client()).await {
+            Ok(issued) => issued,
+            Err(e @ collibra_client::Error::Ambiguous { .. }) => {
+                return Ok(self.unknown_registration(&e));
+            }
+            Err(e) => {
+                // Definitely not registered: drop the claim so a client that
+                // someone else registers later is never taken for ours.
+                self.release_claim(&claimed).await?;
+                if matches!(e, collibra_client::Error::Rejected { .. }) {
+                    // Perhaps the name was taken since the cached list was
+                    // read: look again before calling it a rejection.
+                    self.collibra.invalidate_list();
+                    if let Ok(Some(_)) = self.collibra.lookup(&self.obj.spec.client_name).await {
+                        return Ok(self.outcome(
+                            Reason::Registering,
+                            "the name was taken meanwhile; deciding again",
+                            Duration::from_millis(200),
+                        ));
+                    }
+                }
+                return Ok(self.collibra_failure(Operation::Register, &e));
+            }
+        };
+        self.store_credentials(
+            issued,
+            Some(&claimed),
+            self.obj.rotation_request(),
+            Some(reason.into()),
+        )
+        .await
+    }
+
+    /// A POST whose outcome is unknown: the client may exist now. The claim
+    /// stays (it proves the client ours) and the list is read again before
+    /// deciding.
+    fn unknown_registration(&self, e: &collibra_client::Error) -> Outcome {
+        self.collibra.invalidate_list();
+        self.outcome(
+            Reason::Registering,
+            format!(
+                "the outcome of the registration is unknown ({e}); checking Collibra's list again"
+            ),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Deletes `client_id` and registers the name again.
+    pub(super) async fn replace(
+        &self,
+        current: Option<&Secret>,
+        client_id: &str,
+        reason: ReplaceReason,
+    ) -> Result<Outcome> {
+        let Some(claimed) = self.claim(current).await? else {
+            return Ok(self.secret_not_visible());
+        };
+        match self
+            .collibra
+            .delete(&self.obj.spec.client_name, client_id)
+            .await
+        {
+            Ok(Deletion::Deleted) => {}
+            Ok(Deletion::Unsupported) => {
+                self.release_claim(&claimed).await?;
+                return Ok(match reason {
+                    ReplaceReason::LostSecret => self.exists_without_secret(client_id, true),
+                    ReplaceReason::Rotation => {
+                        self.event(
+                            EventType::Warning,
+                            EventReason::RotationUnsupported,
+                            messages::ROTATION_UNSUPPORTED_EVENT.to_owned(),
+                        )
+                        .await;
+                        self.outcome(
+                            Reason::Registering,
+                            "rotation not supported; re-checking",
+                            Duration::from_millis(100),
+                        )
+                    }
+                });
+            }
+            Err(collibra_client::Error::NotFound { .. }) => {
+                // 404: gone already, or not supported. The list tells.
+                self.collibra.invalidate_list();
+                return Ok(self.outcome(
+                    Reason::Registering,
+                    "the client was not found; re-reading the list",
+                    Duration::from_millis(200),
+                ));
+            }
+            Err(e) => return Ok(self.collibra_failure(Operation::Delete, &e)),
+        }
+        let issued = match self.collibra.register(&self.new_client()).await {
+            Ok(i) => i,
+            Err(e @ collibra_client::Error::Ambiguous { .. }) => {
+                return Ok(self.unknown_registration(&e));
+            }
+            // The old client is gone; with the claim still in place the next
+            // reconcile registers (the name is free) or recognises ours.
+            Err(e) => return Ok(self.collibra_failure(Operation::Register, &e)),
+        };
+        let rotated_for = match reason {
+            ReplaceReason::Rotation => self.obj.rotation_request(),
+            ReplaceReason::LostSecret => claimed
+                .annotations()
+                .get(secret::ROTATED_FOR_ANNOTATION)
+                .map(String::as_str),
+        };
+        let rotated_for = rotated_for.map(str::to_owned);
+        self.store_credentials(
+            issued,
+            Some(&claimed),
+            rotated_for.as_deref(),
+            Some(reason.into()),
+        )
+        .await
+    }
+
+    /// The client exists and the Secret holds its credentials: refresh the
+    /// Secret's metadata, fix or report grant type drift, report Ready.
+    pub(super) async fn in_sync(
+        &self,
+        current: Option<&Secret>,
+        entry: &Listed,
+        adopt: bool,
+        drift: Option<GrantDrift>,
+        rotation_unsupported: bool,
+    ) -> Result<Outcome> {
+        if let Some(cur) = current {
+            self.refresh_if_needed(cur).await?;
+        }
+        if adopt {
+            self.event(
+                EventType::Normal,
+                EventReason::Adopted,
+                messages::adopted(&entry.client_id, &self.secret_name),
+            )
+            .await;
+        }
+        let mut facts = self.facts();
+        facts.client_id = Some(entry.client_id.clone());
+        facts.client_id_issued_at = entry.issued_at.and_then(status::rfc3339);
+        facts.grant_types = entry.grant_types.clone();
+        facts.last_rotation =
+            current.and_then(|c| c.annotations().get(secret::ROTATED_FOR_ANNOTATION).cloned());
+        let mut notes = Vec::new();
+        match drift {
+            None => {}
+            Some(GrantDrift::Update) => match self.update_grants(entry).await {
+                Ok(Some(updated)) => facts.grant_types = updated,
+                Ok(None) => notes.push(messages::grant_drift(
+                    &entry.grant_types,
+                    &self.grant_types(),
+                )),
+                Err(e) => return Ok(self.collibra_failure(Operation::Update, &e)),
+            },
+            Some(GrantDrift::Unsupported { actual }) => {
+                notes.push(messages::grant_drift(&actual, &self.grant_types()));
+            }
+        }
+        if rotation_unsupported {
+            notes.push(messages::ROTATION_UNSUPPORTED_NOTE.to_owned());
+        }
+        Ok(Outcome::new(
+            Reason::Registered,
+            messages::registered(&entry.client_id, &self.secret_name, &notes),
+            facts,
+            self.ctx.settings.resync,
+        ))
+    }
+
+    /// Sends a PUT with the spec's grant types. `Ok(None)`: not supported.
+    async fn update_grants(
+        &self,
+        entry: &Listed,
+    ) -> Result<Option<Vec<String>>, collibra_client::Error> {
+        let update = ClientUpdate {
+            client_name: self.obj.spec.client_name.clone(),
+            grant_types: self.grant_types(),
+            software_id: self.obj.spec.software_id.clone(),
+        };
+        match self.collibra.update(&entry.client_id, &update).await? {
+            Some(info) => {
+                self.event(
+                    EventType::Normal,
+                    EventReason::GrantTypesUpdated,
+                    messages::grants_updated(&entry.client_id, &info.grant_types),
+                )
+                .await;
+                Ok(Some(info.grant_types))
+            }
+            None => {
+                self.event(
+                    EventType::Warning,
+                    EventReason::GrantTypesDrift,
+                    messages::grants_drift_event(&entry.client_id),
+                )
+                .await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stalled: a client of this name exists and no credentials are held.
+    pub(super) fn exists_without_secret(&self, client_id: &str, own: bool) -> Outcome {
+        self.outcome(
+            Reason::ClientExistsWithoutSecret,
+            messages::exists_without_secret(
+                &self.obj.spec.client_name,
+                client_id,
+                &self.secret_name,
+                own,
+            ),
+            self.ctx.settings.resync,
+        )
+    }
+
+    /// A failed Collibra call: rejected (Stalled, looked at again after at
+    /// most five minutes) or unavailable (retried with backoff).
+    pub(super) fn collibra_failure(
+        &self,
+        operation: Operation,
+        e: &collibra_client::Error,
+    ) -> Outcome {
+        use collibra_client::Error as E;
+        let rejected = matches!(
+            e,
+            E::Rejected { .. } | E::Unauthorized { .. } | E::Config(_)
+        );
+        let (reason, delay) = if rejected {
+            (
+                Reason::CollibraRejected,
+                Duration::from_secs(300).min(self.ctx.settings.resync),
+            )
+        } else {
+            (
+                Reason::CollibraUnavailable,
+                self.ctx.backoffs.next_delay(&self.uid, e.retry_after()),
+            )
+        };
+        self.outcome(
+            reason,
+            messages::collibra_failure(rejected, operation, e, delay),
+            delay,
+        )
+    }
+}

@@ -1,0 +1,271 @@
+//! The words of conditions and Events: what happened and what a person can
+//! do about it. Pure, so each message is tested without a server. No
+//! message ever carries a client secret (docs/design.md, rule 9).
+
+use std::time::Duration;
+
+use collibra_client::Operation;
+
+use crate::{
+    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+    controller::{decide::NameClaim, reasons::Issuance},
+};
+
+/// Events longer than this are cut (the API server rejects notes over 1 kB).
+pub const MAX_NOTE_BYTES: usize = 1000;
+
+/// Ready=False, NameConflict: an older object keeps the name.
+pub fn name_conflict(winner: &NameClaim, client_name: &str) -> String {
+    format!(
+        "OAuthClient {}/{} is older and already claims clientName {client_name:?}; choose another clientName or delete one of the two",
+        winner.namespace, winner.name
+    )
+}
+
+/// Ready=False, SecretConflict: `why` says whose Secret it is.
+pub fn secret_conflict(why: &str) -> String {
+    format!(
+        "{why}. Delete or rename that Secret, or create this OAuthClient with another spec.secretName"
+    )
+}
+
+/// Ready=False, ClientExistsWithoutSecret. `own`: the client is provably
+/// this operator's, but Collibra cannot DELETE it.
+pub fn exists_without_secret(
+    client_name: &str,
+    client_id: &str,
+    secret_name: &str,
+    own: bool,
+) -> String {
+    let adopt = format!(
+        "pre-create Secret {secret_name} with its client_id and client_secret and the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} to adopt it"
+    );
+    if own {
+        format!(
+            "Client {client_id} ({client_name:?}) was registered by this operator but its secret was lost before it reached the Secret, and Collibra does not support DELETE, so it cannot be replaced. An administrator can delete client {client_id} in Collibra (the operator then registers it again), or {adopt}"
+        )
+    } else {
+        format!(
+            "A client named {client_name:?} (id {client_id}) already exists in Collibra and this operator holds no credentials for it. To use it, {adopt}; otherwise choose another clientName, or delete that client in Collibra"
+        )
+    }
+}
+
+/// Ready=True: the client and where its credentials are, then `notes`
+/// (things the operator cannot fix).
+pub fn registered(client_id: &str, secret_name: &str, notes: &[String]) -> String {
+    let mut message = format!(
+        "Client {client_id} is registered in Collibra; its credentials are in Secret {secret_name}"
+    );
+    for n in notes {
+        message.push_str("; ");
+        message.push_str(n);
+    }
+    message
+}
+
+/// A note on Ready: grant types differ and Collibra cannot update them.
+pub fn grant_drift(actual: &[String], desired: &[String]) -> String {
+    format!(
+        "grant types in Collibra are {actual:?}, the spec asks for {desired:?}, and Collibra does not support updates (PUT)"
+    )
+}
+
+/// A note on Ready: a rotation was asked for and cannot happen.
+pub const ROTATION_UNSUPPORTED_NOTE: &str = "a rotation was requested but Collibra does not support DELETE, so credentials cannot be rotated";
+
+/// The RotationUnsupported Event.
+pub const ROTATION_UNSUPPORTED_EVENT: &str =
+    "Collibra does not support DELETE, so the credentials cannot be rotated";
+
+/// Ready=False while the Secret the operator just created is not visible.
+pub const SECRET_NOT_VISIBLE: &str = "waiting for the Secret to be visible";
+
+/// The Event that records new credentials.
+pub fn issued(kind: Issuance, client_id: &str, secret_name: &str) -> String {
+    match kind {
+        Issuance::Registered => format!(
+            "Registered client {client_id} in Collibra, credentials in Secret {secret_name}"
+        ),
+        Issuance::Recreated => format!(
+            "Client was missing in Collibra; registered it again as {client_id}, credentials in Secret {secret_name}"
+        ),
+        Issuance::Rotated => format!(
+            "Rotated credentials: new client {client_id}, credentials in Secret {secret_name}"
+        ),
+        Issuance::Replaced => format!(
+            "Replaced client whose secret was lost: new client {client_id}, credentials in Secret {secret_name}"
+        ),
+    }
+}
+
+/// Ready=False after a failed Collibra call: rejected (a person must act)
+/// or unavailable (retried after `delay`).
+pub fn collibra_failure(
+    rejected: bool,
+    operation: Operation,
+    error: &collibra_client::Error,
+    delay: Duration,
+) -> String {
+    let operation = operation.as_str();
+    if rejected {
+        format!("Collibra rejected {operation}: {error}")
+    } else {
+        format!(
+            "Collibra is unavailable ({operation}): {error}; retrying in {}s",
+            delay.as_secs().max(1)
+        )
+    }
+}
+
+/// The Adopted Event.
+pub fn adopted(client_id: &str, secret_name: &str) -> String {
+    format!("Adopted Collibra client {client_id} from the pre-created Secret {secret_name}")
+}
+
+/// The GrantTypesUpdated Event.
+pub fn grants_updated(client_id: &str, grant_types: &[String]) -> String {
+    format!("Updated grant types of client {client_id} to {grant_types:?}")
+}
+
+/// The GrantTypesDrift Event.
+pub fn grants_drift_event(client_id: &str) -> String {
+    format!(
+        "Grant types of client {client_id} differ from the spec and Collibra does not support updates"
+    )
+}
+
+/// The Orphaned Event (`deletionPolicy: Orphan`).
+pub fn orphaned(secret_name: &str) -> String {
+    format!(
+        "deletionPolicy Orphan: the Collibra client is left in place and Secret {secret_name} is kept without an owner"
+    )
+}
+
+/// The ClientAlreadyGone Event.
+pub fn already_gone(client_name: &str) -> String {
+    format!("No client named {client_name:?} exists in Collibra; nothing to delete")
+}
+
+/// The ClientNotDeleted Event: the name belongs to a client not ours.
+pub fn not_ours(client_name: &str, client_id: &str) -> String {
+    format!(
+        "The client named {client_name:?} in Collibra ({client_id}) is not one this object registered; it was left in place"
+    )
+}
+
+/// The Deleted Event.
+pub fn deleted(client_id: &str) -> String {
+    format!("Deleted client {client_id} in Collibra")
+}
+
+/// The DeleteUnsupported Event.
+pub fn delete_unsupported(client_id: &str, secret_name: &str) -> String {
+    format!(
+        "Collibra does not support DELETE: client {client_id} remains in Collibra, and Secret {secret_name} is kept without an owner so its credentials are not lost"
+    )
+}
+
+/// The CleanupAbandoned Event.
+pub fn cleanup_abandoned(
+    waited: Duration,
+    error: &collibra_client::Error,
+    secret_name: &str,
+) -> String {
+    format!(
+        "Could not delete the client in Collibra for {}s ({error}); the finalizer is released and Secret {secret_name} is kept without an owner",
+        waited.as_secs()
+    )
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_message_lists_notes_after_the_client() {
+        assert_eq!(
+            registered("id-1", "s", &[]),
+            "Client id-1 is registered in Collibra; its credentials are in Secret s"
+        );
+        let notes = vec![
+            grant_drift(&["a".to_owned()], &["b".to_owned()]),
+            ROTATION_UNSUPPORTED_NOTE.to_owned(),
+        ];
+        let m = registered("id-1", "s", &notes);
+        assert!(m.starts_with("Client id-1 is registered"), "{m}");
+        assert!(
+            m.contains(r#"; grant types in Collibra are ["a"], the spec asks for ["b"]"#),
+            "{m}"
+        );
+        assert!(m.ends_with("; a rotation was requested but Collibra does not support DELETE, so credentials cannot be rotated"), "{m}");
+    }
+
+    #[test]
+    fn exists_without_secret_says_what_to_do_for_own_and_foreign_clients() {
+        let own = exists_without_secret("n", "id-9", "s", true);
+        assert!(own.contains("was registered by this operator"), "{own}");
+        assert!(
+            own.contains("An administrator can delete client id-9"),
+            "{own}"
+        );
+        let foreign = exists_without_secret("n", "id-9", "s", false);
+        assert!(foreign.contains("already exists in Collibra"), "{foreign}");
+        for m in [own, foreign] {
+            assert!(
+                m.contains("pre-create Secret s with its client_id and client_secret and the label app.kubernetes.io/managed-by=collibra-oauth-operator"),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn collibra_failures_name_the_operation_and_the_wait() {
+        let e = collibra_client::Error::NotFound {
+            operation: Operation::Delete,
+        };
+        let m = collibra_failure(false, Operation::Delete, &e, Duration::from_millis(300));
+        assert!(m.starts_with("Collibra is unavailable (delete): "), "{m}");
+        assert!(m.ends_with("; retrying in 1s"), "{m}");
+        let m = collibra_failure(true, Operation::Register, &e, Duration::from_secs(300));
+        assert!(m.starts_with("Collibra rejected register: "), "{m}");
+    }
+
+    #[test]
+    fn each_issuance_has_its_own_note() {
+        let notes: Vec<String> = [
+            Issuance::Registered,
+            Issuance::Recreated,
+            Issuance::Rotated,
+            Issuance::Replaced,
+        ]
+        .into_iter()
+        .map(|k| issued(k, "id-2", "s"))
+        .collect();
+        for (i, n) in notes.iter().enumerate() {
+            assert!(n.contains("id-2") && n.contains("Secret s"), "{n}");
+            assert!(!notes[..i].contains(n), "{n} repeated");
+        }
+    }
+
+    #[test]
+    fn truncate_cuts_on_a_character_boundary() {
+        assert_eq!(truncate("abc".to_owned(), 5), "abc");
+        assert_eq!(truncate("abcdef".to_owned(), 3), "abc");
+        // "é" is two bytes: a cut in its middle moves before it.
+        assert_eq!(truncate("aé".to_owned(), 2), "a");
+        assert_eq!(truncate("x".repeat(2000), MAX_NOTE_BYTES).len(), 1000);
+    }
+}

@@ -1,0 +1,294 @@
+//! The effects of a reconcile, around the pure decision table: observe (the
+//! Secret, the Collibra list), decide ([`decide`]), act (claim, register,
+//! write credentials, delete), report (status, Events). One module per
+//! concern:
+//!
+//! - `secret_io`: reading and writing the Secret (its shape is in
+//!   [`crate::controller::secret`]);
+//! - `collibra`: registering, replacing and updating clients through the
+//!   object's [`Connection`];
+//! - `cleanup`: the deletion path;
+//! - `report`: status and Events; `messages`: their words;
+//! - `error`: what ends a reconcile early.
+//!
+//! Credentials are written straight after Collibra issues them and never
+//! logged. The rules the code cites are numbered in docs/design.md.
+
+mod cleanup;
+mod collibra;
+mod error;
+mod messages;
+mod report;
+mod secret_io;
+
+use std::{sync::Arc, time::Duration};
+
+use collibra_client::{IssuedClient, Operation};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::Action,
+        events::EventType,
+        finalizer::{self, finalizer},
+    },
+};
+use tracing::{info, warn};
+
+pub use self::error::{Error, KubeCall};
+use super::{
+    connection::Connection,
+    context::{Context, now},
+    decide::{self, Listed, Observed, Plan, SecretView},
+    reasons::{Issuance, Reason},
+    status::{self, Facts, Readiness},
+};
+use crate::api::{FINALIZER, OAuthClient};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Entry point: the finalizer decides between apply and cleanup.
+pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(o) => Reconciler::new(o, &ctx).apply().await,
+            finalizer::Event::Cleanup(o) => Reconciler::new(o, &ctx).cleanup().await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// On errors: retry with the object's backoff (or the delay the error asks for).
+pub fn error_policy(obj: Arc<OAuthClient>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error(err.metric_label());
+    let uid = obj.uid().unwrap_or_default();
+    let floor = match err {
+        Error::CleanupPending { delay, .. } => Some(*delay),
+        _ => None,
+    };
+    let delay = ctx.backoffs.next_delay(&uid, floor);
+    warn!(object = %obj.name_any(), namespace = obj.namespace().as_deref().unwrap_or(""), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Readiness plus what to record and when to look again.
+struct Outcome {
+    ready: Readiness,
+    facts: Facts,
+    requeue: Duration,
+}
+
+impl Outcome {
+    fn new(reason: Reason, message: impl Into<String>, facts: Facts, requeue: Duration) -> Self {
+        Outcome {
+            ready: Readiness::new(reason, message),
+            facts,
+            requeue,
+        }
+    }
+}
+
+/// One reconcile of one object.
+struct Reconciler<'a> {
+    obj: Arc<OAuthClient>,
+    ctx: &'a Context,
+    /// The Collibra instance this object's client lives in.
+    collibra: &'a Connection,
+    ns: String,
+    uid: String,
+    secret_name: String,
+}
+
+impl<'a> Reconciler<'a> {
+    fn new(obj: Arc<OAuthClient>, ctx: &'a Context) -> Self {
+        Reconciler {
+            ns: obj.namespace().unwrap_or_default(),
+            uid: obj.uid().unwrap_or_default(),
+            secret_name: obj.secret_name(),
+            collibra: &ctx.collibra,
+            obj,
+            ctx,
+        }
+    }
+
+    /// The status fields as recorded; outcomes that learn nothing new keep them.
+    fn facts(&self) -> Facts {
+        Facts::from_status(&self.obj)
+    }
+
+    /// An outcome that keeps the recorded status fields.
+    fn outcome(&self, reason: Reason, message: impl Into<String>, requeue: Duration) -> Outcome {
+        Outcome::new(reason, message, self.facts(), requeue)
+    }
+
+    /// The spec's grant types as Collibra spells them, sorted, without repeats.
+    fn grant_types(&self) -> Vec<String> {
+        let mut g: Vec<String> = self
+            .obj
+            .spec
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect();
+        g.sort();
+        g.dedup();
+        g
+    }
+
+    async fn apply(&self) -> Result<Action> {
+        let generation = self.obj.metadata.generation;
+        if let Some(left) = self.ctx.backoffs.held(&self.uid, generation) {
+            // Woken by our own write during a backoff: keep waiting.
+            return Ok(Action::requeue(left));
+        }
+        let outcome = self.converge().await?;
+        let requeue = outcome.requeue;
+        self.report(&outcome.ready, outcome.facts).await?;
+        match outcome.ready.reason {
+            Reason::Registered => self.ctx.backoffs.reset(&self.uid),
+            r @ (Reason::CollibraUnavailable | Reason::CollibraRejected) => {
+                self.ctx.backoffs.hold(&self.uid, generation, requeue);
+                self.ctx.metrics.not_ready(r);
+            }
+            r => self.ctx.metrics.not_ready(r),
+        }
+        Ok(Action::requeue(requeue))
+    }
+
+    /// Observe, decide, act: everything but the status write.
+    async fn converge(&self) -> Result<Outcome> {
+        if let Some(outcome) = self.before_deciding().await? {
+            return Ok(outcome);
+        }
+        let (view, current) = self.observe_secret().await?;
+        let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
+            Ok(l) => l,
+            Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
+        };
+        let plan = self.decide(&view, listed.as_ref());
+        tracing::debug!(object = %self.obj.name_any(), plan = plan.name(), "decided");
+        self.act(plan, current.as_ref(), listed).await
+    }
+
+    /// What settles a reconcile before any decision: a name that belongs to
+    /// an older object (rule 1), and credentials still to be written (rule 2).
+    async fn before_deciding(&self) -> Result<Option<Outcome>> {
+        if let Some(winner) = self.ctx.name_winner(&self.obj) {
+            return Ok(Some(self.outcome(
+                Reason::NameConflict,
+                messages::name_conflict(&winner, &self.obj.spec.client_name),
+                Duration::from_secs(60),
+            )));
+        }
+        if let Some(issued) = self.ctx.take_unsaved(&self.uid) {
+            // Collibra issued these before a failed Secret write: write them
+            // first, whatever else is going on.
+            let (view, current) = self.observe_secret().await?;
+            if let SecretView::Managed(m) = &view {
+                let stored = self
+                    .store_credentials(issued, current.as_ref(), m.rotated_for.as_deref(), None)
+                    .await?;
+                return Ok(Some(stored));
+            }
+            self.ctx.stash_unsaved(&self.uid, issued);
+        }
+        Ok(None)
+    }
+
+    /// The decision table's inputs from what was observed.
+    fn decide(&self, secret: &SecretView, listed: Option<&Listed>) -> Plan {
+        decide::decide(&Observed {
+            secret,
+            listed,
+            status_client_id: self
+                .obj
+                .status
+                .as_ref()
+                .and_then(|s| s.client_id.as_deref()),
+            rotation_request: self.obj.rotation_request(),
+            grant_types: &self.grant_types(),
+            delete_supported: self.collibra.delete_supported(),
+            update_supported: self.collibra.update_supported(),
+        })
+    }
+
+    /// Carries out `plan`.
+    async fn act(
+        &self,
+        plan: Plan,
+        current: Option<&Secret>,
+        listed: Option<Listed>,
+    ) -> Result<Outcome> {
+        match plan {
+            Plan::SecretConflict { why } => Ok(self.outcome(
+                Reason::SecretConflict,
+                messages::secret_conflict(&why),
+                Duration::from_secs(60),
+            )),
+            Plan::ClientExistsWithoutSecret { client_id, own } => {
+                Ok(self.exists_without_secret(&client_id, own))
+            }
+            Plan::Register(reason) => self.register(current, reason).await,
+            Plan::Replace { client_id, reason } => self.replace(current, &client_id, reason).await,
+            Plan::InSync {
+                adopt,
+                drift,
+                rotation_unsupported,
+            } => {
+                let Some(entry) = listed else {
+                    return Ok(self.outcome(
+                        Reason::CollibraUnavailable,
+                        "the client vanished from the list; retrying",
+                        self.ctx.backoffs.next_delay(&self.uid, None),
+                    ));
+                };
+                self.in_sync(current, &entry, adopt, drift, rotation_unsupported)
+                    .await
+            }
+        }
+    }
+
+    /// Writes fresh credentials (keeping them in memory if that fails),
+    /// records the issuance, and reports Ready.
+    async fn store_credentials(
+        &self,
+        issued: Arc<IssuedClient>,
+        current: Option<&Secret>,
+        rotated_for: Option<&str>,
+        kind: Option<Issuance>,
+    ) -> Result<Outcome> {
+        self.write_credentials(&issued, current, rotated_for)
+            .await?;
+        let id = &issued.info.client_id;
+        info!(object = %self.obj.name_any(), namespace = %self.ns, client_id = %id, "credentials written");
+        if let Some(kind) = kind {
+            self.event(
+                EventType::Normal,
+                kind.event_reason(),
+                messages::issued(kind, id, &self.secret_name),
+            )
+            .await;
+        }
+        Ok(Outcome::new(
+            Reason::Registered,
+            messages::registered(id, &self.secret_name, &[]),
+            Facts {
+                client_id: Some(id.clone()),
+                client_id_issued_at: issued.info.client_id_issued_at.and_then(status::rfc3339),
+                grant_types: issued.info.grant_types.clone(),
+                last_rotation: rotated_for.map(str::to_owned),
+                credentials_issued_at: Some(now().to_string()),
+            },
+            self.ctx.settings.resync,
+        ))
+    }
+}
