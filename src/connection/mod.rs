@@ -54,11 +54,13 @@ impl ConnectionArgs {
     }
 }
 
-/// The connection an OAuthClient uses.
-// Until OAuthClients can name a connection, every one uses the instance
-// configured by flags.
-pub fn connection_of(_obj: &OAuthClient) -> ConnectionKey {
-    ConnectionKey::Default
+/// The connection an OAuthClient uses: its `spec.connectionRef`, or the
+/// instance configured by flags.
+pub fn connection_of(obj: &OAuthClient) -> ConnectionKey {
+    match &obj.spec.connection_ref {
+        None => ConnectionKey::Default,
+        Some(r) => r.key(obj.metadata.namespace.as_deref().unwrap_or_default()),
+    }
 }
 
 /// The namespace of cluster connections' Secrets: the flag, else the

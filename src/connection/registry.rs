@@ -98,22 +98,20 @@ impl ConnectionState {
 
     /// The instance configured by flags: its client is built at start-up
     /// and it is usable from the start (its failures show on the objects).
-    pub fn default_instance(client: CollibraClient, resync: Duration) -> ConnectionState {
+    pub fn default_instance(client: CollibraClient, resync: Duration) -> DefaultInstance {
         let state = ConnectionState::new(ConnectionKey::Default, String::new(), resync);
+        let collibra = Arc::new(Collibra::new(client, resync));
         let fingerprint = Fingerprint {
             generation: None,
             credentials: (None, None),
             ca_bundle: None,
         };
-        write(
-            &state.collibra,
-            Some((fingerprint, Arc::new(Collibra::new(client, resync)))),
-        );
+        write(&state.collibra, Some((fingerprint, collibra.clone())));
         write(
             &state.health,
             Health::new(ConnectionReason::Connected, "configured by flags"),
         );
-        state
+        DefaultInstance { state, collibra }
     }
 
     /// The Collibra instance, once a client could be built.
@@ -196,6 +194,15 @@ impl ConnectionState {
         })?;
         collibra.clients().await
     }
+}
+
+/// The default instance's entry and its Collibra instance, which never
+/// changes while the process runs.
+pub struct DefaultInstance {
+    /// The registry entry.
+    pub state: ConnectionState,
+    /// Its Collibra instance.
+    pub collibra: Arc<Collibra>,
 }
 
 /// Why an OAuthClient cannot use its connection now.

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use self::context::{Context, Scope, Settings};
-use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts, registry::Registry};
+use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
@@ -193,9 +193,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        collibra,
+        Recorder::new(client.clone(), reporter.clone()),
+        metrics.clone(),
+        scopes.clone(),
+        Settings {
+            resync: args.resync_interval,
+            deletion_grace: args.deletion_grace,
+        },
+    ));
     let connection_ctx = Arc::new(ConnectionContext {
         client: client.clone(),
-        registry: Arc::new(Registry::new(args.resync_interval)),
+        registry: ctx.connections.clone(),
         recorder: Recorder::new(client.clone(), reporter.clone()),
         metrics: metrics.clone(),
         allowed_hosts,
@@ -210,17 +221,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &stopped,
     )
     .await;
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        collibra,
-        Recorder::new(client.clone(), reporter),
-        metrics.clone(),
-        scopes.clone(),
-        Settings {
-            resync: args.resync_interval,
-            deletion_grace: args.deletion_grace,
-        },
-    ));
 
     // Ready once every watch has listed its objects. Polled rather than
     // awaited: a waiter registered before the first list completes was seen
