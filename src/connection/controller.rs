@@ -128,6 +128,7 @@ where
         };
         runs.push(run_one(conns, secrets, ctx.clone(), stopped()));
     }
+    runs.push(count_default_instance(ctx.clone(), stopped()));
     let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());
     if args.cluster_connections(namespaces.iter().all(Option::is_none))
         && servable(&cluster_api, "clustercollibraconnections", None).await
@@ -213,6 +214,62 @@ where
             futures::future::ready(())
         })
         .boxed()
+}
+
+/// The default instance has no object to report on, but its counts are
+/// metrics like every connection's: taken once per resync from the shared
+/// list (which the reconciles refresh anyway, so no extra request).
+fn count_default_instance<S>(ctx: Arc<ConnectionContext>, stopped: S) -> BoxFuture<'static, ()>
+where
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    async move {
+        let count = async {
+            // Let the first reconciles fill the list before the first count.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            loop {
+                if let Some(state) = ctx.registry.get(&ConnectionKey::Default) {
+                    let label = ConnectionKey::Default.label();
+                    match state.all_clients().await {
+                        Ok(listed) => {
+                            let counts = accounting::count(
+                                &listed_clients(listed),
+                                &claims(&ctx, &ConnectionKey::Default),
+                            );
+                            ctx.metrics.connections.checked(
+                                &label,
+                                true,
+                                Some((counts.managed, counts.unmanaged)),
+                            );
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "counting the default instance's clients");
+                            ctx.metrics.connections.checked(&label, false, None);
+                        }
+                    }
+                }
+                tokio::time::sleep(ctx.resync).await;
+            }
+        };
+        tokio::select! {
+            () = count => {},
+            () = stopped => {},
+        }
+    }
+    .boxed()
+}
+
+fn listed_clients(
+    listed: Vec<(String, crate::controller::decide::Listed)>,
+) -> Vec<accounting::ListedClient> {
+    listed
+        .into_iter()
+        .map(|(name, c)| accounting::ListedClient {
+            name,
+            id: c.client_id,
+            issued_at: c.issued_at.and_then(crate::controller::status::rfc3339),
+        })
+        .collect()
 }
 
 /// Whether the kind's CRD is installed and the operator may list it. An
@@ -478,15 +535,10 @@ async fn probe<K: ConnectionResource>(
         .all_clients()
         .await
         .map_err(|e| health_of(&e, &ns, secret_name))?;
-    let listed: Vec<accounting::ListedClient> = listed
-        .into_iter()
-        .map(|(name, c)| accounting::ListedClient {
-            name,
-            id: c.client_id,
-            issued_at: c.issued_at.and_then(crate::controller::status::rfc3339),
-        })
-        .collect();
-    Ok(accounting::count(&listed, &claims(ctx, &key)))
+    Ok(accounting::count(
+        &listed_clients(listed),
+        &claims(ctx, &key),
+    ))
 }
 
 /// The objects a connection's configuration reads, as fetched.

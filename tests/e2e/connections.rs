@@ -4,7 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{bail, ensure};
-use collibra_oauth_operator::api::connection::CollibraConnection;
+use collibra_oauth_operator::{
+    api::connection::CollibraConnection, connection::status::ConnectionReason,
+    controller::reasons::Reason,
+};
 use collibra_sim::{SimConfig, Simulator};
 use kube::api::{Api, DeleteParams};
 use tokio::time::Instant;
@@ -97,10 +100,10 @@ async fn wait_connection(
 async fn wait_connection_reason(
     f: &Fixture,
     name: &str,
-    reason: &str,
+    reason: ConnectionReason,
 ) -> anyhow::Result<CollibraConnection> {
-    wait_connection(f, name, reason, |c| {
-        connection_reason(c).as_deref() == Some(reason)
+    wait_connection(f, name, reason.as_str(), |c| {
+        connection_reason(c).as_deref() == Some(reason.as_str())
     })
     .await
 }
@@ -117,12 +120,14 @@ async fn connection_same_client_name_in_two_instances(env: Arc<Env>) -> anyhow::
     let result = async {
         credentials(&f, "sim-b", "operator-secret").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
-        wait_connection_reason(&f, "sim-b", "Connected").await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
         f.apply(&manifest("in-default", "shared-name", "")).await?;
         f.apply(&manifest("in-b", "shared-name", &via("sim-b")))
             .await?;
-        let a = f.wait_reason("in-default", "Registered").await?;
-        let b = f.wait_reason("in-b", "Registered").await?;
+        let a = f
+            .wait_reason("in-default", Reason::Registered.as_str())
+            .await?;
+        let b = f.wait_reason("in-b", Reason::Registered.as_str()).await?;
         let id = |o: &collibra_oauth_operator::api::OAuthClient| {
             o.status.as_ref().and_then(|s| s.client_id.clone())
         };
@@ -166,7 +171,7 @@ async fn connection_wrong_credentials_then_fixed(env: Arc<Env>) -> anyhow::Resul
     let result = async {
         credentials(&f, "sim-b", "wrong").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
-        let c = wait_connection_reason(&f, "sim-b", "AuthenticationFailed").await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::AuthenticationFailed).await?;
         let stalled = c
             .status
             .as_ref()
@@ -174,7 +179,9 @@ async fn connection_wrong_credentials_then_fixed(env: Arc<Env>) -> anyhow::Resul
             .map(|c| c.status.clone());
         ensure!(stalled.as_deref() == Some("True"), "Stalled: {stalled:?}");
         f.apply(&manifest("app", "app", &via("sim-b"))).await?;
-        let o = f.wait_reason("app", "ConnectionNotReady").await?;
+        let o = f
+            .wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
         let want = format!("CollibraConnection/{}/sim-b", f.ns);
         ensure!(
             ready_message(&o).contains(&want),
@@ -187,8 +194,8 @@ async fn connection_wrong_credentials_then_fixed(env: Arc<Env>) -> anyhow::Resul
         );
         // Fixing the Secret is enough: no restart, no touch of the connection.
         credentials(&f, "sim-b", "operator-secret").await?;
-        wait_connection_reason(&f, "sim-b", "Connected").await?;
-        f.wait_reason("app", "Registered").await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
         ensure!(other.handle().clients().len() == 1);
         ensure!(
             f.collibra.clients().is_empty(),
@@ -209,7 +216,7 @@ async fn connection_host_not_on_the_allow_list_is_refused(env: Arc<Env>) -> anyh
     let result = async {
         credentials(&f, "sim-b", "operator-secret").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
-        let c = wait_connection_reason(&f, "sim-b", "HostNotAllowed").await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::HostNotAllowed).await?;
         let message = c
             .status
             .as_ref()
@@ -221,7 +228,8 @@ async fn connection_host_not_on_the_allow_list_is_refused(env: Arc<Env>) -> anyh
             "the message says what the admin controls: {message}"
         );
         f.apply(&manifest("app", "app", &via("sim-b"))).await?;
-        f.wait_reason("app", "ConnectionNotReady").await?;
+        f.wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
         // Not one request reached the host: not even a token request.
         let stats = other.handle().stats();
         ensure!(
@@ -249,7 +257,9 @@ async fn connection_of_another_namespace_is_refused(env: Arc<Env>) -> anyhow::Re
             )
             .await?;
         f.apply(&manifest("app", "app", &via("shared"))).await?;
-        let o = f.wait_reason("app", "ConnectionNotReady").await?;
+        let o = f
+            .wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
         let want = format!("CollibraConnection/{}/shared: not found", f.ns);
         ensure!(
             ready_message(&o).contains(&want),
@@ -274,15 +284,15 @@ async fn connection_deleted_while_in_use_waits_for_its_users(env: Arc<Env>) -> a
     let result = async {
         credentials(&f, "sim-b", "operator-secret").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
-        wait_connection_reason(&f, "sim-b", "Connected").await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
         f.apply(&manifest("app", "app", &via("sim-b"))).await?;
-        f.wait_reason("app", "Registered").await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
         ensure!(other.handle().clients().len() == 1);
 
         connections(&f)
             .delete("sim-b", &DeleteParams::default())
             .await?;
-        let c = wait_connection_reason(&f, "sim-b", "InUse").await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::InUse).await?;
         let message = c
             .status
             .as_ref()
@@ -325,7 +335,7 @@ async fn connection_audit_lists_foreign_clients_only(env: Arc<Env>) -> anyhow::R
         let foreign = other.handle().insert_client("legacy-etl", &["client_credentials"]);
         credentials(&f, "sim-b", "operator-secret").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
-        let c = wait_connection_reason(&f, "sim-b", "Connected").await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
         let status = c.status.clone().unwrap_or_default();
         ensure!(
             status.unmanaged_clients == Some(1) && status.managed_clients == Some(0),
@@ -342,7 +352,7 @@ async fn connection_audit_lists_foreign_clients_only(env: Arc<Env>) -> anyhow::R
         );
 
         f.apply(&manifest("app", "app", &via("sim-b"))).await?;
-        f.wait_reason("app", "Registered").await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
         let app_secret = f
             .secret_data("app")
             .await?

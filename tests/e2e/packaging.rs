@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail, ensure};
-use collibra_oauth_operator::controller::reasons::Reason;
+use collibra_oauth_operator::{connection::status::ConnectionReason, controller::reasons::Reason};
 use collibra_sim::{Faults, SimConfig, Simulator};
 use test_support::{
     Env, Fixture, manifest, repo, tail, token_accepted,
@@ -857,11 +857,12 @@ async fn packaging_kstatus_and_argocd_health_on_connections(env: Arc<Env>) -> an
         f.apply(&connection("refused", "https://collibra.example.com"))
             .await?;
         let cases = [
-            ("up", "Connected", "Current", "Healthy"),
-            ("down", "Unreachable", "InProgress", "Progressing"),
-            ("refused", "HostNotAllowed", "Failed", "Degraded"),
+            ("up", ConnectionReason::Connected, "Current", "Healthy"),
+            ("down", ConnectionReason::Unreachable, "InProgress", "Progressing"),
+            ("refused", ConnectionReason::HostNotAllowed, "Failed", "Degraded"),
         ];
         for (name, reason, want_kstatus, want_health) in cases {
+            let reason = reason.as_str();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             let json = loop {
                 let json = f
