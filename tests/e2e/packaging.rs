@@ -664,6 +664,30 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
             (vec!["create", "secrets", "-n", &watched], true),
             (vec!["delete", "secrets", "-n", &watched], false),
             (
+                vec![
+                    "watch",
+                    "collibraconnections.oauth.collibra.dev",
+                    "-n",
+                    &watched,
+                ],
+                true,
+            ),
+            (
+                vec![
+                    "list",
+                    "collibraconnections.oauth.collibra.dev",
+                    "-n",
+                    "default",
+                ],
+                false,
+            ),
+            (
+                vec!["list", "clustercollibraconnections.oauth.collibra.dev"],
+                false,
+            ),
+            (vec!["list", "namespaces"], false),
+            (vec!["get", "configmaps", "-n", &watched], true),
+            (
                 vec!["update", "oauthclients.oauth.collibra.dev", "-n", &watched],
                 false,
             ),
