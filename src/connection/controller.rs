@@ -62,8 +62,11 @@ pub struct ConnectionContext {
     pub allowed_hosts: AllowedHosts,
     /// Where ClusterCollibraConnections' Secrets and CA bundles live.
     pub cluster_namespace: String,
-    /// How often a healthy connection is checked again.
+    /// How often a healthy connection lists its instance again.
     pub resync: Duration,
+    /// How often a connection's Secrets are looked at again (by name,
+    /// metadata only unless they changed).
+    pub recheck: Duration,
     /// The watched scopes: who uses which connection, and how to wake them.
     pub scopes: Vec<Scope>,
 }
@@ -119,14 +122,7 @@ where
         if !servable(&probe, "collibraconnections", ns.as_deref()).await {
             continue;
         }
-        let (conns, secrets): (Api<CollibraConnection>, Api<PartialObjectMeta<Secret>>) = match ns {
-            Some(n) => (
-                Api::namespaced(client.clone(), n),
-                Api::namespaced(client.clone(), n),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        runs.push(run_one(conns, secrets, ctx.clone(), stopped()));
+        runs.push(run_one(probe, ctx.clone(), stopped()));
     }
     runs.push(count_default_instance(ctx.clone(), stopped()));
     let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());
@@ -151,27 +147,21 @@ where
             }
             .boxed(),
         );
-        let conns: Api<ClusterCollibraConnection> = Api::all(client.clone());
-        let secrets: Api<PartialObjectMeta<Secret>> =
-            Api::namespaced(client, &ctx.cluster_namespace);
-        runs.push(run_one(conns, secrets, ctx, stopped()));
+        runs.push(run_one(cluster_api, ctx, stopped()));
     }
     runs
 }
 
-fn run_one<K, S>(
-    conns: Api<K>,
-    secrets: Api<PartialObjectMeta<Secret>>,
-    ctx: Arc<ConnectionContext>,
-    stopped: S,
-) -> BoxFuture<'static, ()>
+fn run_one<K, S>(conns: Api<K>, ctx: Arc<ConnectionContext>, stopped: S) -> BoxFuture<'static, ()>
 where
     K: ConnectionResource,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
     // Only spec and finalizer changes wake a reconcile: the controller's own
-    // status writes do not.
+    // status writes do not. Credentials are re-checked by name on a timer
+    // (see `apply`): the operator never lists or watches Secrets it does
+    // not label, so it cannot be told when one changes.
     let stream = watcher(conns, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -180,28 +170,7 @@ where
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
         );
-    // Credentials are live: any change of a Secret a connection names wakes
-    // that connection. Metadata only, and nothing cached: the operator never
-    // holds other Secrets' data.
-    let secret_events = watcher(secrets, watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
-    let mapper_store = store.clone();
-    let cluster_ns = ctx.cluster_namespace.clone();
     Controller::for_stream(stream, store)
-        .watches_stream(secret_events, move |s| {
-            let ns = s.namespace().unwrap_or_default();
-            let name = s.name_any();
-            mapper_store
-                .state()
-                .iter()
-                .filter(|c| {
-                    secret_namespace(c.as_ref(), &cluster_ns) == ns
-                        && names_secret(c.as_ref(), &name)
-                })
-                .map(|c| ObjectRef::from(c.as_ref()))
-                .collect::<Vec<_>>()
-        })
         .graceful_shutdown_on(stopped)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|r| {
@@ -309,14 +278,6 @@ pub fn secret_namespace<K: ConnectionResource>(c: &K, cluster_ns: &str) -> Strin
     }
 }
 
-fn names_secret<K: ConnectionResource>(c: &K, name: &str) -> bool {
-    let s = c.settings();
-    s.auth.secret_name == name
-        || s.ca_bundle
-            .as_ref()
-            .is_some_and(|b| b.secret.as_deref() == Some(name))
-}
-
 async fn reconcile<K: ConnectionResource>(
     obj: Arc<K>,
     ctx: Arc<ConnectionContext>,
@@ -365,11 +326,14 @@ async fn apply<K: ConnectionResource>(
     let (conn, counts) = check(obj, ctx).await;
     let health = conn.health();
     report(api, obj, ctx, &conn, &health, counts).await?;
-    Ok(Action::requeue(if health.reason.is_ready() {
+    // Back again within the re-check interval at the latest, so a changed
+    // Secret (fixed credentials above all) takes effect without a restart.
+    let next = if health.reason.is_ready() {
         ctx.resync
     } else {
         conn.backoff()
-    }))
+    };
+    Ok(Action::requeue(next.min(ctx.recheck)))
 }
 
 async fn cleanup<K: ConnectionResource>(
@@ -510,17 +474,23 @@ async fn probe<K: ConnectionResource>(
     conn.set_namespace_selector(selector);
     let ns = secret_namespace(obj, &ctx.cluster_namespace);
     let secret_name = &settings.auth.secret_name;
-    let loaded = load(&ctx.client, settings, &ns).await?;
-    let fingerprint = Fingerprint {
+    // Metadata first: the data is read only when something changed.
+    let seen = Fingerprint {
         generation: obj.meta().generation,
-        credentials: loaded
-            .credentials
-            .as_ref()
-            .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
-            .unwrap_or_default(),
-        ca_bundle: loaded.ca_bundle.as_ref().map(|(_, v)| v.clone()),
+        credentials: credentials_version(&ctx.client, settings, &ns).await?,
+        ca_bundle: ca_bundle_version(&ctx.client, settings, &ns).await?,
     };
-    if !conn.built_from(&fingerprint) {
+    if !conn.built_from(&seen) {
+        let loaded = load(&ctx.client, settings, &ns).await?;
+        let fingerprint = Fingerprint {
+            generation: obj.meta().generation,
+            credentials: loaded
+                .credentials
+                .as_ref()
+                .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
+                .unwrap_or_default(),
+            ca_bundle: loaded.ca_bundle.as_ref().map(|(_, v)| v.clone()),
+        };
         let client =
             loaded
                 .client(settings, &ns)?
@@ -569,6 +539,64 @@ impl Loaded {
         let config = client_config::build(settings, &settings.auth.secret_name, &material)?;
         CollibraClient::new(config)
             .map_err(|e| Health::new(ConnectionReason::InvalidSpec, e.to_string()))
+    }
+}
+
+/// uid and resourceVersion of the credentials Secret (metadata only).
+async fn credentials_version(
+    client: &Client,
+    settings: &crate::api::connection::ConnectionSettings,
+    ns: &str,
+) -> Result<Version, Health> {
+    let name = &settings.auth.secret_name;
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.get_metadata_opt(name).await {
+        Ok(Some(m)) => Ok((m.metadata.uid, m.metadata.resource_version)),
+        Ok(None) => Err(Health::new(
+            ConnectionReason::CredentialsNotFound,
+            format!("spec.auth.secretName: Secret {ns}/{name} does not exist"),
+        )),
+        Err(e) => Err(Health::new(
+            ConnectionReason::CredentialsNotFound,
+            format!("cannot read Secret {ns}/{name} (spec.auth.secretName): {e}"),
+        )),
+    }
+}
+
+/// uid and resourceVersion of the CA bundle's ConfigMap or Secret, if one
+/// is configured (metadata only).
+async fn ca_bundle_version(
+    client: &Client,
+    settings: &crate::api::connection::ConnectionSettings,
+    ns: &str,
+) -> Result<Option<Version>, Health> {
+    let Some(b) = &settings.ca_bundle else {
+        return Ok(None);
+    };
+    let (field, name, meta) = if let Some(name) = &b.config_map {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let meta = api.get_metadata_opt(name).await;
+        (
+            "configMap",
+            name.as_str(),
+            meta.map(|m| m.map(|m| m.metadata)),
+        )
+    } else {
+        let name = b.secret.as_deref().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let meta = api.get_metadata_opt(name).await;
+        ("secret", name, meta.map(|m| m.map(|m| m.metadata)))
+    };
+    match meta {
+        Ok(Some(m)) => Ok(Some((m.uid, m.resource_version))),
+        Ok(None) => Err(Health::new(
+            ConnectionReason::CaBundleNotFound,
+            format!("{ns}/{name} (spec.caBundle.{field}) does not exist"),
+        )),
+        Err(e) => Err(Health::new(
+            ConnectionReason::CaBundleNotFound,
+            format!("cannot read {ns}/{name} (spec.caBundle.{field}): {e}"),
+        )),
     }
 }
 
@@ -786,7 +814,7 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_matched_by_name_and_namespace() {
+    fn secrets_live_in_the_connection_namespace_or_the_operators() {
         let mut c = CollibraConnection::new(
             "prod",
             serde_json::from_str(
@@ -795,8 +823,6 @@ mod tests {
             .expect("spec"),
         );
         c.metadata.namespace = Some("team-a".into());
-        assert!(names_secret(&c, "creds") && names_secret(&c, "ca"));
-        assert!(!names_secret(&c, "other"));
         assert_eq!(secret_namespace(&c, "operator"), "team-a");
         let cc = ClusterCollibraConnection::new(
             "shared",

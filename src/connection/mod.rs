@@ -40,10 +40,24 @@ pub struct ConnectionArgs {
     #[arg(long, env = "CLUSTER_CONNECTIONS", action = ArgAction::Set)]
     pub cluster_connections: Option<bool>,
 
+    /// How often a connection's credentials Secret and CA bundle are looked
+    /// at again (by name, metadata only unless they changed): the longest a
+    /// changed Secret takes to be used.
+    #[arg(long, env = "CONNECTION_RECHECK", default_value = "30s", value_parser = positive_duration)]
+    pub connection_recheck: std::time::Duration,
+
     /// Namespace of ClusterCollibraConnections' credentials Secrets and CA
     /// bundles; defaults to the operator's own namespace.
     #[arg(long, env = "CLUSTER_CONNECTION_NAMESPACE")]
     pub cluster_connection_namespace: Option<String>,
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_owned()),
+        Err(e) => Err(format!("{s:?} is not a duration like 30s or 1m: {e}")),
+    }
 }
 
 impl ConnectionArgs {
@@ -90,6 +104,7 @@ mod tests {
         assert!(unset.cluster_connections(true));
         assert!(!unset.cluster_connections(false));
         assert!(unset.namespaced_connection_hosts.is_empty());
+        assert_eq!(unset.connection_recheck, std::time::Duration::from_secs(30));
         let on = Wrap::try_parse_from(["x", "--cluster-connections=true"])
             .expect("parses")
             .args;
@@ -98,5 +113,6 @@ mod tests {
             .expect("parses")
             .args;
         assert_eq!(hosts.namespaced_connection_hosts, ["a.b", "*.c.d"]);
+        assert!(Wrap::try_parse_from(["x", "--connection-recheck", "0s"]).is_err());
     }
 }

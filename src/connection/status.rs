@@ -1,12 +1,12 @@
 //! The Ready reasons of a connection and the status written for them
 //! (kstatus conventions: Ready, Reconciling, Stalled).
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
-use crate::api::connection::{Capabilities, ConnectionStatus};
+use crate::{
+    api::connection::{Capabilities, ConnectionStatus},
+    controller::status::{KStatus, kstatus_conditions},
+};
 
 /// Why a connection is or is not Ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,8 +126,7 @@ impl Health {
     }
 }
 
-/// Ready, Reconciling and Stalled for `health`; a condition keeps its
-/// `lastTransitionTime` while its status does not change.
+/// Ready, Reconciling and Stalled for `health`.
 pub fn conditions(
     previous: &[Condition],
     generation: Option<i64>,
@@ -135,36 +134,18 @@ pub fn conditions(
     now: Timestamp,
 ) -> Vec<Condition> {
     let r = health.reason;
-    let cond = |type_: &str, on: bool, reason: &str, message: &str| {
-        let status = if on { "True" } else { "False" };
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now));
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    };
-    let only_if = |on: bool, otherwise: &'static str| {
-        if on {
-            (r.as_str(), health.message.as_str())
-        } else {
-            (otherwise, "")
-        }
-    };
-    let (rec_reason, rec_message) = only_if(r.is_reconciling(), "Idle");
-    let (st_reason, st_message) = only_if(r.is_stalled(), "Progressing");
-    vec![
-        cond("Ready", r.is_ready(), r.as_str(), &health.message),
-        cond("Reconciling", r.is_reconciling(), rec_reason, rec_message),
-        cond("Stalled", r.is_stalled(), st_reason, st_message),
-    ]
+    kstatus_conditions(
+        previous,
+        generation,
+        &KStatus {
+            reason: r.as_str(),
+            message: &health.message,
+            ready: r.is_ready(),
+            reconciling: r.is_reconciling(),
+            stalled: r.is_stalled(),
+        },
+        now,
+    )
 }
 
 /// Client counts from the last successful list.
@@ -210,6 +191,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn find<'a>(s: &'a ConnectionStatus, t: &str) -> &'a Condition {
         s.conditions

@@ -212,6 +212,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         allowed_hosts,
         cluster_namespace: crate::connection::cluster_namespace(&args.connections, &client),
         resync: args.resync_interval,
+        recheck: args.connections.connection_recheck,
         scopes: scopes.clone(),
     });
     let connection_runs = crate::connection::controller::controllers(
