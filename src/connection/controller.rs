@@ -115,14 +115,14 @@ where
     let client = ctx.client.clone();
     let mut runs = Vec::new();
     for ns in namespaces {
-        let probe: Api<CollibraConnection> = match ns {
+        let api: Api<CollibraConnection> = match ns {
             Some(n) => Api::namespaced(client.clone(), n),
             None => Api::all(client.clone()),
         };
-        if !servable(&probe, "collibraconnections", ns.as_deref()).await {
+        if !servable(&api, "collibraconnections", ns.as_deref()).await {
             continue;
         }
-        runs.push(run_one(probe, ctx.clone(), stopped()));
+        runs.push(run_one(api, ctx.clone(), stopped()));
     }
     runs.push(count_default_instance(ctx.clone(), stopped()));
     let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());

@@ -22,6 +22,7 @@ test_support::tests!(
     connection_of_another_namespace_is_refused,
     connection_deleted_while_in_use_waits_for_its_users,
     connection_audit_lists_foreign_clients_only,
+    connection_ref_is_immutable,
 );
 
 /// The operator allows namespaced connections to loopback, where the
@@ -407,6 +408,53 @@ async fn connection_audit_lists_foreign_clients_only(env: Arc<Env>) -> anyhow::R
     }
     .await;
     other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_ref_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "conn-immutable",
+        Options {
+            start_operator: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        f.apply(&manifest("app", "app", &via("one"))).await?;
+        for (change, spec) in [
+            ("another connection", via("two")),
+            ("no connection", String::new()),
+        ] {
+            let err = f
+                .apply(&manifest("app", "app", &spec))
+                .await
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            ensure!(
+                err.contains("connectionRef is immutable"),
+                "changing to {change} must be refused naming the field, got: {err:?}"
+            );
+        }
+        let mut none = manifest("plain", "plain", "");
+        f.apply(&none).await?;
+        none.push_str(&via("one"));
+        let err = f
+            .apply(&none)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        ensure!(
+            err.contains("connectionRef is immutable"),
+            "adding a connection later must be refused, got: {err:?}"
+        );
+        Ok(())
+    }
+    .await;
     f.finish().await?;
     result
 }
