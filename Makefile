@@ -2,14 +2,19 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test test-deps lint unit e2e e2e-namespaced packaging crd deploy tools demo build control-plane bench
+.PHONY: help test test-deps lint unit e2e e2e-namespaced e2e-oldest packaging crd deploy tools demo build control-plane background-builds upgrade bench
+
+# The oldest Kubernetes minor the end-to-end suite runs on (its Go module is
+# hack/control-plane/v$(KUBE_OLDEST)); the newest is hack/control-plane itself.
+KUBE_OLDEST ?= 1.34
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end, reliability (short) and packaging tests, a short fuzz run
+test: background-builds lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end (newest and oldest Kubernetes), upgrade, reliability (short) and packaging tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
+	$(MAKE) e2e-oldest
 	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SEED=1
 
 test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
@@ -28,6 +33,12 @@ e2e: ## End-to-end tests on a real control plane
 
 e2e-namespaced: ## The end-to-end suite again with the chart's namespaced RBAC only (no cluster-wide rule)
 	E2E_RBAC=namespaced cargo test -p collibra-oauth-operator --test e2e -- --skip packaging
+
+e2e-oldest: ## The end-to-end suite and the upgrade test on the oldest supported Kubernetes (KUBE_OLDEST=1.34); `make e2e` uses the newest
+	CONTROL_PLANE_VERSION=$(KUBE_OLDEST) cargo test -p collibra-oauth-operator --test e2e --test upgrade
+
+upgrade: ## Upgrade from the previous release (hack/previous-release/ref, from git history): its CRD, chart and operator, then the current ones
+	cargo test -p collibra-oauth-operator --test upgrade
 
 CRDS := oauthclients collibraconnections clustercollibraconnections
 crd: ## Regenerate crds/*.yaml from the Rust types (and the chart's copies, and deploy/)
@@ -48,8 +59,11 @@ packaging: test-deps ## The install paths: chart, deploy/, RBAC, kstatus and Arg
 tools: ## Build (or find cached) helm and kstatus from hack/tools
 	bash hack/tools/build.sh
 
-control-plane: ## Build (or find cached) etcd, kube-apiserver, kube-controller-manager
-	bash hack/control-plane/build.sh
+control-plane: ## Build (or find cached) etcd, kube-apiserver, kube-controller-manager: make control-plane [KUBE=1.34] (default newest)
+	bash hack/control-plane/build.sh $(KUBE)
+
+background-builds: ## Start building the control planes and the previous release in the background (make test does, to overlap with cargo)
+	@bash hack/background-builds.sh $(KUBE_OLDEST)
 
 build: ## Build the operator and the simulator
 	cargo build --workspace --bins

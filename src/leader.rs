@@ -95,7 +95,16 @@ impl Leadership {
             .with_identity(&s.identity)
             .with_duration(secs)
             .with_grace((secs / 3).max(1))
-            .with_field_manager(format!("{}-lease", crate::api::FIELD_MANAGER))
+            // One field manager per replica: server-side apply detects a
+            // competing claim only between different managers. With one
+            // name shared by every replica, two replicas that find the
+            // Lease free at the same moment both "win" and both reconcile
+            // until the next renewal (seen in the e2e leader test).
+            .with_field_manager(format!(
+                "{}-lease-{}",
+                crate::api::FIELD_MANAGER,
+                s.identity
+            ))
             .build()
             .await
             .with_context(|| format!("preparing Lease {}/{}", s.namespace, s.name))?;

@@ -2,7 +2,9 @@
 //! kube-controller-manager) on loopback for end-to-end tests.
 //!
 //! The binaries are built from the Go module in `hack/control-plane/` by its
-//! `build.sh` (cached, so only the first run compiles). Every start gets a
+//! `build.sh` (cached, so only the first run compiles); `CONTROL_PLANE_VERSION`
+//! (e.g. `1.34`) picks an older Kubernetes minor's module, and the start
+//! fails if the binaries report another version. Every start gets a
 //! fresh temp dir with new certificates, data and logs; stopping or dropping
 //! the [`ControlPlane`] kills the processes and removes the dir, and the
 //! processes are also killed if the test process itself dies.
@@ -96,6 +98,7 @@ pub struct ControlPlane {
     apiserver: Component,
     controller_manager: Component,
     timings: StartTimings,
+    server_version: String,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -169,6 +172,7 @@ impl ControlPlane {
                 binaries,
                 ..StartTimings::default()
             },
+            server_version: String::new(),
         };
         std::fs::write(&cp.kubeconfig, cp.render_kubeconfig(None))
             .with_context(|| format!("writing {}", cp.kubeconfig.display()))?;
@@ -184,6 +188,12 @@ impl ControlPlane {
         cp.apiserver.start()?;
         cp.wait_for_apiserver(deadline).await?;
         cp.timings.apiserver = phase.elapsed();
+        cp.server_version = cp.fetch_server_version().await?;
+        check_requested_version(
+            std::env::var("CONTROL_PLANE_VERSION").ok().as_deref(),
+            &cp.server_version,
+            &cp.bin_dir,
+        )?;
 
         // Started only now: it gives up if the API is not reachable soon.
         let phase = Instant::now();
@@ -223,6 +233,24 @@ impl ControlPlane {
     /// How long each phase of [`ControlPlane::start`] took.
     pub fn timings(&self) -> StartTimings {
         self.timings
+    }
+
+    /// The API server's `gitVersion` as `/version` reports it (e.g. `v1.34.4`).
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    async fn fetch_server_version(&self) -> Result<String> {
+        let body = self
+            .kubectl(&["get", "--raw", "/version", "--request-timeout=5s"])
+            .await
+            .context("reading the API server's /version")?;
+        let info: serde_json::Value =
+            serde_json::from_str(&body).context("parsing the API server's /version")?;
+        info.get("gitVersion")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("/version has no gitVersion: {body}"))
     }
 
     /// The admin kubeconfig (client certificate in `system:masters`).
@@ -710,6 +738,24 @@ fn controller_manager_args(pki: &Pki, kubeconfig: &Path) -> Vec<OsString> {
     ])
 }
 
+/// Fails when `requested` (`CONTROL_PLANE_VERSION`, `1.34` or `v1.34`) names
+/// another minor than the running server reports, e.g. because
+/// `CONTROL_PLANE_BIN_DIR` holds another version's binaries.
+fn check_requested_version(requested: Option<&str>, actual: &str, bin_dir: &Path) -> Result<()> {
+    let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    let want = format!("v{}.", requested.trim_start_matches('v'));
+    if actual.starts_with(&want) {
+        return Ok(());
+    }
+    bail!(
+        "CONTROL_PLANE_VERSION={requested}, but the binaries in {} report {actual} \
+         (is CONTROL_PLANE_BIN_DIR set to another version's binaries?)",
+        bin_dir.display()
+    )
+}
+
 fn all_binaries_in(dir: &Path) -> bool {
     REQUIRED_BINARIES.iter().all(|b| dir.join(b).is_file())
 }
@@ -787,6 +833,23 @@ mod tests {
         assert_eq!(namespace_prefix("9lives"), "ns-9lives");
         assert_eq!(namespace_prefix("--"), "ns");
         assert!(namespace_prefix(&"a".repeat(100)).len() <= 50);
+    }
+
+    #[test]
+    fn requested_version_must_match_the_server() {
+        let dir = Path::new("/bins");
+        assert!(check_requested_version(None, "v1.37.2", dir).is_ok());
+        assert!(check_requested_version(Some(""), "v1.37.2", dir).is_ok());
+        assert!(check_requested_version(Some("1.34"), "v1.34.4", dir).is_ok());
+        assert!(check_requested_version(Some("v1.34"), "v1.34.4", dir).is_ok());
+        let err = check_requested_version(Some("1.3"), "v1.34.4", dir)
+            .expect_err("1.3 is not 1.34")
+            .to_string();
+        assert!(
+            err.contains("CONTROL_PLANE_VERSION=1.3") && err.contains("v1.34.4"),
+            "{err}"
+        );
+        assert!(check_requested_version(Some("1.34"), "v0.0.0-master+abc", dir).is_err());
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl Env {
 
     /// Starts the control plane and installs the CRD and the RBAC in `rbac` mode.
     pub async fn start_with(operator_bin: PathBuf, rbac: Rbac) -> anyhow::Result<Env> {
-        let cp = ControlPlane::start().await?;
+        let mut env = Env::start_bare(operator_bin).await?;
+        env.rbac = rbac;
+        let cp = &env.cp;
         let crds = repo("crds");
         let rbac_yaml = repo("deploy/rbac.yaml");
         cp.kubectl(&[
@@ -95,6 +97,14 @@ impl Env {
                 .await
                 .context("E2E_RBAC=namespaced: removing the cluster-wide binding")?;
         }
+        Ok(env)
+    }
+
+    /// Starts the control plane with nothing installed (no CRD, no RBAC), for
+    /// a test that installs them itself, such as an older release's chart.
+    /// The operator kubeconfig impersonates [`OPERATOR_SA`] all the same.
+    pub async fn start_bare(operator_bin: PathBuf) -> anyhow::Result<Env> {
+        let cp = ControlPlane::start().await?;
         let dir = tempfile::tempdir()?;
         let operator_kubeconfig = dir.path().join("operator.kubeconfig");
         cp.write_kubeconfig_as(&operator_kubeconfig, OPERATOR_SA, &[])?;
@@ -107,7 +117,7 @@ impl Env {
             client,
             operator_kubeconfig,
             operator_bin,
-            rbac,
+            rbac: Rbac::ClusterWide,
             _dir: dir,
         })
     }

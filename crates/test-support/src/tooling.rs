@@ -321,6 +321,26 @@ pub async fn start_as_chart(
     pod_namespace: &str,
     dir: &Path,
 ) -> anyhow::Result<Operator> {
+    start_binary_as_chart(
+        env.operator_bin.clone(),
+        docs,
+        kubeconfig,
+        collibra_url,
+        pod_namespace,
+        dir,
+    )
+}
+
+/// [`start_as_chart`] with another operator binary, such as an older
+/// release's.
+pub fn start_binary_as_chart(
+    operator_bin: PathBuf,
+    docs: &[Value],
+    kubeconfig: &Path,
+    collibra_url: &str,
+    pod_namespace: &str,
+    dir: &Path,
+) -> anyhow::Result<Operator> {
     let cfg = container_config(docs)?;
     let mut envs: Vec<(String, String)> = Vec::new();
     for (name, value) in &cfg.env {
@@ -357,12 +377,7 @@ pub async fn start_as_chart(
         envs.push((name.clone(), value));
     }
     envs.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
-    Operator::start(
-        env.operator_bin.clone(),
-        dir.join("operator.log"),
-        cfg.args,
-        envs,
-    )
+    Operator::start(operator_bin, dir.join("operator.log"), cfg.args, envs)
 }
 
 /// Lines of the operator log that show a request RBAC refused (`... is

@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools keeps the Kubernetes commands in the module graph so that
+// `go build k8s.io/kubernetes/cmd/...` resolves them from this go.mod.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
