@@ -188,7 +188,8 @@ pub struct ConnectionSettings {
     /// Requests per second sent to the instance at most, evenly spaced
     /// (its rate limit). Unset: no pacing; a 429 still holds every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.001, max = 100000.0))]
+    #[schemars(range(max = 100000.0))]
+    #[x_kube(validation = Rule::new("self > 0.0").message("rateLimit must be more than 0 requests per second"))]
     pub rate_limit: Option<f64>,
 }
 

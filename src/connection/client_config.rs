@@ -68,6 +68,13 @@ pub fn build(
     let invalid = |why: String| Health::new(ConnectionReason::InvalidSpec, why);
     let connect_timeout = settings.connect_timeout().map_err(invalid)?;
     let request_timeout = settings.timeout().map_err(invalid)?;
+    if let Some(r) = settings.rate_limit
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(invalid(format!(
+            "spec.rateLimit must be more than 0 requests per second, got {r}"
+        )));
+    }
     if !settings.api_path.starts_with('/') {
         return Err(invalid(format!(
             "spec.apiPath must start with '/', got {:?}",
@@ -215,6 +222,10 @@ mod tests {
             (
                 r#"{"url":"https://c.example","auth":{"type":"basic","secretName":"c"},"apiPath":"rest"}"#,
                 "spec.apiPath",
+            ),
+            (
+                r#"{"url":"https://c.example","auth":{"type":"basic","secretName":"c"},"rateLimit":0}"#,
+                "spec.rateLimit",
             ),
         ] {
             let err = build(&settings(json), "c", &m).expect_err(json);

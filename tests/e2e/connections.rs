@@ -23,6 +23,7 @@ test_support::tests!(
     connection_deleted_while_in_use_waits_for_its_users,
     connection_audit_lists_foreign_clients_only,
     connection_ref_is_immutable,
+    connection_bad_specs_are_refused_at_admission,
 );
 
 /// The operator allows namespaced connections to loopback, where the
@@ -452,6 +453,68 @@ async fn connection_ref_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
             err.contains("connectionRef is immutable"),
             "adding a connection later must be refused, got: {err:?}"
         );
+        Ok(())
+    }
+    .await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_bad_specs_are_refused_at_admission(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "conn-admission",
+        Options {
+            start_operator: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        let head = "apiVersion: oauth.collibra.dev/v1alpha1\nkind: CollibraConnection\nmetadata:\n  name: bad\nspec:\n";
+        let cases = [
+            (
+                "  url: ftp://c.example\n  auth: {secretName: s}\n",
+                "url must be an http(s) URL",
+            ),
+            (
+                "  url: https://u:p@c.example\n  auth: {secretName: s}\n",
+                "url must be an http(s) URL",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  caBundle: {configMap: a, secret: b}\n",
+                "set exactly one of configMap and secret",
+            ),
+            (
+                "  url: https://c.example\n  auth: {type: kerberos, secretName: s}\n",
+                "spec.auth.type",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  connectTimeout: soon\n",
+                "spec.connectTimeout",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  rateLimit: 0\n",
+                "spec.rateLimit",
+            ),
+            ("  url: https://c.example\n  auth: {}\n", "spec.auth.secretName"),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  apiPath: rest/auth\n",
+                "spec.apiPath",
+            ),
+        ];
+        for (spec, needle) in cases {
+            let err = f
+                .apply(&format!("{head}{spec}"))
+                .await
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            ensure!(
+                err.contains(needle),
+                "{spec:?} must be refused naming {needle:?}, got: {err:?}"
+            );
+        }
         Ok(())
     }
     .await;
