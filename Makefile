@@ -17,9 +17,13 @@ test: background-builds lint test-deps ## Everything: formatting, clippy, unit, 
 	$(MAKE) e2e-oldest
 	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SEED=1
 
-test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Debian) for the Argo CD health check
+test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Argo CD health check), curl and python3-venv (token examples), from Debian
 	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
 		{ echo 'lua5.4 is needed by the packaging tests (Debian: apt-get install lua5.4)' >&2; exit 1; }
+	@command -v curl >/dev/null || (apt-get update && apt-get install -y curl) || \
+		{ echo 'curl is needed by the token examples test (Debian: apt-get install curl)' >&2; exit 1; }
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || (apt-get update && apt-get install -y python3 python3-venv) || \
+		{ echo 'python3 with venv is needed by the token examples test (Debian: apt-get install python3-venv)' >&2; exit 1; }
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
@@ -87,3 +91,10 @@ RESYNC ?= 60s
 bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=60s] [JSON=out.json] [OPERATOR_ARGS="--concurrency 16"]
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)
+
+.PHONY: bench-peer
+HYDRA_MAESTER_SRC ?=
+bench-peer: ## Side by side with ory/hydra-maester + Ory Hydra, not part of `make test`: make bench-peer N=1000 HYDRA_MAESTER_SRC=<git clone of github.com/ory/hydra-maester> [JSON=out.json] [PEER_ARGS="--steady 60s"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	peer_dir="$$(bash hack/peer/build.sh $(HYDRA_MAESTER_SRC) | tail -n 1)" && \
+		target/release/collibra-oauth-bench-peer --n $(N) --peer-dir "$$peer_dir" $(if $(JSON),--json $(JSON)) $(PEER_ARGS)

@@ -74,6 +74,50 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
+/// Whether the operator may replace a Collibra client on its own when the
+/// Secret holding the credentials of a client in use is lost. Replacing
+/// deletes the client and registers the name again: a new `client_id` and,
+/// in Collibra, a new application with a system user of its own, so what an
+/// administrator granted to the old one is gone.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum ReplacementPolicy {
+    /// Stop with `CredentialsLost` until someone decides: restore the Secret,
+    /// or set the rotate annotation to replace the client.
+    #[default]
+    Manual,
+    /// Replace the client at once.
+    Automatic,
+}
+
+/// Why the operator replaced a Collibra client.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ReplacementCause {
+    /// The rotate annotation asked for it.
+    Rotation,
+    /// The Secret no longer held the credentials of the client in use
+    /// (`replacementPolicy: Automatic`).
+    LostSecret,
+    /// The operator's own registration was interrupted between Collibra's
+    /// answer and the first Secret write: that client was never used.
+    InterruptedRegistration,
+}
+
+/// The last replacement of the Collibra client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    /// The client that was deleted in Collibra.
+    pub previous_client_id: String,
+    /// The client registered in its place.
+    pub client_id: String,
+    /// Why it was replaced.
+    pub cause: ReplacementCause,
+    /// When (RFC 3339).
+    pub time: String,
+}
+
 /// Extra metadata copied onto the generated Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct SecretTemplate {
@@ -165,6 +209,13 @@ pub struct OAuthClientSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// `Manual` (default): when the Secret of a client in use is lost, stop
+    /// and say so; `Automatic`: delete the client and register a new one.
+    /// Either way a new client is a new Collibra application, without the
+    /// grants of the old one.
+    #[serde(default)]
+    pub replacement_policy: ReplacementPolicy,
+
     /// The Collibra instance: a CollibraConnection of this namespace or a
     /// ClusterCollibraConnection. Unset: the instance the operator's flags
     /// configure. Immutable.
@@ -194,6 +245,10 @@ pub struct OAuthClientStatus {
     /// When the credentials were last issued (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_issued_at: Option<String>,
+    /// The last time the client was deleted and registered again, naming
+    /// the old and the new client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replacement: Option<Replacement>,
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -262,6 +317,7 @@ mod tests {
         let spec: OAuthClientSpec = serde_json::from_str(r#"{"clientName":"a"}"#).expect("parses");
         assert_eq!(spec.grant_types, vec![GrantType::ClientCredentials]);
         assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.replacement_policy, ReplacementPolicy::Manual);
     }
 
     #[test]

@@ -73,6 +73,13 @@ pub struct RunArgs {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
 
+    /// The oldest Collibra list a registration may rest on: before a POST,
+    /// a list older than this is read again (once for all registrations
+    /// waiting), so a client created in Collibra meanwhile is not POSTed
+    /// again. 0 reads a list before every registration.
+    #[arg(long, env = "LIST_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub list_max_age: Duration,
+
     /// Objects reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -211,6 +218,11 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Text);
         assert_eq!(a.namespaces(), None);
         assert_eq!(a.collibra_rate_limit, None);
+        assert_eq!(a.list_max_age, Duration::from_secs(10));
+        assert_eq!(
+            parse(&["--list-max-age", "500ms"]).list_max_age,
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{connection::metrics::ConnectionMetrics, controller::reasons::Reason};
+use crate::{
+    connection::metrics::ConnectionMetrics,
+    controller::{capability::Support, reasons::Reason},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -32,6 +35,12 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabel {
     operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    operation: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +75,7 @@ pub struct CollibraMetrics {
     duration: Family<OperationLabel, Histogram>,
     retries: Family<OperationLabel, Counter>,
     backoff: Family<OperationLabel, Counter<f64>>,
+    capability: Family<CapabilityLabels, Gauge>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -82,6 +92,20 @@ impl CollibraMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             retries: Family::default(),
             backoff: Family::default(),
+            capability: Family::default(),
+        }
+    }
+
+    /// Records what is known of an optional Collibra operation: 1 on its
+    /// state, 0 on the others.
+    pub fn capability(&self, operation: &str, state: Support) {
+        for s in Support::ALL {
+            self.capability
+                .get_or_create(&CapabilityLabels {
+                    operation: operation.to_owned(),
+                    state: s.as_str().to_owned(),
+                })
+                .set(i64::from(s == state));
         }
     }
 
@@ -95,6 +119,7 @@ impl CollibraMetrics {
         );
         r.register("retries", RETRIES_HELP, self.retries.clone());
         r.register("backoff_seconds", BACKOFF_HELP, self.backoff.clone());
+        r.register("capability", CAPABILITY_HELP, self.capability.clone());
     }
 }
 
@@ -103,6 +128,7 @@ const REQUESTS_HELP: &str =
 const DURATION_HELP: &str = "Collibra request latency by operation";
 const RETRIES_HELP: &str = "Collibra requests retried after a transient failure";
 const BACKOFF_HELP: &str = "Time spent waiting before Collibra retries";
+const CAPABILITY_HELP: &str = "What the operator knows now of an optional Collibra operation (delete, update): 1 on its state; an answer is forgotten after one resync interval";
 
 impl Observer for CollibraMetrics {
     fn request_finished(&self, operation: Operation, outcome: &str, elapsed: Duration) {

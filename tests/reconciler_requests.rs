@@ -76,6 +76,7 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
         Settings {
             resync: Duration::from_secs(600),
             deletion_grace: Duration::from_secs(60),
+            list_max_age: Duration::from_secs(5),
         },
     ))
 }

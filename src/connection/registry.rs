@@ -25,6 +25,7 @@ use super::status::{ConnectionReason, Health};
 use crate::{
     api::connection::{Capabilities, ConnectionKey},
     controller::{connection::Connection as Collibra, decide::Listed},
+    metrics::CollibraMetrics,
 };
 
 /// uid and resourceVersion of an object: which version of it was read.
@@ -52,6 +53,7 @@ pub struct ConnectionState {
     /// entry, so nothing learned about the old instance is kept.
     pub instance: String,
     resync: Duration,
+    metrics: Arc<CollibraMetrics>,
     /// Rebuilt, with a fresh list, whenever the credentials change: a
     /// reconcile in flight finishes with the instance it started with.
     collibra: RwLock<Option<(Fingerprint, Arc<Collibra>)>>,
@@ -84,11 +86,17 @@ fn write<T>(l: &RwLock<T>, value: T) {
 
 impl ConnectionState {
     /// A connection with no client yet.
-    pub fn new(key: ConnectionKey, instance: String, resync: Duration) -> ConnectionState {
+    pub fn new(
+        key: ConnectionKey,
+        instance: String,
+        resync: Duration,
+        metrics: Arc<CollibraMetrics>,
+    ) -> ConnectionState {
         ConnectionState {
             key,
             instance,
             resync,
+            metrics,
             collibra: RwLock::new(None),
             health: RwLock::new(Health::new(ConnectionReason::Connecting, "not checked yet")),
             failures: AtomicU32::new(0),
@@ -98,9 +106,18 @@ impl ConnectionState {
 
     /// The instance configured by flags: its client is built at start-up
     /// and it is usable from the start (its failures show on the objects).
-    pub fn default_instance(client: CollibraClient, resync: Duration) -> DefaultInstance {
-        let state = ConnectionState::new(ConnectionKey::Default, String::new(), resync);
-        let collibra = Arc::new(Collibra::new(client, resync));
+    pub fn default_instance(
+        client: CollibraClient,
+        resync: Duration,
+        metrics: Arc<CollibraMetrics>,
+    ) -> DefaultInstance {
+        let state = ConnectionState::new(
+            ConnectionKey::Default,
+            String::new(),
+            resync,
+            metrics.clone(),
+        );
+        let collibra = Arc::new(Collibra::new(client, resync, metrics));
         let fingerprint = Fingerprint {
             generation: None,
             credentials: (None, None),
@@ -127,7 +144,7 @@ impl ConnectionState {
     /// Uses `client` from now on, with a fresh list: the old credentials
     /// may have seen another view (or none).
     pub fn set_client(&self, fingerprint: Fingerprint, client: CollibraClient) {
-        let collibra = Arc::new(Collibra::new(client, self.resync));
+        let collibra = Arc::new(Collibra::new(client, self.resync, self.metrics.clone()));
         write(&self.collibra, Some((fingerprint, collibra)));
     }
 
@@ -215,6 +232,7 @@ pub struct NotReady {
 /// Every connection the operator uses, by key.
 pub struct Registry {
     resync: Duration,
+    metrics: Arc<CollibraMetrics>,
     connections: RwLock<HashMap<ConnectionKey, Arc<ConnectionState>>>,
     /// Serialises `entry` so two reconciles never build two entries.
     creating: Mutex<()>,
@@ -225,9 +243,10 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry; lists are trusted for `resync`.
-    pub fn new(resync: Duration) -> Registry {
+    pub fn new(resync: Duration, metrics: Arc<CollibraMetrics>) -> Registry {
         Registry {
             resync,
+            metrics,
             connections: RwLock::new(HashMap::new()),
             creating: Mutex::new(()),
             namespaces: OnceLock::new(),
@@ -297,6 +316,7 @@ impl Registry {
             key.clone(),
             instance.to_owned(),
             self.resync,
+            self.metrics.clone(),
         ));
         self.insert(c.clone());
         c
@@ -336,6 +356,10 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<CollibraMetrics> {
+        crate::metrics::Metrics::default().collibra()
+    }
+
     fn key(name: &str) -> ConnectionKey {
         ConnectionKey::Namespaced {
             namespace: "ns".into(),
@@ -345,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_instance_change_starts_afresh() {
-        let r = Registry::new(Duration::from_secs(60));
+        let r = Registry::new(Duration::from_secs(60), metrics());
         let a = r.entry(&key("a"), "https://one/rest/auth/v1");
         a.set_health(Health::new(ConnectionReason::Connected, "ok"));
         let again = r.entry(&key("a"), "https://one/rest/auth/v1");
@@ -362,7 +386,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_capped_and_resets_when_connected() {
-        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60));
+        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60), metrics());
         let first = c.backoff();
         assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
         for _ in 0..20 {
@@ -374,7 +398,7 @@ mod tests {
 
     #[test]
     fn resolve_names_the_connection_and_why() {
-        let r = Registry::new(Duration::from_secs(60));
+        let r = Registry::new(Duration::from_secs(60), metrics());
         let err = r.resolve(&key("a"), "ns").err().expect("unknown");
         assert!(
             err.message
@@ -415,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_client_lists_say_why() {
-        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60));
+        let c = ConnectionState::new(key("a"), "i".into(), Duration::from_secs(60), metrics());
         c.set_health(Health::new(
             ConnectionReason::CredentialsNotFound,
             "Secret ns/creds does not exist",

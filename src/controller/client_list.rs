@@ -1,7 +1,10 @@
 //! One `GET /clients` serves many reconciles (docs/design.md, rule 7): the list is
 //! cached by name, refreshed single-flight when older than the resync
 //! interval or after an answer that may have changed it, and kept current
-//! between refreshes with the operator's own POSTs and DELETEs.
+//! between refreshes with the operator's own POSTs and DELETEs. A caller
+//! about to register asks for a younger list ([`ClientList::lookup_within`],
+//! `--list-max-age`), so a client created in Collibra meanwhile is seen
+//! instead of being POSTed again; concurrent callers still share one list.
 
 use std::{
     collections::HashMap,
@@ -63,8 +66,8 @@ impl ClientList {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn fresh(&self, s: &State) -> bool {
-        !s.stale && s.fetched_at.is_some_and(|t| t.elapsed() < self.max_age)
+    fn fresh(s: &State, max_age: Duration) -> bool {
+        !s.stale && s.fetched_at.is_some_and(|t| t.elapsed() < max_age)
     }
 
     /// Looks `name` up, fetching the list with `fetch` first when the cache
@@ -74,7 +77,24 @@ impl ClientList {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        self.read(fetch, |s| s.by_name.get(name).cloned()).await
+        self.lookup_within(name, self.max_age, fetch).await
+    }
+
+    /// Like [`Self::lookup`], but answered from a list at most `max_age` old
+    /// (or the cache's own age, whichever is shorter). Callers waiting for a
+    /// list in flight take it without fetching another.
+    pub async fn lookup_within<F, Fut, E>(
+        &self,
+        name: &str,
+        max_age: Duration,
+        fetch: F,
+    ) -> Result<Option<Listed>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        self.read(max_age, fetch, |s| s.by_name.get(name).cloned())
+            .await
     }
 
     /// Every listed client by name, from the cache or, when it is stale,
@@ -84,7 +104,7 @@ impl ClientList {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        self.read(fetch, |s| {
+        self.read(self.max_age, fetch, |s| {
             s.by_name
                 .iter()
                 .map(|(n, c)| (n.clone(), c.clone()))
@@ -93,27 +113,37 @@ impl ClientList {
         .await
     }
 
-    /// `answer` from a fresh cache, fetching the list first when the cache
-    /// is stale; concurrent callers share one fetch.
-    async fn read<F, Fut, E, T>(&self, fetch: F, answer: impl Fn(&State) -> T) -> Result<T, E>
+    /// `answer` from a list at most `max_age` old (or the cache's own age),
+    /// fetching the list first when the cache is older; concurrent callers
+    /// share one fetch.
+    async fn read<F, Fut, E, T>(
+        &self,
+        max_age: Duration,
+        fetch: F,
+        answer: impl Fn(&State) -> T,
+    ) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
-        if let Some(hit) = self.cached(&answer) {
+        let max_age = max_age.min(self.max_age);
+        if let Some(hit) = self.cached(max_age, &answer) {
             return Ok(hit);
         }
         let _single_flight = self.refresh.lock().await;
         // Someone else may have refreshed while we waited.
-        if let Some(hit) = self.cached(&answer) {
+        if let Some(hit) = self.cached(max_age, &answer) {
             return Ok(hit);
         }
         let invalidations_before = self.lock().invalidations;
+        // The list shows Collibra at some moment after the request left:
+        // its age counts from here, not from when the answer arrived.
+        let requested = Instant::now();
         let listed = fetch().await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
         s.by_name = listed_by_name(listed);
-        s.fetched_at = Some(Instant::now());
+        s.fetched_at = Some(requested);
         // Invalidated meanwhile (say, a registration whose answer was lost
         // committed while this list was on its way): the answer may predate
         // it, so the next lookup reads the list again.
@@ -121,10 +151,10 @@ impl ClientList {
         Ok(answer(&s))
     }
 
-    /// `Some(answer)` when the cache is fresh.
-    fn cached<T>(&self, answer: impl Fn(&State) -> T) -> Option<T> {
+    /// `Some(answer)` when the cache is at most `max_age` old.
+    fn cached<T>(&self, max_age: Duration, answer: impl Fn(&State) -> T) -> Option<T> {
         let s = self.lock();
-        self.fresh(&s).then(|| answer(&s))
+        Self::fresh(&s, max_age).then(|| answer(&s))
     }
 
     /// Marks the cache stale (an answer proved wrong, or an outcome is
@@ -315,6 +345,68 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(list.refreshes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_registration_gets_a_young_list_shared_by_concurrent_callers() {
+        let list = Arc::new(ClientList::new(Duration::from_secs(600)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |calls: Arc<AtomicUsize>, names: Vec<(String, Listed)>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, ()>(names)
+        };
+        let first = list
+            .lookup("a", || fetch(calls.clone(), vec![]))
+            .await
+            .expect("ok");
+        assert_eq!(first, None);
+        // Within the resync interval the cache answers, however old...
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let cached = list
+            .lookup("a", || fetch(calls.clone(), vec![entry("a", "id-a")]))
+            .await
+            .expect("ok");
+        assert_eq!(cached, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // ...but a caller about to register wants one at most 50 ms old:
+        // meanwhile "a" was created in Collibra, and the young list shows it.
+        // Twenty such callers share one list.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let list = list.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                list.lookup_within("a", Duration::from_millis(50), || {
+                    fetch(calls, vec![entry("a", "id-a")])
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let hit = t.await.expect("joined").expect("ok");
+            assert_eq!(hit.map(|c| c.client_id).as_deref(), Some("id-a"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(list.refreshes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_young_enough_list_is_not_fetched_again() {
+        let list = ClientList::new(Duration::from_secs(600));
+        let fetch = || async { Ok::<_, ()>(vec![entry("a", "1")]) };
+        list.lookup("a", fetch).await.expect("ok");
+        let hit = list
+            .lookup_within("a", Duration::from_secs(5), fetch)
+            .await
+            .expect("ok");
+        assert!(hit.is_some());
+        assert_eq!(list.refreshes(), 1);
+        // A bound longer than the cache's own age changes nothing.
+        list.lookup_within("a", Duration::from_secs(6000), fetch)
+            .await
+            .expect("ok");
+        assert_eq!(list.refreshes(), 1);
     }
 
     #[test]

@@ -4,39 +4,13 @@
 //! a [`Connection`], so the list and the capabilities stay current with the
 //! operator's own writes.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU8, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use collibra_client::{ClientInfo, ClientUpdate, CollibraClient, Error, IssuedClient, NewClient};
 use tracing::warn;
 
-use super::{client_list::ClientList, decide::Listed};
-
-/// A tri-state capability of the Collibra server.
-#[derive(Default)]
-pub struct Capability(AtomicU8);
-
-impl Capability {
-    /// `None` until an answer told.
-    pub fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Some(true),
-            2 => Some(false),
-            _ => None,
-        }
-    }
-
-    /// Records what the server answered; returns whether this changed it.
-    pub fn set(&self, supported: bool) -> bool {
-        let v = if supported { 1 } else { 2 };
-        self.0.swap(v, Ordering::Relaxed) != v
-    }
-}
+use super::{capability::Capability, client_list::ClientList, decide::Listed};
+use crate::metrics::CollibraMetrics;
 
 /// What a DELETE achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,13 +30,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection whose list is trusted for `list_max_age`.
-    pub fn new(client: CollibraClient, list_max_age: Duration) -> Self {
+    /// A connection whose list, and what it learned of DELETE and PUT, are
+    /// trusted for `resync` (then read, or tried, again).
+    pub fn new(client: CollibraClient, resync: Duration, metrics: Arc<CollibraMetrics>) -> Self {
         Connection {
             client,
-            list: ClientList::new(list_max_age),
-            delete_supported: Capability::default(),
-            update_supported: Capability::default(),
+            list: ClientList::new(resync),
+            delete_supported: Capability::new("delete", resync, metrics.clone()),
+            update_supported: Capability::new("update", resync, metrics),
         }
     }
 
@@ -84,7 +59,20 @@ impl Connection {
     /// The client named `name`, from the shared list (fetched single-flight
     /// when stale).
     pub async fn lookup(&self, name: &str) -> Result<Option<Listed>, Error> {
-        self.list.lookup(name, || self.fetch_list()).await
+        self.lookup_within(name, Duration::MAX).await
+    }
+
+    /// Like [`Self::lookup`], from a list at most `max_age` old: what a
+    /// decision to register rests on (`--list-max-age`), so that a client
+    /// created in Collibra shortly before is not POSTed again.
+    pub async fn lookup_within(
+        &self,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<Option<Listed>, Error> {
+        self.list
+            .lookup_within(name, max_age, || self.fetch_list())
+            .await
     }
 
     /// Every client by name, from the shared list (a connection's check
@@ -181,21 +169,5 @@ fn listed(c: &ClientInfo) -> Listed {
         client_id: c.client_id.clone(),
         issued_at: c.client_id_issued_at,
         grant_types: c.grant_types.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_capability_is_unknown_until_told_and_reports_changes() {
-        let c = Capability::default();
-        assert_eq!(c.get(), None);
-        assert!(c.set(false));
-        assert_eq!(c.get(), Some(false));
-        assert!(!c.set(false), "the same answer again is no change");
-        assert!(c.set(true));
-        assert_eq!(c.get(), Some(true));
     }
 }

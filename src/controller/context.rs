@@ -26,7 +26,7 @@ use super::{
     reasons::Reason,
 };
 use crate::{
-    api::OAuthClient,
+    api::{OAuthClient, Replacement},
     connection::{
         connection_of,
         registry::{ConnectionState, Registry},
@@ -62,6 +62,8 @@ pub struct Settings {
     pub resync: Duration,
     /// How long a failing cleanup may hold a deleted object.
     pub deletion_grace: Duration,
+    /// The oldest Collibra list a decision to register may rest on.
+    pub list_max_age: Duration,
 }
 
 /// Shared state of the controller.
@@ -88,6 +90,10 @@ pub struct Context {
     unsaved: Mutex<HashMap<String, Arc<IssuedClient>>>,
     /// The Ready reason this process last reported, by object uid.
     reported: Mutex<HashMap<String, Reason>>,
+    /// The last replacement this process made, by object uid: the cached
+    /// object lags behind the status write that recorded it, and a status
+    /// built from the cache must not drop it.
+    replacements: Mutex<HashMap<String, Replacement>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,8 +111,9 @@ impl Context {
         scopes: Vec<Scope>,
         settings: Settings,
     ) -> Self {
-        let connections = Arc::new(Registry::new(settings.resync));
-        let default_instance = ConnectionState::default_instance(collibra, settings.resync);
+        let connections = Arc::new(Registry::new(settings.resync, metrics.collibra()));
+        let default_instance =
+            ConnectionState::default_instance(collibra, settings.resync, metrics.collibra());
         connections.insert(Arc::new(default_instance.state));
         Context {
             client,
@@ -119,6 +126,7 @@ impl Context {
             backoffs: Backoffs::default(),
             unsaved: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            replacements: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,10 +200,21 @@ impl Context {
         previous
     }
 
+    /// Remembers a replacement made for `uid`.
+    pub fn remember_replacement(&self, uid: &str, replacement: Replacement) {
+        lock(&self.replacements).insert(uid.to_owned(), replacement);
+    }
+
+    /// The last replacement this process made for `uid`.
+    pub fn last_replacement(&self, uid: &str) -> Option<Replacement> {
+        lock(&self.replacements).get(uid).cloned()
+    }
+
     /// Forgets everything about `uid` (the object is gone).
     pub fn forget(&self, uid: &str) {
         self.backoffs.reset(uid);
         lock(&self.unsaved).remove(uid);
+        lock(&self.replacements).remove(uid);
         if let Some(last) = lock(&self.reported).remove(uid) {
             self.metrics.object_gone(last);
         }

@@ -7,6 +7,8 @@
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::{ReplacementCause, ReplacementPolicy};
+
 /// Tolerated clock difference between Collibra and the operator when
 /// deciding whether a client was registered after our claim. Small on
 /// purpose: too small only turns a lost secret of ours into a Stalled
@@ -70,6 +72,11 @@ pub struct Observed<'a> {
     pub delete_supported: Option<bool>,
     /// Whether Collibra supports PUT (`None`: not yet known).
     pub update_supported: Option<bool>,
+    /// `status.lastRotation`: the rotation request last acted on, which
+    /// still counts when the Secret that recorded it is gone.
+    pub last_rotation: Option<&'a str>,
+    /// `spec.replacementPolicy`.
+    pub replacement_policy: ReplacementPolicy,
 }
 
 /// Why a new registration is needed.
@@ -86,9 +93,24 @@ pub enum RegisterReason {
 pub enum ReplaceReason {
     /// The rotate annotation changed.
     Rotation,
-    /// The client is provably ours but its secret was lost (a crash between
-    /// the 201 and the Secret write, or the Secret deleted by a user).
+    /// The Secret no longer holds the credentials of the client in use
+    /// (status recorded it), and `replacementPolicy` is `Automatic`.
     LostSecret,
+    /// A registration of ours was interrupted between Collibra's 201 and
+    /// the Secret write: the client was never used, so it is replaced
+    /// whatever the policy.
+    InterruptedRegistration,
+}
+
+impl ReplaceReason {
+    /// The cause recorded in `status.lastReplacement`.
+    pub fn cause(self) -> ReplacementCause {
+        match self {
+            ReplaceReason::Rotation => ReplacementCause::Rotation,
+            ReplaceReason::LostSecret => ReplacementCause::LostSecret,
+            ReplaceReason::InterruptedRegistration => ReplacementCause::InterruptedRegistration,
+        }
+    }
 }
 
 /// What to do about grant types that differ from the spec.
@@ -122,6 +144,10 @@ pub enum Plan {
     /// A client with this name exists and the operator holds no credentials
     /// for it. `own` says whether it is provably the operator's.
     ClientExistsWithoutSecret { client_id: String, own: bool },
+    /// The Secret lost the credentials of `client_id`, which is in use, and
+    /// `replacementPolicy` is `Manual`: a person decides (restore the
+    /// Secret, or request a rotation).
+    CredentialsLost { client_id: String },
     /// The Secret exists and is not ours: never overwritten.
     SecretConflict { why: String },
 }
@@ -133,7 +159,7 @@ impl Plan {
     }
 }
 
-/// Decides what to do (docs/design.md, rules 1 to 6).
+/// Decides what to do (docs/design.md, rules 1 to 6 and 10).
 pub fn decide(o: &Observed<'_>) -> Plan {
     let managed = match o.secret {
         SecretView::Foreign { why } => return Plan::SecretConflict { why: why.clone() },
@@ -150,9 +176,12 @@ pub fn decide(o: &Observed<'_>) -> Plan {
         });
     };
 
+    // A rotation request not yet acted on, as the Secret or, should the
+    // Secret have been re-created without that record, status tells.
+    let rotation_wanted = o.rotation_request.is_some()
+        && o.rotation_request != managed.and_then(|m| m.rotated_for.as_deref())
+        && o.rotation_request != o.last_rotation;
     if held_id == Some(listed.client_id.as_str()) {
-        let rotation_wanted = o.rotation_request.is_some()
-            && o.rotation_request != managed.and_then(|m| m.rotated_for.as_deref());
         if rotation_wanted && o.delete_supported != Some(false) {
             return Plan::Replace {
                 client_id: listed.client_id.clone(),
@@ -176,33 +205,51 @@ pub fn decide(o: &Observed<'_>) -> Plan {
     }
 
     // The name is taken by a client whose secret we do not hold.
-    let own = provably_own(managed, o.status_client_id, listed);
-    if own && o.delete_supported != Some(false) {
-        Plan::Replace {
+    let Some(reason) = provably_own(managed, o.status_client_id, listed) else {
+        return Plan::ClientExistsWithoutSecret {
             client_id: listed.client_id.clone(),
-            reason: ReplaceReason::LostSecret,
-        }
-    } else {
-        Plan::ClientExistsWithoutSecret {
+            own: false,
+        };
+    };
+    if o.delete_supported == Some(false) {
+        return Plan::ClientExistsWithoutSecret {
             client_id: listed.client_id.clone(),
-            own,
+            own: true,
+        };
+    }
+    // A client in use is replaced on the operator's own initiative only
+    // under Automatic; otherwise only a new rotation request replaces it.
+    let reason = match reason {
+        ReplaceReason::LostSecret if rotation_wanted => ReplaceReason::Rotation,
+        ReplaceReason::LostSecret if o.replacement_policy == ReplacementPolicy::Manual => {
+            return Plan::CredentialsLost {
+                client_id: listed.client_id.clone(),
+            };
         }
+        r => r,
+    };
+    Plan::Replace {
+        client_id: listed.client_id.clone(),
+        reason,
     }
 }
 
-/// A listed client is ours when status recorded its id, or when our claim
-/// on the Secret predates its registration (a crash after the POST).
+/// Whether a listed client is ours, and why: status recorded its id (it was
+/// in use), or our claim on the Secret predates its registration (a crash
+/// after the POST: never used).
 fn provably_own(
     managed: Option<&ManagedSecret>,
     status_client_id: Option<&str>,
     listed: &Listed,
-) -> bool {
+) -> Option<ReplaceReason> {
     if status_client_id == Some(listed.client_id.as_str()) {
-        return true;
+        return Some(ReplaceReason::LostSecret);
     }
     match (managed.and_then(|m| m.registering_since), listed.issued_at) {
-        (Some(since), Some(issued)) => issued >= since.as_second() - CLOCK_SKEW_SECS,
-        _ => false,
+        (Some(since), Some(issued)) if issued >= since.as_second() - CLOCK_SKEW_SECS => {
+            Some(ReplaceReason::InterruptedRegistration)
+        }
+        _ => None,
     }
 }
 
@@ -267,6 +314,7 @@ mod tests {
         Timestamp::from_second(secs).expect("valid")
     }
 
+    #[derive(Clone)]
     struct Case<'a> {
         secret: SecretView,
         listed: Option<Listed>,
@@ -275,6 +323,8 @@ mod tests {
         delete: Option<bool>,
         update: Option<bool>,
         want_grants: Vec<String>,
+        last_rotation: Option<&'a str>,
+        policy: ReplacementPolicy,
     }
 
     impl Default for Case<'_> {
@@ -287,6 +337,8 @@ mod tests {
                 delete: None,
                 update: None,
                 want_grants: grants(),
+                last_rotation: None,
+                policy: ReplacementPolicy::Manual,
             }
         }
     }
@@ -300,6 +352,8 @@ mod tests {
             grant_types: &c.want_grants,
             delete_supported: c.delete,
             update_supported: c.update,
+            last_rotation: c.last_rotation,
+            replacement_policy: c.policy,
         })
     }
 
@@ -409,13 +463,20 @@ mod tests {
                 delete,
                 ..Case::default()
             };
-            assert_eq!(
-                run(&c),
-                Plan::Replace {
-                    client_id: "lost".into(),
-                    reason: ReplaceReason::LostSecret
-                }
-            );
+            // Never used: replaced whatever the policy.
+            for policy in [ReplacementPolicy::Manual, ReplacementPolicy::Automatic] {
+                let c = Case {
+                    policy,
+                    ..c.clone()
+                };
+                assert_eq!(
+                    run(&c),
+                    Plan::Replace {
+                        client_id: "lost".into(),
+                        reason: ReplaceReason::InterruptedRegistration
+                    }
+                );
+            }
         }
         let c = Case {
             secret,
@@ -451,11 +512,12 @@ mod tests {
     }
 
     #[test]
-    fn deleted_secret_with_recorded_client_is_replaced() {
-        let c = Case {
+    fn deleted_secret_of_a_client_in_use_is_replaced_only_under_automatic() {
+        let mut c = Case {
             secret: SecretView::Missing,
             listed: Some(listed("id1", 5)),
             status_id: Some("id1"),
+            policy: ReplacementPolicy::Automatic,
             ..Case::default()
         };
         assert_eq!(
@@ -464,6 +526,121 @@ mod tests {
                 client_id: "id1".into(),
                 reason: ReplaceReason::LostSecret
             }
+        );
+        c.policy = ReplacementPolicy::Manual;
+        assert_eq!(
+            run(&c),
+            Plan::CredentialsLost {
+                client_id: "id1".into()
+            }
+        );
+        // The same with an emptied Secret of ours, and with an old claim
+        // left by a replacement whose DELETE failed: the client predates it.
+        for secret in [
+            managed(None),
+            SecretView::Managed(ManagedSecret {
+                registering_since: Some(ts(1_000)),
+                owned: true,
+                ..ManagedSecret::default()
+            }),
+        ] {
+            let c = Case {
+                secret,
+                ..c.clone()
+            };
+            assert_eq!(
+                run(&c),
+                Plan::CredentialsLost {
+                    client_id: "id1".into()
+                }
+            );
+        }
+        // Without DELETE neither policy can replace it.
+        for policy in [ReplacementPolicy::Manual, ReplacementPolicy::Automatic] {
+            let c = Case {
+                policy,
+                delete: Some(false),
+                ..c.clone()
+            };
+            assert_eq!(
+                run(&c),
+                Plan::ClientExistsWithoutSecret {
+                    client_id: "id1".into(),
+                    own: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn manual_replacement_is_a_new_rotation_request() {
+        let mut c = Case {
+            secret: SecretView::Missing,
+            listed: Some(listed("id1", 5)),
+            status_id: Some("id1"),
+            rotate: Some("r1"),
+            last_rotation: Some("r1"),
+            ..Case::default()
+        };
+        // The annotation's value was acted on before the Secret was lost:
+        // that old request does not replace the client again.
+        assert_eq!(
+            run(&c),
+            Plan::CredentialsLost {
+                client_id: "id1".into()
+            }
+        );
+        c.rotate = Some("r2");
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::Rotation
+            }
+        );
+        c.last_rotation = None;
+        c.rotate = Some("r1");
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::Rotation
+            }
+        );
+    }
+
+    #[test]
+    fn a_restored_secret_does_not_repeat_the_last_rotation() {
+        // Restored from a backup taken before the rotate record was written:
+        // status remembers that "r1" was acted on.
+        let c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            status_id: Some("id1"),
+            rotate: Some("r1"),
+            last_rotation: Some("r1"),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::InSync {
+                adopt: false,
+                drift: None,
+                rotation_unsupported: false
+            }
+        );
+    }
+
+    #[test]
+    fn causes_name_the_three_replacements() {
+        assert_eq!(ReplaceReason::Rotation.cause(), ReplacementCause::Rotation);
+        assert_eq!(
+            ReplaceReason::LostSecret.cause(),
+            ReplacementCause::LostSecret
+        );
+        assert_eq!(
+            ReplaceReason::InterruptedRegistration.cause(),
+            ReplacementCause::InterruptedRegistration
         );
     }
 

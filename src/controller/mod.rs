@@ -7,6 +7,7 @@
 //! clientName in [`names`]. The design these follow is docs/design.md.
 
 pub mod backoff;
+pub mod capability;
 pub mod client_list;
 pub mod connection;
 pub mod context;
@@ -202,6 +203,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Settings {
             resync: args.resync_interval,
             deletion_grace: args.deletion_grace,
+            list_max_age: args.list_max_age,
         },
     ));
     let connection_ctx = Arc::new(ConnectionContext {

@@ -18,6 +18,9 @@ pub enum Reason {
     CollibraRejected,
     /// A client with this name exists; the operator holds no credentials for it.
     ClientExistsWithoutSecret,
+    /// The Secret lost the credentials of the client in use and
+    /// `replacementPolicy` is `Manual`: a person decides.
+    CredentialsLost,
     /// The target Secret exists and is not managed by this object.
     SecretConflict,
     /// An older OAuthClient claims this clientName.
@@ -46,6 +49,7 @@ impl Reason {
             self,
             Reason::CollibraRejected
                 | Reason::ClientExistsWithoutSecret
+                | Reason::CredentialsLost
                 | Reason::SecretConflict
                 | Reason::NameConflict
         )
@@ -73,7 +77,9 @@ pub enum Issuance {
     Recreated,
     /// The rotate annotation asked for new credentials.
     Rotated,
-    /// The client's secret was lost; it was deleted and registered again.
+    /// The client's secret was lost (an interrupted registration, or with
+    /// `replacementPolicy: Automatic` a lost Secret); it was deleted and
+    /// registered again.
     Replaced,
 }
 

@@ -27,6 +27,14 @@ pub const KEY_CLIENT_SECRET: &str = "client_secret";
 pub const KEY_CLIENT_NAME: &str = "client_name";
 /// See [`KEY_CLIENT_ID`].
 pub const KEY_TOKEN_URL: &str = "token_url";
+/// How a client authenticates at `token_url`, named as in RFC 7591
+/// (client metadata) and with a value from IANA's registry of token endpoint
+/// authentication methods, the words libraries take as they are.
+pub const KEY_TOKEN_ENDPOINT_AUTH_METHOD: &str = "token_endpoint_auth_method";
+/// The method written: Collibra accepts it, and unlike `client_secret_basic`
+/// it cannot be broken by a library that skips RFC 6749 2.3.1's form-encoding
+/// of ids that contain ':'.
+pub const TOKEN_ENDPOINT_AUTH_METHOD: &str = "client_secret_post";
 
 /// Whether a Secret carries the managed-by label.
 pub fn is_labeled(meta: &ObjectMeta) -> bool {
@@ -146,6 +154,10 @@ pub fn desired(
     };
     put(KEY_CLIENT_NAME, owner.spec.client_name.as_bytes());
     put(KEY_TOKEN_URL, token_url.as_bytes());
+    put(
+        KEY_TOKEN_ENDPOINT_AUTH_METHOD,
+        TOKEN_ENDPOINT_AUTH_METHOD.as_bytes(),
+    );
     let copy_from = |s: &Secret,
                      data: &mut BTreeMap<String, ByteString>,
                      ann: &mut BTreeMap<String, String>| {
@@ -345,6 +357,10 @@ mod tests {
         assert_eq!(
             data(&s, KEY_TOKEN_URL).as_deref(),
             Some("https://c/rest/oauth/v2/token")
+        );
+        assert_eq!(
+            data(&s, KEY_TOKEN_ENDPOINT_AUTH_METHOD).as_deref(),
+            Some("client_secret_post")
         );
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
         let labels = s.metadata.labels.clone().unwrap_or_default();

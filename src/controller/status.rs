@@ -7,7 +7,7 @@ use k8s_openapi::{
 };
 
 use super::reasons::Reason;
-use crate::api::{OAuthClient, OAuthClientStatus};
+use crate::api::{OAuthClient, OAuthClientStatus, Replacement};
 
 /// The Ready state the operator wants to report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct Facts {
     pub last_rotation: Option<String>,
     /// See [`OAuthClientStatus::credentials_issued_at`].
     pub credentials_issued_at: Option<String>,
+    /// See [`OAuthClientStatus::last_replacement`].
+    pub last_replacement: Option<Replacement>,
 }
 
 impl Facts {
@@ -53,6 +55,7 @@ impl Facts {
             grant_types: s.grant_types,
             last_rotation: s.last_rotation,
             credentials_issued_at: s.credentials_issued_at,
+            last_replacement: s.last_replacement,
         }
     }
 }
@@ -148,6 +151,7 @@ pub fn build(
         grant_types: facts.grant_types,
         last_rotation: facts.last_rotation,
         credentials_issued_at: facts.credentials_issued_at,
+        last_replacement: facts.last_replacement,
         observed_generation: generation,
         conditions,
     }

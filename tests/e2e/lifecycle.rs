@@ -61,12 +61,19 @@ async fn registers_client_and_writes_secret(env: Arc<Env>) -> anyhow::Result<()>
         .ok_or_else(|| anyhow::anyhow!("no Secret"))?;
     let keys: Vec<&str> = data.keys().map(String::as_str).collect();
     ensure!(
-        keys == ["client_id", "client_name", "client_secret", "token_url"],
+        keys == [
+            "client_id",
+            "client_name",
+            "client_secret",
+            "token_endpoint_auth_method",
+            "token_url"
+        ],
         "keys {keys:?}"
     );
     ensure!(Some(&data["client_id"]) == status.client_id.as_ref());
     ensure!(data["client_name"] == "billing-etl");
     ensure!(data["token_url"] == format!("{}/rest/oauth/v2/token", f.sim.url()));
+    ensure!(data["token_endpoint_auth_method"] == "client_secret_post");
     ensure!(
         token_accepted(&f.sim.url(), &data["client_id"], &data["client_secret"]).await?,
         "the simulator's token endpoint refused the Secret's credentials"
@@ -447,7 +454,12 @@ async fn rotation_replaces_credentials(env: Arc<Env>) -> anyhow::Result<()> {
 
 async fn deleted_secret_is_recovered(env: Arc<Env>) -> anyhow::Result<()> {
     let f = Fixture::new(env, "secretdeleted").await?;
-    f.apply(&manifest("lost", "lost-client", "")).await?;
+    f.apply(&manifest(
+        "lost",
+        "lost-client",
+        "  replacementPolicy: Automatic\n",
+    ))
+    .await?;
     let o = f.wait_reason("lost", Reason::Registered.as_str()).await?;
     let old_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
     f.secrets().delete("lost", &DeleteParams::default()).await?;
@@ -457,7 +469,11 @@ async fn deleted_secret_is_recovered(env: Arc<Env>) -> anyhow::Result<()> {
                 && o.status.as_ref().and_then(|s| s.client_id.as_deref()) != Some(old_id.as_str())
         })
         .await?;
-    let new_id = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    let new_id = o
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .unwrap_or_default();
     let data = f.secret_data("lost").await?.unwrap_or_default();
     ensure!(
         data["client_id"] == new_id
@@ -467,6 +483,21 @@ async fn deleted_secret_is_recovered(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         f.collibra.clients().len() == 1,
         "old client must have been deleted"
+    );
+    let repl = o
+        .status
+        .and_then(|s| s.last_replacement)
+        .ok_or_else(|| anyhow::anyhow!("status.lastReplacement is missing"))?;
+    ensure!(
+        repl.previous_client_id == old_id
+            && repl.client_id == new_id
+            && repl.cause == collibra_oauth_operator::api::ReplacementCause::LostSecret,
+        "{repl:?}"
+    );
+    ensure!(
+        f.event_reasons("lost")
+            .await?
+            .contains(&EventReason::Replaced.as_str().to_owned())
     );
     f.finish().await
 }
@@ -484,7 +515,12 @@ async fn deleted_secret_without_delete_support_stalls(env: Arc<Env>) -> anyhow::
         },
     )
     .await?;
-    f.apply(&manifest("lost", "lost-client", "")).await?;
+    f.apply(&manifest(
+        "lost",
+        "lost-client",
+        "  replacementPolicy: Automatic\n",
+    ))
+    .await?;
     f.wait_reason("lost", Reason::Registered.as_str()).await?;
     f.secrets().delete("lost", &DeleteParams::default()).await?;
     let o = f

@@ -132,7 +132,8 @@ async fn no_credential_leaks_at_trace_level(env: Arc<Env>) -> anyhow::Result<()>
         "  secretTemplate:\n    labels: {team: a}\n",
     ))
     .await?;
-    f.apply(&manifest("b", "hyg-b", "")).await?;
+    f.apply(&manifest("b", "hyg-b", "  replacementPolicy: Automatic\n"))
+        .await?;
     f.apply(&manifest("c", "hyg-c", "")).await?;
     for n in ["a", "b", "c"] {
         f.wait_reason(n, "Registered").await?;

@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use collibra_oauth_bench::{Metrics, Proc, load, meminfo_total, round3};
 use collibra_oauth_operator::api::OAuthClient;
 use collibra_sim::{Faults, RateLimit, SimConfig, Simulator, Stats};
 use futures::{StreamExt, TryStreamExt};
@@ -136,102 +137,6 @@ fn proc_of(op: &Operator) -> anyhow::Result<Proc> {
 /// SIGTERM, then SIGKILL after this long.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Resource use of a process, from /proc.
-#[derive(Clone, Copy, Debug, Default)]
-struct Proc {
-    /// Peak resident set (VmHWM), KiB.
-    hwm_kib: u64,
-    /// Resident set now (VmRSS), KiB.
-    rss_kib: u64,
-    /// utime + stime, seconds.
-    cpu_secs: f64,
-}
-
-impl Proc {
-    fn read(pid: u32) -> anyhow::Result<Proc> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces): state is
-        // field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let hz = rustix::param::clock_ticks_per_second() as f64;
-        Ok(Proc {
-            hwm_kib: kib("VmHWM:"),
-            rss_kib: kib("VmRSS:"),
-            cpu_secs: (ticks(11) + ticks(12)) as f64 / hz,
-        })
-    }
-}
-
-/// The samples of a Prometheus text exposition.
-#[derive(Clone, Debug, Default)]
-struct Metrics {
-    samples: Vec<(String, String, f64)>,
-}
-
-impl Metrics {
-    fn parse(text: &str) -> Metrics {
-        let samples = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                let value = value.parse::<f64>().ok()?;
-                let (name, labels) = match series.split_once('{') {
-                    Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                Some((name.to_owned(), labels.to_owned(), value))
-            })
-            .collect();
-        Metrics { samples }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.samples.iter().any(|(n, _, _)| n == name)
-    }
-
-    fn sum(&self, name: &str) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
-        let key = format!("{label}=\"");
-        let mut out = BTreeMap::new();
-        for (n, labels, v) in &self.samples {
-            if n != name {
-                continue;
-            }
-            let value = labels
-                .split_once(&key)
-                .and_then(|(_, r)| r.split_once('"'))
-                .map(|(v, _)| v.to_owned())
-                .unwrap_or_default();
-            *out.entry(value).or_insert(0.0) += v;
-        }
-        out
-    }
-}
-
 const KUBE_REQUESTS: &str = "collibra_oauth_kubernetes_requests_total";
 
 /// Counters at one instant.
@@ -306,16 +211,6 @@ fn delta(a: &Snapshot, b: &Snapshot) -> Value {
         "collibra_retries": b.retries - a.retries,
         "cpu_seconds": round3(b.proc.cpu_secs - a.proc.cpu_secs),
     })
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Counts Ready OAuthClients in `ns`, published on a watch channel.
@@ -426,18 +321,6 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         eprintln!("bench: wrote {}", path.display());
     }
     Ok(())
-}
-
-fn meminfo_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 async fn run_phases(

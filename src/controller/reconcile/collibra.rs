@@ -13,6 +13,7 @@ use kube::{ResourceExt, runtime::events::EventType};
 use super::{Outcome, Reconciler, Result, messages};
 use crate::controller::{
     connection::Deletion,
+    context::now,
     decide::{GrantDrift, Listed, RegisterReason, ReplaceReason},
     reasons::{EventReason, Issuance, Reason},
     secret, status,
@@ -31,7 +32,9 @@ impl From<ReplaceReason> for Issuance {
     fn from(r: ReplaceReason) -> Self {
         match r {
             ReplaceReason::Rotation => Issuance::Rotated,
-            ReplaceReason::LostSecret => Issuance::Replaced,
+            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
+                Issuance::Replaced
+            }
         }
     }
 }
@@ -61,7 +64,7 @@ impl Reconciler<'_> {
         current: Option<&Secret>,
         reason: RegisterReason,
     ) -> Result<Outcome> {
-        let Some(claimed) = self.claim(current).await? else {
+        let Some(claimed) = self.claim(current, now()).await? else {
             return Ok(self.secret_not_visible());
         };
         let issued = match self.collibra.register(&self.new_client()).await {
@@ -93,6 +96,7 @@ impl Reconciler<'_> {
             Some(&claimed),
             self.obj.rotation_request(),
             Some(reason.into()),
+            None,
         )
         .await
     }
@@ -118,7 +122,17 @@ impl Reconciler<'_> {
         client_id: &str,
         reason: ReplaceReason,
     ) -> Result<Outcome> {
-        let Some(claimed) = self.claim(current).await? else {
+        // Recovering an interrupted registration keeps that registration's
+        // claim time: it proves the listed client ours, and must go on
+        // proving it should the DELETE be refused (rules 2 and 10).
+        let since = match reason {
+            ReplaceReason::InterruptedRegistration => current
+                .and_then(|s| s.annotations().get(crate::api::REGISTERING_ANNOTATION))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(now),
+            ReplaceReason::Rotation | ReplaceReason::LostSecret => now(),
+        };
+        let Some(claimed) = self.claim(current, since).await? else {
             return Ok(self.secret_not_visible());
         };
         match self
@@ -128,16 +142,17 @@ impl Reconciler<'_> {
         {
             Ok(Deletion::Deleted) => {}
             Ok(Deletion::Unsupported) => {
-                self.release_claim(&claimed).await?;
+                // The claim of an interrupted registration stays: it proves
+                // the client ours once DELETE works again.
+                if reason != ReplaceReason::InterruptedRegistration {
+                    self.release_claim(&claimed).await?;
+                }
                 return Ok(match reason {
-                    ReplaceReason::LostSecret => self.exists_without_secret(client_id, true),
+                    ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
+                        self.exists_without_secret(client_id, true)
+                    }
                     ReplaceReason::Rotation => {
-                        self.event(
-                            EventType::Warning,
-                            EventReason::RotationUnsupported,
-                            messages::ROTATION_UNSUPPORTED_EVENT.to_owned(),
-                        )
-                        .await;
+                        self.rotation_unsupported(client_id).await;
                         self.outcome(
                             Reason::Registering,
                             "rotation not supported; re-checking",
@@ -168,19 +183,46 @@ impl Reconciler<'_> {
         };
         let rotated_for = match reason {
             ReplaceReason::Rotation => self.obj.rotation_request(),
-            ReplaceReason::LostSecret => claimed
+            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => claimed
                 .annotations()
                 .get(secret::ROTATED_FOR_ANNOTATION)
                 .map(String::as_str),
         };
-        let rotated_for = rotated_for.map(str::to_owned);
+        // A lost Secret also lost its record of the last rotation; status
+        // keeps it, so that old request is not taken for a new one.
+        let rotated_for = rotated_for.map(str::to_owned).or_else(|| {
+            self.obj
+                .status
+                .as_ref()
+                .and_then(|s| s.last_rotation.clone())
+        });
+        let replaced = messages::Replaced {
+            previous: client_id,
+            reason,
+            request: self.obj.rotation_request(),
+        };
         self.store_credentials(
             issued,
             Some(&claimed),
             rotated_for.as_deref(),
             Some(reason.into()),
+            Some(replaced),
         )
         .await
+    }
+
+    /// Records that a rotation request cannot be carried out (every time it
+    /// is looked at, so no request goes unanswered).
+    async fn rotation_unsupported(&self, client_id: &str) {
+        self.event(
+            EventType::Warning,
+            EventReason::RotationUnsupported,
+            messages::rotation_unsupported(
+                self.obj.rotation_request().unwrap_or_default(),
+                client_id,
+            ),
+        )
+        .await;
     }
 
     /// The client exists and the Secret holds its credentials: refresh the
@@ -208,8 +250,10 @@ impl Reconciler<'_> {
         facts.client_id = Some(entry.client_id.clone());
         facts.client_id_issued_at = entry.issued_at.and_then(status::rfc3339);
         facts.grant_types = entry.grant_types.clone();
-        facts.last_rotation =
-            current.and_then(|c| c.annotations().get(secret::ROTATED_FOR_ANNOTATION).cloned());
+        // A Secret re-created without the rotate record keeps status's.
+        facts.last_rotation = current
+            .and_then(|c| c.annotations().get(secret::ROTATED_FOR_ANNOTATION).cloned())
+            .or(facts.last_rotation.take());
         let mut notes = Vec::new();
         match drift {
             None => {}
@@ -226,6 +270,7 @@ impl Reconciler<'_> {
             }
         }
         if rotation_unsupported {
+            self.rotation_unsupported(&entry.client_id).await;
             notes.push(messages::ROTATION_UNSUPPORTED_NOTE.to_owned());
         }
         Ok(Outcome::new(

@@ -7,8 +7,11 @@ use std::time::Duration;
 use collibra_client::Operation;
 
 use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE},
-    controller::{decide::NameClaim, reasons::Issuance},
+    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION},
+    controller::{
+        decide::{NameClaim, ReplaceReason},
+        reasons::Issuance,
+    },
 };
 
 /// Events longer than this are cut (the API server rejects notes over 1 kB).
@@ -74,9 +77,52 @@ pub fn grant_drift(actual: &[String], desired: &[String]) -> String {
 /// A note on Ready: a rotation was asked for and cannot happen.
 pub const ROTATION_UNSUPPORTED_NOTE: &str = "a rotation was requested but Collibra does not support DELETE, so credentials cannot be rotated";
 
-/// The RotationUnsupported Event.
-pub const ROTATION_UNSUPPORTED_EVENT: &str =
-    "Collibra does not support DELETE, so the credentials cannot be rotated";
+/// The RotationUnsupported Event, naming the request it answers.
+pub fn rotation_unsupported(request: &str, client_id: &str) -> String {
+    format!(
+        "Rotation {request:?} was requested, but Collibra does not support DELETE: client {client_id} and its credentials stay as they are"
+    )
+}
+
+/// Ready=False, CredentialsLost (`replacementPolicy: Manual`): what was
+/// lost and the two ways on.
+pub fn credentials_lost(client_id: &str, secret_name: &str) -> String {
+    format!(
+        "Secret {secret_name} no longer holds the credentials of client {client_id}, which is in use, and Collibra shows a secret only once. replacementPolicy is Manual, so nothing was replaced. Restore the Secret with its client_id, client_secret and the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} (it is adopted again and nothing is lost), or set the annotation {ROTATE_ANNOTATION} to a new value to delete client {client_id} and register a new one: a new Collibra application, without the roles and permissions granted to the old one"
+    )
+}
+
+/// What a deleted and re-registered client loses, for replacement Events.
+const NEW_APPLICATION: &str =
+    "the new Collibra application does not have the roles and permissions granted to the old one";
+
+/// A client that was deleted and registered again: the old one and why.
+#[derive(Clone, Copy, Debug)]
+pub struct Replaced<'a> {
+    /// The client deleted in Collibra.
+    pub previous: &'a str,
+    /// Why.
+    pub reason: ReplaceReason,
+    /// The rotate annotation's value, for a rotation.
+    pub request: Option<&'a str>,
+}
+
+/// The Rotated or Replaced Event: old and new client, and what was lost.
+pub fn replaced(r: Replaced<'_>, client_id: &str, secret_name: &str) -> String {
+    let old = r.previous;
+    match r.reason {
+        ReplaceReason::Rotation => format!(
+            "Rotated credentials ({ROTATE_ANNOTATION} {:?}): deleted client {old}, registered {client_id}, credentials in Secret {secret_name}; {NEW_APPLICATION}",
+            r.request.unwrap_or_default()
+        ),
+        ReplaceReason::LostSecret => format!(
+            "Replaced client {old}, whose credentials were no longer in Secret {secret_name} (replacementPolicy Automatic): new client {client_id}; {NEW_APPLICATION}"
+        ),
+        ReplaceReason::InterruptedRegistration => format!(
+            "Replaced client {old}, whose secret was lost between Collibra's answer and the first Secret write (it was never used): new client {client_id}, credentials in Secret {secret_name}"
+        ),
+    }
+}
 
 /// Ready=False while the Secret the operator just created is not visible.
 pub const SECRET_NOT_VISIBLE: &str = "waiting for the Secret to be visible";
@@ -193,6 +239,62 @@ pub fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacement_events_name_old_and_new_client_and_what_is_lost() {
+        for reason in [
+            ReplaceReason::Rotation,
+            ReplaceReason::LostSecret,
+            ReplaceReason::InterruptedRegistration,
+        ] {
+            let note = replaced(
+                Replaced {
+                    previous: "urn:old",
+                    reason,
+                    request: Some("r1"),
+                },
+                "urn:new",
+                "s",
+            );
+            assert!(
+                note.contains("urn:old") && note.contains("urn:new"),
+                "{note}"
+            );
+            // A client never handed out had no grants to lose.
+            assert_eq!(
+                note.contains("roles and permissions"),
+                reason != ReplaceReason::InterruptedRegistration,
+                "{note}"
+            );
+        }
+        assert!(
+            replaced(
+                Replaced {
+                    previous: "a",
+                    reason: ReplaceReason::Rotation,
+                    request: Some("2026-12-01"),
+                },
+                "b",
+                "s"
+            )
+            .contains("\"2026-12-01\"")
+        );
+    }
+
+    #[test]
+    fn credentials_lost_says_both_ways_on() {
+        let m = credentials_lost("urn:x", "app-oauth");
+        for needle in [
+            "urn:x",
+            "Secret app-oauth",
+            "Restore the Secret",
+            ROTATE_ANNOTATION,
+            "replacementPolicy is Manual",
+        ] {
+            assert!(m.contains(needle), "{needle} missing in {m}");
+        }
+        assert!(rotation_unsupported("r2", "urn:x").contains("\"r2\""));
+    }
 
     #[test]
     fn ready_message_lists_notes_after_the_client() {

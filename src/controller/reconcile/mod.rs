@@ -44,7 +44,7 @@ use super::{
     status::{self, Facts, Readiness},
 };
 use crate::{
-    api::{FINALIZER, OAuthClient},
+    api::{FINALIZER, OAuthClient, Replacement},
     connection::{connection_of, registry::NotReady},
 };
 
@@ -141,9 +141,15 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    /// The status fields as recorded; outcomes that learn nothing new keep them.
+    /// The status fields as recorded; outcomes that learn nothing new keep
+    /// them. A replacement this process made counts as recorded even before
+    /// the cached object shows it.
     fn facts(&self) -> Facts {
-        Facts::from_status(&self.obj)
+        let mut facts = Facts::from_status(&self.obj);
+        if let Some(r) = self.ctx.last_replacement(&self.uid) {
+            facts.last_replacement = Some(r);
+        }
+        facts
     }
 
     /// An outcome that keeps the recorded status fields.
@@ -191,11 +197,25 @@ impl<'a> Reconciler<'a> {
             return Ok(outcome);
         }
         let (view, current) = self.observe_secret().await?;
-        let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
+        let mut listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
             Ok(l) => l,
             Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
         };
-        let plan = self.decide(&view, listed.as_ref());
+        let mut plan = self.decide(&view, listed.as_ref());
+        if matches!(plan, Plan::Register(_) | Plan::Replace { .. }) {
+            // About to POST: decide again on a list at most --list-max-age
+            // old, so a client created in Collibra meanwhile is found rather
+            // than POSTed (rule 7). Every registration waiting shares it.
+            listed = match self
+                .collibra
+                .lookup_within(&self.obj.spec.client_name, self.ctx.settings.list_max_age)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
+            };
+            plan = self.decide(&view, listed.as_ref());
+        }
         tracing::debug!(object = %self.obj.name_any(), plan = plan.name(), "decided");
         self.act(plan, current.as_ref(), listed).await
     }
@@ -216,7 +236,13 @@ impl<'a> Reconciler<'a> {
             let (view, current) = self.observe_secret().await?;
             if let SecretView::Managed(m) = &view {
                 let stored = self
-                    .store_credentials(issued, current.as_ref(), m.rotated_for.as_deref(), None)
+                    .store_credentials(
+                        issued,
+                        current.as_ref(),
+                        m.rotated_for.as_deref(),
+                        None,
+                        None,
+                    )
                     .await?;
                 return Ok(Some(stored));
             }
@@ -236,18 +262,17 @@ impl<'a> Reconciler<'a> {
 
     /// The decision table's inputs from what was observed.
     fn decide(&self, secret: &SecretView, listed: Option<&Listed>) -> Plan {
+        let status = self.obj.status.as_ref();
         decide::decide(&Observed {
             secret,
             listed,
-            status_client_id: self
-                .obj
-                .status
-                .as_ref()
-                .and_then(|s| s.client_id.as_deref()),
+            status_client_id: status.and_then(|s| s.client_id.as_deref()),
             rotation_request: self.obj.rotation_request(),
             grant_types: &self.grant_types(),
             delete_supported: self.collibra.delete_supported(),
             update_supported: self.collibra.update_supported(),
+            last_rotation: status.and_then(|s| s.last_rotation.as_deref()),
+            replacement_policy: self.obj.spec.replacement_policy,
         })
     }
 
@@ -267,6 +292,11 @@ impl<'a> Reconciler<'a> {
             Plan::ClientExistsWithoutSecret { client_id, own } => {
                 Ok(self.exists_without_secret(&client_id, own))
             }
+            Plan::CredentialsLost { client_id } => Ok(self.outcome(
+                Reason::CredentialsLost,
+                messages::credentials_lost(&client_id, &self.secret_name),
+                self.ctx.settings.resync,
+            )),
             Plan::Register(reason) => self.register(current, reason).await,
             Plan::Replace { client_id, reason } => self.replace(current, &client_id, reason).await,
             Plan::InSync {
@@ -288,26 +318,41 @@ impl<'a> Reconciler<'a> {
     }
 
     /// Writes fresh credentials (keeping them in memory if that fails),
-    /// records the issuance, and reports Ready.
+    /// records the issuance (naming the old client of a replacement, in the
+    /// Event and in `status.lastReplacement`), and reports Ready.
     async fn store_credentials(
         &self,
         issued: Arc<IssuedClient>,
         current: Option<&Secret>,
         rotated_for: Option<&str>,
         kind: Option<Issuance>,
+        replaced: Option<messages::Replaced<'_>>,
     ) -> Result<Outcome> {
         self.write_credentials(&issued, current, rotated_for)
             .await?;
         let id = &issued.info.client_id;
         info!(object = %self.obj.name_any(), namespace = %self.ns, client_id = %id, "credentials written");
         if let Some(kind) = kind {
-            self.event(
-                EventType::Normal,
-                kind.event_reason(),
-                messages::issued(kind, id, &self.secret_name),
-            )
-            .await;
+            let note = match replaced {
+                Some(r) => messages::replaced(r, id, &self.secret_name),
+                None => messages::issued(kind, id, &self.secret_name),
+            };
+            self.event(EventType::Normal, kind.event_reason(), note)
+                .await;
         }
+        let last_replacement = match replaced {
+            Some(r) => {
+                let record = Replacement {
+                    previous_client_id: r.previous.to_owned(),
+                    client_id: id.clone(),
+                    cause: r.reason.cause(),
+                    time: now().to_string(),
+                };
+                self.ctx.remember_replacement(&self.uid, record.clone());
+                Some(record)
+            }
+            None => self.facts().last_replacement,
+        };
         Ok(Outcome::new(
             Reason::Registered,
             messages::registered(id, &self.secret_name, &[]),
@@ -317,6 +362,7 @@ impl<'a> Reconciler<'a> {
                 grant_types: issued.info.grant_types.clone(),
                 last_rotation: rotated_for.map(str::to_owned),
                 credentials_issued_at: Some(now().to_string()),
+                last_replacement,
             },
             self.ctx.settings.resync,
         ))

@@ -6,14 +6,13 @@
 use std::{sync::Arc, time::Duration};
 
 use collibra_client::IssuedClient;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{Error, KubeCall, Reconciler, Result};
 use crate::{
     api::FIELD_MANAGER,
     controller::{
-        context::now,
         decide::SecretView,
         secret::{self, Contents, Credentials},
     },
@@ -70,10 +69,17 @@ impl Reconciler<'_> {
 
     /// Writes the claim before a registration (rule 2). `None`: the Secret
     /// exists but the watch has not shown it yet; try again shortly.
-    pub(super) async fn claim(&self, current: Option<&Secret>) -> Result<Option<Secret>> {
+    /// `since` is now, except when recovering an interrupted registration:
+    /// then the time of that registration's claim, which is what proves
+    /// the listed client ours.
+    pub(super) async fn claim(
+        &self,
+        current: Option<&Secret>,
+        since: Timestamp,
+    ) -> Result<Option<Secret>> {
         let want = self.render(
             Contents::Claim {
-                since: now(),
+                since,
                 keep: current,
             },
             false,
