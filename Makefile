@@ -44,9 +44,13 @@ e2e-oldest: ## The end-to-end suite and the upgrade test on the oldest supported
 upgrade: ## Upgrade from the previous release (hack/previous-release/ref, from git history): its CRD, chart and operator, then the current ones
 	cargo test -p collibra-oauth-operator --test upgrade
 
-crd: ## Regenerate crds/oauthclients.yaml from the Rust types (and the chart's copy, and deploy/)
-	cargo run -q -- crd > crds/oauthclients.yaml
-	cp crds/oauthclients.yaml charts/collibra-oauth-operator/crds/oauthclients.yaml
+CRDS := oauthclients collibraconnections clustercollibraconnections
+crd: ## Regenerate crds/*.yaml from the Rust types (and the chart's copies, and deploy/)
+	cargo build -q -p collibra-oauth-operator --bin collibra-oauth-operator
+	for k in $(CRDS); do \
+		target/debug/collibra-oauth-operator crd $$k > crds/$$k.yaml && \
+		cp crds/$$k.yaml charts/collibra-oauth-operator/crds/$$k.yaml || exit 1; \
+	done
 	bash hack/render-deploy.sh
 
 deploy: ## Render deploy/ (kustomize) from the Helm chart

@@ -27,6 +27,9 @@ pub enum Reason {
     NameConflict,
     /// Cleanup in progress.
     Deleting,
+    /// The connection in `spec.connectionRef` is missing, not ready, or
+    /// does not admit this namespace; retried when it changes.
+    ConnectionNotReady,
 }
 
 impl Reason {
@@ -56,7 +59,10 @@ impl Reason {
     pub fn is_reconciling(self) -> bool {
         matches!(
             self,
-            Reason::Registering | Reason::CollibraUnavailable | Reason::Deleting
+            Reason::Registering
+                | Reason::CollibraUnavailable
+                | Reason::Deleting
+                | Reason::ConnectionNotReady
         )
     }
 }
