@@ -11,7 +11,7 @@ KUBE_OLDEST ?= 1.34
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: background-builds lint test-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end (newest and oldest Kubernetes), upgrade, reliability (short) and packaging tests, a short fuzz run
+test: background-builds lint test-deps node-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end (newest and oldest Kubernetes), upgrade, reliability (short), packaging and node tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
 	$(MAKE) e2e-oldest
@@ -44,9 +44,13 @@ e2e-oldest: ## The end-to-end suite and the upgrade test on the oldest supported
 upgrade: ## Upgrade from the previous release (hack/previous-release/ref, from git history): its CRD, chart and operator, then the current ones
 	cargo test -p collibra-oauth-operator --test upgrade
 
-crd: ## Regenerate crds/oauthclients.yaml from the Rust types (and the chart's copy, and deploy/)
-	cargo run -q -- crd > crds/oauthclients.yaml
-	cp crds/oauthclients.yaml charts/collibra-oauth-operator/crds/oauthclients.yaml
+CRDS := oauthclients collibraconnections clustercollibraconnections
+crd: ## Regenerate crds/*.yaml from the Rust types (and the chart's copies, and deploy/)
+	cargo build -q -p collibra-oauth-operator --bin collibra-oauth-operator
+	for k in $(CRDS); do \
+		target/debug/collibra-oauth-operator crd $$k > crds/$$k.yaml && \
+		cp crds/$$k.yaml charts/collibra-oauth-operator/crds/$$k.yaml || exit 1; \
+	done
 	bash hack/render-deploy.sh
 
 deploy: ## Render deploy/ (kustomize) from the Helm chart
@@ -94,3 +98,13 @@ bench-peer: ## Side by side with ory/hydra-maester + Ory Hydra, not part of `mak
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	peer_dir="$$(bash hack/peer/build.sh $(HYDRA_MAESTER_SRC) | tail -n 1)" && \
 		target/release/collibra-oauth-bench-peer --n $(N) --peer-dir "$$peer_dir" $(if $(JSON),--json $(JSON)) $(PEER_ARGS)
+
+.PHONY: image node node-deps
+node-deps: ## Install what `make image` and the node tests need: podman, containerd, runc, CNI plugins, iptables (Debian)
+	bash hack/node/deps.sh
+
+image: node-deps ## Build the operator's OCI image with podman (static binary, no base image; cached by inputs); prints the dir holding image.tar and ref
+	bash hack/image/build.sh
+
+node: node-deps test-deps ## The chart and deploy/ on a real node (containerd, kubelet, kube-proxy): install, probes, rotation, upgrade, leader hand-over, uninstall
+	cargo test -p collibra-oauth-operator --test node

@@ -2,7 +2,8 @@
 # Starts, in the background, the slow builds the tests need besides cargo's,
 # in the order the tests need them, and returns at once: the newest control
 # plane (the e2e suite), the previous release's operator (the upgrade test),
-# then each older control plane given (e.g. 1.34, make e2e-oldest).
+# the node's binaries (the node tests), then each older control plane given
+# (e.g. 1.34, make e2e-oldest).
 #
 # `make test` calls it first, so these builds overlap with cargo's
 # compilation instead of following it. Nothing depends on it: every test
@@ -21,6 +22,9 @@ log="${TMPDIR:-/tmp}/collibra-oauth-operator-background-builds.log"
 (
 	bash "$here/control-plane/build.sh" || echo "background-builds.sh: the newest control plane failed" >&2
 	bash "$here/previous-release/build.sh" || echo "background-builds.sh: the previous release failed" >&2
+	# The node tests' kubelet, kube-proxy and kube-scheduler (same module as
+	# the newest control plane, so mostly linking) and the pause image.
+	bash "$here/node/build.sh" || echo "background-builds.sh: the node binaries failed" >&2
 	for v in "$@"; do
 		bash "$here/control-plane/build.sh" "$v" || echo "background-builds.sh: control plane $v failed" >&2
 	done

@@ -33,9 +33,9 @@ done
 export KUBECONFIG="$work/kubeconfig"
 cat "$work/control-plane.log"
 
-echo "== CRD"
-kubectl apply --server-side -f crds/oauthclients.yaml >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/oauthclients.oauth.collibra.dev >/dev/null
+echo "== CRDs"
+kubectl apply --server-side -f crds/ >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
 
 sim_port=$(free_port)
 echo "== Collibra simulator on 127.0.0.1:$sim_port"

@@ -41,8 +41,13 @@ render() {
 }
 
 {
-	header "The CRD (the same as crds/oauthclients.yaml)."
-	cat "$chart/crds/oauthclients.yaml"
+	header "The CRDs (the same as crds/*.yaml)."
+	first=1
+	for kind in oauthclients collibraconnections clustercollibraconnections; do
+		[[ $first == 1 ]] || printf -- '---\n'
+		first=0
+		cat "$chart/crds/$kind.yaml"
+	done
 } >"$out/crd.yaml"
 
 {

@@ -2,6 +2,8 @@
 //! CRD (`collibra-oauth-operator crd`, `crds/oauthclients.yaml`), including
 //! every admission-time validation.
 
+pub mod connection;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -314,6 +316,7 @@ fn default_grant_types() -> Vec<GrantType> {
     )
 )]
 #[x_kube(validation = Rule::new("has(self.secretName) == has(oldSelf.secretName) && (!has(self.secretName) || self.secretName == oldSelf.secretName)").message("secretName is immutable").field_path(".secretName"))]
+#[x_kube(validation = Rule::new("has(self.connectionRef) == has(oldSelf.connectionRef) && (!has(self.connectionRef) || self.connectionRef == oldSelf.connectionRef)").message("connectionRef is immutable").field_path(".connectionRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client's name in Collibra; unique there. Immutable.
@@ -359,6 +362,12 @@ pub struct OAuthClientSpec {
     /// grants of the old one.
     #[serde(default)]
     pub replacement_policy: ReplacementPolicy,
+
+    /// The Collibra instance: a CollibraConnection of this namespace or a
+    /// ClusterCollibraConnection. Unset: the instance the operator's flags
+    /// configure. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<connection::ConnectionRef>,
 }
 
 /// What the operator observed and did; written only by the operator.
@@ -467,6 +476,7 @@ mod tests {
         for needle in [
             "clientName is immutable",
             "secretName is immutable",
+            "connectionRef is immutable",
             "\"x-kubernetes-list-type\":\"set\"",
             "\"shortNames\":[\"oac\"]",
             "\"status\":{}",

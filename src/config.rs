@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// CollibraConnection and ClusterCollibraConnection settings.
+    #[command(flatten)]
+    pub connections: crate::connection::ConnectionArgs,
 }
 
 fn positive_rate(s: &str) -> Result<f64, String> {
@@ -177,6 +181,7 @@ impl RunArgs {
             api_path: self.collibra_api_path.clone(),
             auth,
             ca_file: self.collibra_ca_file.clone(),
+            ca_pem: None,
             connect_timeout: self.collibra_connect_timeout,
             request_timeout: self.collibra_timeout,
             retry: RetryPolicy::default(),

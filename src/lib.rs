@@ -1,13 +1,16 @@
 //! collibra-oauth-operator: registers OAuth clients in Collibra for
 //! `OAuthClient` resources and keeps their credentials in Kubernetes Secrets.
 //!
-//! The tree follows the data: [`api`] is the custom resource, [`config`] the
+//! The tree follows the data: [`api`] is the custom resources, [`config`] the
 //! command line, [`controller`] the reconcile loop (pure decisions apart from
-//! effects), [`secret_template`] the Secret's shape (pure rendering),
-//! [`metrics`] and [`server`] what the process exposes.
+//! effects), [`connection`] the Collibra instances (CollibraConnection and
+//! ClusterCollibraConnection) and their audit, [`secret_template`] the
+//! Secret's shape (pure rendering), [`metrics`] and [`server`] what the
+//! process exposes.
 
 pub mod api;
 pub mod config;
+pub mod connection;
 pub mod controller;
 pub mod leader;
 pub mod metrics;

@@ -1,7 +1,13 @@
-//! The `collibra-oauth-operator` binary: `run` the controller or print the `crd`.
+//! The `collibra-oauth-operator` binary: `run` the controller, print a
+//! `crd`, or `audit` the clients no OAuthClient accounts for.
 
-use clap::{Parser, Subcommand};
-use collibra_oauth_operator::{api, config::RunArgs, controller, telemetry};
+use clap::{Parser, Subcommand, ValueEnum};
+use collibra_oauth_operator::{
+    api::{self, connection},
+    config::RunArgs,
+    connection::audit::{self, AuditArgs},
+    controller, telemetry,
+};
 
 #[derive(Parser)]
 #[command(
@@ -14,24 +20,48 @@ struct Cli {
     command: Command,
 }
 
+/// Which CustomResourceDefinition `crd` prints.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CrdKind {
+    /// OAuthClient (crds/oauthclients.yaml).
+    Oauthclients,
+    /// CollibraConnection (crds/collibraconnections.yaml).
+    Collibraconnections,
+    /// ClusterCollibraConnection (crds/clustercollibraconnections.yaml).
+    Clustercollibraconnections,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
-    /// Print the OAuthClient CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (default: OAuthClient).
+    Crd {
+        /// The resource's plural name.
+        #[arg(value_enum, default_value = "oauthclients")]
+        kind: CrdKind,
+    },
+    /// List, per connection, the clients in Collibra that no OAuthClient
+    /// accounts for (name, id, issued at; never a secret).
+    Audit(Box<AuditArgs>),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", api::crd_yaml()?);
+        Command::Crd { kind } => {
+            let yaml = match kind {
+                CrdKind::Oauthclients => api::crd_yaml()?,
+                CrdKind::Collibraconnections => connection::connection_crd_yaml()?,
+                CrdKind::Clustercollibraconnections => connection::cluster_connection_crd_yaml()?,
+            };
+            print!("{yaml}");
             Ok(())
         }
         Command::Run(args) => {
             telemetry::init(args.log_format)?;
             controller::run(*args).await
         }
+        Command::Audit(args) => audit::run(*args).await,
     }
 }

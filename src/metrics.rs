@@ -11,7 +11,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::controller::{capability::Support, reasons::Reason};
+use crate::{
+    connection::metrics::ConnectionMetrics,
+    controller::{capability::Support, reasons::Reason},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -61,6 +64,8 @@ pub struct Metrics {
     objects: Family<ReadyLabels, Gauge>,
     kubernetes_requests: Family<MethodLabel, Counter>,
     collibra: Arc<CollibraMetrics>,
+    /// Metrics labelled by connection.
+    pub connections: ConnectionMetrics,
 }
 
 /// What the Collibra client reports: requests, latency, retries. Registered
@@ -187,8 +192,10 @@ impl Default for Metrics {
         );
         let collibra = Arc::new(CollibraMetrics::new());
         collibra.register(registry.sub_registry_with_prefix("collibra"));
+        let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
             registry,
+            connections,
             reconciles,
             reconcile_errors,
             reconcile_not_ready,

@@ -295,3 +295,66 @@ async fn foreign_secret_is_reported_without_reading_or_registering() {
     server.await.expect("mock server assertions");
     assert_eq!(collibra.stats().requests_for("register"), 0);
 }
+
+#[tokio::test]
+async fn missing_connection_is_reported_without_any_request_to_collibra() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), &sim).await;
+    let collibra = sim.handle();
+    let mut obj = object();
+    obj.spec.connection_ref = Some(
+        serde_json::from_value(json!({"kind": "CollibraConnection", "name": "sandbox"}))
+            .expect("ref"),
+    );
+    let server = tokio::spawn(async move {
+        // Straight to the status: no Secret is read or written.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            (
+                "PATCH",
+                "/apis/oauth.collibra.dev/v1alpha1/namespaces/team-a/oauthclients/billing/status"
+            )
+        );
+        let ready = &body["status"]["conditions"][0];
+        assert_eq!(ready["reason"], "ConnectionNotReady");
+        assert_eq!(ready["status"], "False");
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("CollibraConnection/team-a/sandbox: not found"),
+            "{message}"
+        );
+        assert_eq!(body["status"]["conditions"][1]["type"], "Reconciling");
+        assert_eq!(body["status"]["conditions"][1]["status"], "True");
+        respond(
+            send,
+            StatusCode::OK,
+            json!({
+                "apiVersion": "oauth.collibra.dev/v1alpha1", "kind": "OAuthClient",
+                "metadata": {"name": "billing", "namespace": "team-a"},
+                "spec": {"clientName": "billing-etl"}, "status": body["status"].clone()
+            }),
+        );
+        // An Event may follow the status; nothing else.
+        if let Ok(Some((req, send))) =
+            tokio::time::timeout(Duration::from_millis(500), handle.next_request()).await
+        {
+            assert_eq!(
+                req.method(),
+                "POST",
+                "only an Event may follow: {}",
+                req.uri()
+            );
+            assert!(req.uri().path().ends_with("/events"), "{}", req.uri());
+            respond(send, StatusCode::CREATED, json!({}));
+        }
+    });
+    let action = reconcile(Arc::new(obj), ctx).await.expect("reconciled");
+    server.await.expect("mock server assertions");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+    assert_eq!(collibra.stats().requests.values().sum::<u64>(), 0);
+}

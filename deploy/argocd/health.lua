@@ -1,8 +1,10 @@
--- Argo CD health check for oauth.collibra.dev/OAuthClient.
+-- Argo CD health check for oauth.collibra.dev/OAuthClient,
+-- CollibraConnection and ClusterCollibraConnection.
 --
--- Install it under resource.customizations.health.oauth.collibra.dev_OAuthClient
--- in the argocd-cm ConfigMap (see the README). It reads the conditions the
--- operator sets (kstatus conventions):
+-- Install it under resource.customizations.health.oauth.collibra.dev_OAuthClient,
+-- ..._CollibraConnection and ..._ClusterCollibraConnection in the argocd-cm
+-- ConfigMap (see the README). It reads the conditions the operator sets on
+-- all three kinds (kstatus conventions):
 --   Ready=True                     -> Healthy
 --   Stalled=True                   -> Degraded (a person must act; the message says what)
 --   anything else (Reconciling,

@@ -65,20 +65,8 @@ key="$(go_build_key "$module/go.mod" "$module/go.sum" "$module"/etcd/*.go -- ver
 out="${CONTROL_PLANE_BIN_DIR:-$(go_build_dir control-plane "$key")}"
 
 if ! go_build_present "$out" etcd kube-apiserver kube-controller-manager kubectl; then
-	go_bin="$(go_build_tool)" ||
-		die "the Go toolchain ('go') is not installed or not on PATH; it is needed to build Kubernetes $version"
-	# The release's own time, so the stamp is the same on every machine.
-	build_date="$(cd "$module" && "$go_bin" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)" ||
-		die "cannot resolve k8s.io/kubernetes in $module/go.mod"
-	# What Kubernetes' hack/lib/version.sh stamps, into both packages that
-	# report it (the servers' /version and the client side). The module
-	# proxy does not say which commit a version is, so gitCommit stays empty
-	# rather than the placeholder the sources carry.
-	ldflags="-s -w"
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-		ldflags+=" -X $pkg.gitCommit= -X $pkg.gitTreeState= -X $pkg.buildDate=$build_date"
-	done
+	ldflags="$(go_build_kube_ldflags "$module")" ||
+		die "cannot stamp the version of Kubernetes $version (see above)"
 	# No -trimpath: it changes every compile action's cache key, and the Go
 	# build cache is what makes a rebuild after a pin change cheap.
 	# shellcheck disable=SC2034 # read by go_build_cached

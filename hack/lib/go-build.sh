@@ -109,3 +109,32 @@ go_build_cached() (
 	done
 	echo "$label: built ${missing[*]} in $((SECONDS - start))s" >&2
 )
+
+# go_build_kube_ldflags MODULE_DIR : prints the -ldflags value that stamps the
+# k8s.io/kubernetes version MODULE_DIR's go.mod requires into the binaries, as
+# Kubernetes' hack/lib/version.sh does (gitVersion, gitMajor, gitMinor and the
+# release's time as buildDate, in both packages that report it). The module
+# proxy does not say which commit a version is, so gitCommit stays empty
+# rather than the placeholder the sources carry.
+go_build_kube_ldflags() (
+	set -euo pipefail
+	module=$1
+	go_bin="$(go_build_tool)" || {
+		echo "the Go toolchain ('go') is not installed or not on PATH" >&2
+		exit 1
+	}
+	version="$(cd "$module" && "$go_bin" list -m -f '{{.Version}}' k8s.io/kubernetes)"
+	[[ "$version" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] || {
+		echo "$module/go.mod: k8s.io/kubernetes version '$version' is not a release vX.Y.Z" >&2
+		exit 1
+	}
+	major="${BASH_REMATCH[1]}" minor="${BASH_REMATCH[2]}"
+	# The release's own time, so the stamp is the same on every machine.
+	build_date="$(cd "$module" && "$go_bin" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)"
+	ldflags="-s -w"
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		ldflags+=" -X $pkg.gitCommit= -X $pkg.gitTreeState= -X $pkg.buildDate=$build_date"
+	done
+	echo "$ldflags"
+)

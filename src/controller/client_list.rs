@@ -93,13 +93,46 @@ impl ClientList {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
     {
+        self.read(max_age, fetch, |s| s.by_name.get(name).cloned())
+            .await
+    }
+
+    /// Every listed client by name, from the cache or, when it is stale,
+    /// from one shared fetch (a connection's check counts these).
+    pub async fn all<F, Fut, E>(&self, fetch: F) -> Result<Vec<(String, Listed)>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        self.read(self.max_age, fetch, |s| {
+            s.by_name
+                .iter()
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect()
+        })
+        .await
+    }
+
+    /// `answer` from a list at most `max_age` old (or the cache's own age),
+    /// fetching the list first when the cache is older; concurrent callers
+    /// share one fetch.
+    async fn read<F, Fut, E, T>(
+        &self,
+        max_age: Duration,
+        fetch: F,
+        answer: impl Fn(&State) -> T,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
         let max_age = max_age.min(self.max_age);
-        if let Some(hit) = self.cached(name, max_age) {
+        if let Some(hit) = self.cached(max_age, &answer) {
             return Ok(hit);
         }
         let _single_flight = self.refresh.lock().await;
         // Someone else may have refreshed while we waited.
-        if let Some(hit) = self.cached(name, max_age) {
+        if let Some(hit) = self.cached(max_age, &answer) {
             return Ok(hit);
         }
         let invalidations_before = self.lock().invalidations;
@@ -115,13 +148,13 @@ impl ClientList {
         // committed while this list was on its way): the answer may predate
         // it, so the next lookup reads the list again.
         s.stale = s.invalidations != invalidations_before;
-        Ok(s.by_name.get(name).cloned())
+        Ok(answer(&s))
     }
 
     /// `Some(answer)` when the cache is at most `max_age` old.
-    fn cached(&self, name: &str, max_age: Duration) -> Option<Option<Listed>> {
+    fn cached<T>(&self, max_age: Duration, answer: impl Fn(&State) -> T) -> Option<T> {
         let s = self.lock();
-        Self::fresh(&s, max_age).then(|| s.by_name.get(name).cloned())
+        Self::fresh(&s, max_age).then(|| answer(&s))
     }
 
     /// Marks the cache stale (an answer proved wrong, or an outcome is
@@ -181,6 +214,25 @@ mod tests {
                 grant_types: vec![],
             },
         )
+    }
+
+    #[tokio::test]
+    async fn all_shares_the_cache_with_lookups() {
+        let list = ClientList::new(Duration::from_secs(60));
+        let fetches = AtomicUsize::new(0);
+        let fetch = || async {
+            fetches.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ()>(vec![entry("a", "1"), entry("b", "2")])
+        };
+        let mut all = list.all(fetch).await.expect("ok");
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(all, vec![entry("a", "1"), entry("b", "2")]);
+        let hit = list.lookup("b", fetch).await.expect("ok");
+        assert_eq!(hit.map(|c| c.client_id), Some("2".to_owned()));
+        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+        list.invalidate();
+        assert_eq!(list.all(fetch).await.expect("ok").len(), 2);
+        assert_eq!(fetches.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]

@@ -76,14 +76,22 @@ impl Connection {
         max_age: Duration,
     ) -> Result<Option<Listed>, Error> {
         self.list
-            .lookup_within(name, max_age, || async {
-                let clients = self.client.list_clients().await?;
-                Ok(clients
-                    .into_iter()
-                    .map(|c| (c.client_name.clone(), listed(&c)))
-                    .collect())
-            })
+            .lookup_within(name, max_age, || self.fetch_list())
             .await
+    }
+
+    /// Every client by name, from the shared list (a connection's check
+    /// counts them; no extra request while the list is fresh).
+    pub async fn clients(&self) -> Result<Vec<(String, Listed)>, Error> {
+        self.list.all(|| self.fetch_list()).await
+    }
+
+    async fn fetch_list(&self) -> Result<Vec<(String, Listed)>, Error> {
+        let clients = self.client.list_clients().await?;
+        Ok(clients
+            .into_iter()
+            .map(|c| (c.client_name.clone(), listed(&c)))
+            .collect())
     }
 
     /// Makes the next lookup read the list again: an answer proved it wrong,

@@ -27,6 +27,10 @@ use super::{
 };
 use crate::{
     api::{OAuthClient, Replacement},
+    connection::{
+        connection_of,
+        registry::{ConnectionState, Registry},
+    },
     metrics::Metrics,
 };
 
@@ -66,8 +70,11 @@ pub struct Settings {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// The Collibra instance.
-    pub collibra: Connection,
+    /// Every Collibra instance: the one configured by flags and the
+    /// connections, with what the operator keeps about each.
+    pub connections: Arc<Registry>,
+    /// The instance configured by flags.
+    pub default_collibra: Arc<Connection>,
     /// Event recorder.
     pub recorder: Recorder,
     /// Metrics.
@@ -104,9 +111,14 @@ impl Context {
         scopes: Vec<Scope>,
         settings: Settings,
     ) -> Self {
+        let connections = Arc::new(Registry::new(settings.resync, metrics.collibra()));
+        let default_instance =
+            ConnectionState::default_instance(collibra, settings.resync, metrics.collibra());
+        connections.insert(Arc::new(default_instance.state));
         Context {
             client,
-            collibra: Connection::new(collibra, settings.resync, metrics.collibra()),
+            connections,
+            default_collibra: default_instance.collibra,
             recorder,
             metrics,
             scopes,
@@ -143,7 +155,10 @@ impl Context {
         let mut claims: Vec<NameClaim> = self
             .scopes
             .iter()
-            .flat_map(|s| s.names.claimants(&obj.spec.client_name))
+            .flat_map(|s| {
+                s.names
+                    .claimants(&connection_of(obj), &obj.spec.client_name)
+            })
             .filter(|c| !c.deleting && c.uid != obj.metadata.uid)
             .map(|c| c.claim)
             .collect();
@@ -163,7 +178,10 @@ impl Context {
     /// is gone, the oldest of them takes the name over at once).
     pub fn wake_name_claimants(&self, obj: &OAuthClient) {
         for s in &self.scopes {
-            for c in s.names.claimants(&obj.spec.client_name) {
+            for c in s
+                .names
+                .claimants(&connection_of(obj), &obj.spec.client_name)
+            {
                 if c.uid != obj.metadata.uid {
                     let r = ObjectRef::new(&c.claim.name).within(&c.claim.namespace);
                     let _ = s.wake.unbounded_send(r);

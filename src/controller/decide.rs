@@ -142,8 +142,14 @@ pub enum Plan {
         reason: ReplaceReason,
     },
     /// A client with this name exists and the operator holds no credentials
-    /// for it. `own` says whether it is provably the operator's.
-    ClientExistsWithoutSecret { client_id: String, own: bool },
+    /// for it. `own` says whether it is provably the operator's;
+    /// `rotation_unsupported`, that a rotation was requested for it and
+    /// Collibra cannot DELETE.
+    ClientExistsWithoutSecret {
+        client_id: String,
+        own: bool,
+        rotation_unsupported: bool,
+    },
     /// The Secret lost the credentials of `client_id`, which is in use, and
     /// `replacementPolicy` is `Manual`: a person decides (restore the
     /// Secret, or request a rotation).
@@ -209,12 +215,14 @@ pub fn decide(o: &Observed<'_>) -> Plan {
         return Plan::ClientExistsWithoutSecret {
             client_id: listed.client_id.clone(),
             own: false,
+            rotation_unsupported: false,
         };
     };
     if o.delete_supported == Some(false) {
         return Plan::ClientExistsWithoutSecret {
             client_id: listed.client_id.clone(),
             own: true,
+            rotation_unsupported: rotation_wanted,
         };
     }
     // A client in use is replaced on the operator's own initiative only
@@ -367,7 +375,8 @@ mod tests {
         assert_eq!(
             Plan::ClientExistsWithoutSecret {
                 client_id: String::new(),
-                own: false
+                own: false,
+                rotation_unsupported: false,
             }
             .name(),
             "ClientExistsWithoutSecret"
@@ -443,7 +452,8 @@ mod tests {
                 run(&c),
                 Plan::ClientExistsWithoutSecret {
                     client_id: "theirs".into(),
-                    own: false
+                    own: false,
+                    rotation_unsupported: false,
                 }
             );
         }
@@ -488,7 +498,8 @@ mod tests {
             run(&c),
             Plan::ClientExistsWithoutSecret {
                 client_id: "lost".into(),
-                own: true
+                own: true,
+                rotation_unsupported: false,
             }
         );
     }
@@ -566,7 +577,8 @@ mod tests {
                 run(&c),
                 Plan::ClientExistsWithoutSecret {
                     client_id: "id1".into(),
-                    own: true
+                    own: true,
+                    rotation_unsupported: false,
                 }
             );
         }
@@ -627,6 +639,27 @@ mod tests {
                 adopt: false,
                 drift: None,
                 rotation_unsupported: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_rotation_of_a_lost_client_without_delete_is_reported() {
+        let c = Case {
+            secret: SecretView::Missing,
+            listed: Some(listed("id1", 5)),
+            status_id: Some("id1"),
+            rotate: Some("r2"),
+            last_rotation: Some("r1"),
+            delete: Some(false),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret {
+                client_id: "id1".into(),
+                own: true,
+                rotation_unsupported: true
             }
         );
     }

@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use self::context::{Context, Scope, Settings};
+use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
@@ -56,6 +57,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::default());
     let client = kube_client(metrics.clone()).await?;
+    // Checked before anything starts: a bad pattern is a start-up error.
+    let allowed_hosts = AllowedHosts::parse(&args.connections.namespaced_connection_hosts)
+        .map_err(anyhow::Error::msg)?;
     let collibra = CollibraClient::new(args.collibra_config()?)
         .context("configuring the Collibra client")?
         .with_observer(metrics.collibra());
@@ -194,7 +198,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         collibra,
-        Recorder::new(client.clone(), reporter),
+        Recorder::new(client.clone(), reporter.clone()),
         metrics.clone(),
         scopes.clone(),
         Settings {
@@ -203,6 +207,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             list_max_age: args.list_max_age,
         },
     ));
+    let connection_ctx = Arc::new(ConnectionContext {
+        client: client.clone(),
+        registry: ctx.connections.clone(),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        metrics: metrics.clone(),
+        allowed_hosts,
+        cluster_namespace: crate::connection::cluster_namespace(&args.connections, &client),
+        resync: args.resync_interval,
+        recheck: args.connections.connection_recheck,
+        scopes: scopes.clone(),
+    });
+    let connection_runs = crate::connection::controller::controllers(
+        connection_ctx,
+        &args.connections,
+        &namespaces,
+        &stopped,
+    )
+    .await;
 
     // Ready once every watch has listed its objects. Polled rather than
     // awaited: a waiter registered before the first list completes was seen
@@ -243,7 +265,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 future::ready(())
             })
     });
-    future::join_all(runs).await;
+    future::join(future::join_all(runs), future::join_all(connection_runs)).await;
     role.stopping();
     if let Some(l) = leadership {
         l.release().await;

@@ -8,7 +8,10 @@ use std::{collections::HashMap, sync::Mutex};
 use kube::{ResourceExt, runtime::watcher};
 
 use super::decide::NameClaim;
-use crate::api::OAuthClient;
+use crate::{
+    api::{OAuthClient, connection::ConnectionKey},
+    connection::connection_of,
+};
 
 /// One object that claims a name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +22,9 @@ pub struct Claimant {
     pub claim: NameClaim,
     /// Whether it is being deleted.
     pub deleting: bool,
+    /// The connection whose namespace of names it claims in: the same
+    /// clientName in two connections is two clients, not a conflict.
+    pub connection: ConnectionKey,
 }
 
 #[derive(Default)]
@@ -44,6 +50,7 @@ impl Claims {
                     name: key.1.clone(),
                 },
                 deleting: o.metadata.deletion_timestamp.is_some(),
+                connection: connection_of(o),
             });
         self.name_of.insert(key, client_name);
     }
@@ -102,13 +109,18 @@ impl NameIndex {
         }
     }
 
-    /// The objects that claim `client_name`.
-    pub fn claimants(&self, client_name: &str) -> Vec<Claimant> {
+    /// The objects that claim `client_name` in `connection`.
+    pub fn claimants(&self, connection: &ConnectionKey, client_name: &str) -> Vec<Claimant> {
         self.lock()
             .live
             .by_name
             .get(client_name)
-            .cloned()
+            .map(|v| {
+                v.iter()
+                    .filter(|c| c.connection == *connection)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -129,7 +141,7 @@ mod tests {
 
     fn names(idx: &NameIndex, client_name: &str) -> Vec<String> {
         let mut v: Vec<String> = idx
-            .claimants(client_name)
+            .claimants(&ConnectionKey::Default, client_name)
             .into_iter()
             .map(|c| format!("{}/{}", c.claim.namespace, c.claim.name))
             .collect();
@@ -150,7 +162,30 @@ mod tests {
         idx.apply(&watcher::Event::Delete(obj("a", "x", "n")));
         assert_eq!(names(&idx, "n"), vec!["b/y"]);
         assert_eq!(names(&idx, "m"), vec!["a/z"]);
-        assert!(idx.claimants("none").is_empty());
+        assert!(idx.claimants(&ConnectionKey::Default, "none").is_empty());
+    }
+
+    #[test]
+    fn the_same_name_in_two_connections_is_no_rivalry() {
+        let idx = NameIndex::default();
+        idx.apply(&watcher::Event::Apply(obj("a", "x", "n")));
+        let mut other = obj("a", "y", "n");
+        other.spec.connection_ref = Some(
+            serde_json::from_value(serde_json::json!({"kind": "CollibraConnection", "name": "b"}))
+                .expect("ref"),
+        );
+        idx.apply(&watcher::Event::Apply(other));
+        assert_eq!(names(&idx, "n"), vec!["a/x"]);
+        let b = ConnectionKey::Namespaced {
+            namespace: "a".into(),
+            name: "b".into(),
+        };
+        let in_b: Vec<String> = idx
+            .claimants(&b, "n")
+            .into_iter()
+            .map(|c| c.claim.name)
+            .collect();
+        assert_eq!(in_b, vec!["y"]);
     }
 
     #[test]

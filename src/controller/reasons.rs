@@ -29,6 +29,9 @@ pub enum Reason {
     InvalidSecretTemplate,
     /// Cleanup in progress.
     Deleting,
+    /// The connection in `spec.connectionRef` is missing, not ready, or
+    /// does not admit this namespace; retried when it changes.
+    ConnectionNotReady,
 }
 
 impl Reason {
@@ -59,7 +62,10 @@ impl Reason {
     pub fn is_reconciling(self) -> bool {
         matches!(
             self,
-            Reason::Registering | Reason::CollibraUnavailable | Reason::Deleting
+            Reason::Registering
+                | Reason::CollibraUnavailable
+                | Reason::Deleting
+                | Reason::ConnectionNotReady
         )
     }
 }

@@ -65,6 +65,58 @@ pub fn rfc3339(secs: i64) -> Option<String> {
     Timestamp::from_second(secs).ok().map(|t| t.to_string())
 }
 
+/// Where an object stands, in kstatus terms (at most one of the three holds).
+pub struct KStatus<'a> {
+    /// Ready's reason.
+    pub reason: &'a str,
+    /// What happened and what to do.
+    pub message: &'a str,
+    /// Ready=True.
+    pub ready: bool,
+    /// Reconciling=True: work towards Ready is under way.
+    pub reconciling: bool,
+    /// Stalled=True: a person must act.
+    pub stalled: bool,
+}
+
+/// Ready, Reconciling and Stalled for `state` (OAuthClients and
+/// connections alike); a condition keeps its `lastTransitionTime` while its
+/// status does not change.
+pub fn kstatus_conditions(
+    previous: &[Condition],
+    generation: Option<i64>,
+    state: &KStatus<'_>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let cond = |type_: &str, on: bool, otherwise: &str| {
+        let status = if on { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        // Ready always carries the reason; the others only while they hold.
+        let (reason, message) = if on || type_ == "Ready" {
+            (state.reason, state.message)
+        } else {
+            (otherwise, "")
+        };
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: generation,
+            last_transition_time: since,
+        }
+    };
+    vec![
+        cond("Ready", state.ready, ""),
+        cond("Reconciling", state.reconciling, "Idle"),
+        cond("Stalled", state.stalled, "Progressing"),
+    ]
+}
+
 /// The complete status: conditions keep their `lastTransitionTime` when
 /// their status does not change.
 pub fn build(
@@ -79,51 +131,19 @@ pub fn build(
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let cond = |type_: &str, on: bool, reason: &str, message: &str| {
-        let status = if on { "True" } else { "False" };
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now));
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    };
     let r = ready.reason;
-    let ready_on = r == Reason::Registered;
-    let conditions = vec![
-        cond("Ready", ready_on, r.as_str(), &ready.message),
-        cond(
-            "Reconciling",
-            r.is_reconciling(),
-            if r.is_reconciling() {
-                r.as_str()
-            } else {
-                "Idle"
-            },
-            if r.is_reconciling() {
-                &ready.message
-            } else {
-                ""
-            },
-        ),
-        cond(
-            "Stalled",
-            r.is_stalled(),
-            if r.is_stalled() {
-                r.as_str()
-            } else {
-                "Progressing"
-            },
-            if r.is_stalled() { &ready.message } else { "" },
-        ),
-    ];
+    let conditions = kstatus_conditions(
+        previous,
+        generation,
+        &KStatus {
+            reason: r.as_str(),
+            message: &ready.message,
+            ready: r == Reason::Registered,
+            reconciling: r.is_reconciling(),
+            stalled: r.is_stalled(),
+        },
+        now,
+    );
     OAuthClientStatus {
         client_id: facts.client_id,
         client_id_issued_at: facts.client_id_issued_at,

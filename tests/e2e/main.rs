@@ -8,6 +8,7 @@
 //! stopped at the end. Nothing is skipped: if the control plane cannot be
 //! built or started, every test fails with the reason.
 
+mod connections;
 mod leader;
 mod lifecycle;
 mod packaging;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     let mut tests = lifecycle::tests();
     tests.extend(leader::tests());
+    tests.extend(connections::tests());
     tests.extend(packaging::tests());
     tests.extend(templates::tests());
     tests.extend(replacement::tests());

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail, ensure};
-use collibra_oauth_operator::controller::reasons::Reason;
+use collibra_oauth_operator::{connection::status::ConnectionReason, controller::reasons::Reason};
 use collibra_sim::{Faults, SimConfig, Simulator};
 use test_support::{
     Env, Fixture, manifest, repo, tail, token_accepted,
@@ -25,23 +25,32 @@ test_support::tests!(
     packaging_chart_crd_is_the_generated_crd,
     packaging_deploy_is_rendered_from_the_chart,
     packaging_helm_lint,
+    packaging_helm_lint_with_chart_testing_values,
+    packaging_release_workflow_passes_actionlint,
     packaging_values_schema_rejects_wrong_values,
     packaging_helm_template_applies_server_side,
     packaging_helm_install_upgrade_uninstall,
     packaging_kustomize_deploy_applies,
     packaging_namespaced_mode_with_only_the_charts_roles,
     packaging_kstatus_and_argocd_health_on_real_objects,
+    packaging_kstatus_and_argocd_health_on_connections,
     packaging_argocd_health_edge_cases,
 );
 
 async fn packaging_chart_crd_is_the_generated_crd(_env: Arc<Env>) -> anyhow::Result<()> {
-    let generated = std::fs::read_to_string(repo("crds/oauthclients.yaml"))?;
-    let in_chart = std::fs::read_to_string(chart().join("crds/oauthclients.yaml"))?;
-    ensure!(
-        generated == in_chart,
-        "charts/collibra-oauth-operator/crds/oauthclients.yaml differs from crds/oauthclients.yaml: \
-         run `make crd` (it copies the CRD into the chart) and `hack/render-deploy.sh`"
-    );
+    for file in [
+        "oauthclients.yaml",
+        "collibraconnections.yaml",
+        "clustercollibraconnections.yaml",
+    ] {
+        let generated = std::fs::read_to_string(repo(&format!("crds/{file}")))?;
+        let in_chart = std::fs::read_to_string(chart().join(format!("crds/{file}")))?;
+        ensure!(
+            generated == in_chart,
+            "charts/collibra-oauth-operator/crds/{file} differs from crds/{file}: \
+             run `make crd` (it copies the CRDs into the chart) and `hack/render-deploy.sh`"
+        );
+    }
     Ok(())
 }
 
@@ -126,6 +135,78 @@ async fn packaging_helm_lint(env: Arc<Env>) -> anyhow::Result<()> {
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// chart-testing's convention: every `ci/*-values.yaml` lints (and is what
+/// `ct lint` and the release workflow use).
+async fn packaging_helm_lint_with_chart_testing_values(env: Arc<Env>) -> anyhow::Result<()> {
+    let chart = chart();
+    let mut files: Vec<_> = std::fs::read_dir(chart.join("ci"))
+        .context("reading the chart's ci/ directory")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    ensure!(
+        files.len() >= 2,
+        "expected chart-testing values in {}/ci, found {files:?}",
+        chart.display()
+    );
+    let chart = chart.to_str().context("non-UTF-8 path")?;
+    for values in &files {
+        let values = values.to_str().context("non-UTF-8 path")?;
+        helm(&env, &["lint", "--strict", chart, "--values", values])
+            .await
+            .with_context(|| format!("helm lint with {values}"))?;
+    }
+    Ok(())
+}
+
+/// The release workflow passes actionlint (built from its Go module).
+async fn packaging_release_workflow_passes_actionlint(_env: Arc<Env>) -> anyhow::Result<()> {
+    let script = repo("hack/actionlint/build.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running hack/actionlint/build.sh")?;
+    ensure!(
+        out.status.success(),
+        "hack/actionlint/build.sh failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    ensure!(
+        !dir.is_empty(),
+        "hack/actionlint/build.sh printed no directory"
+    );
+    let workflows: Vec<_> = std::fs::read_dir(repo(".github/workflows"))
+        .context("reading .github/workflows")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    ensure!(!workflows.is_empty(), "no workflow in .github/workflows");
+    let lint = tokio::process::Command::new(std::path::Path::new(&dir).join("actionlint"))
+        .arg("-no-color")
+        .args(&workflows)
+        .current_dir(repo(""))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running actionlint")?;
+    ensure!(
+        lint.status.success(),
+        "actionlint found problems:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
     Ok(())
 }
 
@@ -657,6 +738,30 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
             (vec!["create", "secrets", "-n", &watched], true),
             (vec!["delete", "secrets", "-n", &watched], true),
             (
+                vec![
+                    "watch",
+                    "collibraconnections.oauth.collibra.dev",
+                    "-n",
+                    &watched,
+                ],
+                true,
+            ),
+            (
+                vec![
+                    "list",
+                    "collibraconnections.oauth.collibra.dev",
+                    "-n",
+                    "default",
+                ],
+                false,
+            ),
+            (
+                vec!["list", "clustercollibraconnections.oauth.collibra.dev"],
+                false,
+            ),
+            (vec!["list", "namespaces"], false),
+            (vec!["get", "configmaps", "-n", &watched], true),
+            (
                 vec!["update", "oauthclients.oauth.collibra.dev", "-n", &watched],
                 false,
             ),
@@ -815,6 +920,84 @@ async fn packaging_kstatus_and_argocd_health_on_real_objects(env: Arc<Env>) -> a
     .await;
     f.finish().await?;
     outage.finish().await?;
+    result
+}
+
+/// The same two readers on CollibraConnections: Connected, unreachable
+/// (retried) and refused by the host allow-list (a person must act).
+async fn packaging_kstatus_and_argocd_health_on_connections(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "health-conn",
+        test_support::Options {
+            extra_args: vec![
+                "--namespaced-connection-hosts".to_owned(),
+                "127.0.0.1".to_owned(),
+            ],
+            ..test_support::Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        f.apply(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  client_id: operator\n  client_secret: operator-secret\n",
+        )
+        .await?;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let connection = |name: &str, url: &str| {
+            format!(
+                "apiVersion: oauth.collibra.dev/v1alpha1\nkind: CollibraConnection\nmetadata:\n  name: {name}\nspec:\n  url: {url}\n  auth:\n    secretName: creds\n  connectTimeout: 500ms\n  timeout: 2s\n"
+            )
+        };
+        f.apply(&connection("up", &f.sim.url())).await?;
+        f.apply(&connection("down", &format!("http://127.0.0.1:{closed}")))
+            .await?;
+        f.apply(&connection("refused", "https://collibra.example.com"))
+            .await?;
+        let cases = [
+            ("up", ConnectionReason::Connected, "Current", "Healthy"),
+            ("down", ConnectionReason::Unreachable, "InProgress", "Progressing"),
+            ("refused", ConnectionReason::HostNotAllowed, "Failed", "Degraded"),
+        ];
+        for (name, reason, want_kstatus, want_health) in cases {
+            let reason = reason.as_str();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let json = loop {
+                let json = f
+                    .kubectl(&["get", "collibraconnection", name, "-o", "json"])
+                    .await?;
+                let v: serde_json::Value = serde_json::from_str(&json)?;
+                let ready = v["status"]["conditions"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                    .and_then(|c| c["reason"].as_str())
+                    .map(str::to_owned);
+                if ready.as_deref() == Some(reason) {
+                    break json;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "{name} never became {reason}: {json}\n{}",
+                        tail(&f.op.log(), 30)
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            };
+            let (status, message) = kstatus(&json).await?;
+            ensure!(
+                status == want_kstatus,
+                "kstatus says {status} ({message}) for {name}, want {want_kstatus}:\n{json}"
+            );
+            let (health, hmessage) = argocd_health(&json).await?;
+            ensure!(
+                health == want_health && hmessage.starts_with(reason),
+                "the Argo CD health check says {health} ({hmessage}) for {name}, want {want_health}"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    f.finish().await?;
     result
 }
 

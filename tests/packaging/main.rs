@@ -49,6 +49,7 @@ test_support::tests!(
     cluster_wide_reports_a_secret_conflict,
     cluster_wide_rbac_is_what_the_chart_grants,
     cluster_wide_leads_and_is_ready,
+    cluster_connection_serves_the_namespaces_its_selector_picks,
 );
 
 async fn start() -> anyhow::Result<World> {
@@ -79,6 +80,90 @@ async fn start() -> anyhow::Result<World> {
         env,
         _dir: dir,
     })
+}
+
+/// A ClusterCollibraConnection (credentials in the operator's namespace)
+/// to a second instance, limited by a namespace selector: an admitted
+/// namespace registers there, another gets ConnectionNotReady naming it.
+async fn cluster_connection_serves_the_namespaces_its_selector_picks(
+    w: Arc<World>,
+) -> anyhow::Result<()> {
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        let env = &w.env;
+        env.cp
+            .kubectl_with_stdin(
+                &["apply", "-n", NS, "-f", "-"],
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: other-instance\nstringData:\n  client_id: operator\n  client_secret: operator-secret\n",
+            )
+            .await?;
+        env.cp
+            .kubectl_with_stdin(
+                &["apply", "-f", "-"],
+                &format!(
+                    "apiVersion: oauth.collibra.dev/v1alpha1\nkind: ClusterCollibraConnection\nmetadata:\n  name: other\nspec:\n  url: {}\n  auth:\n    secretName: other-instance\n  namespaceSelector:\n    matchLabels:\n      collibra: other\n",
+                    other.url()
+                ),
+            )
+            .await?;
+        let admitted = env.cp.create_namespace("picked").await?;
+        env.cp
+            .kubectl(&["label", "namespace", &admitted, "collibra=other"])
+            .await?;
+        let refused = env.cp.create_namespace("not-picked").await?;
+        let via = "  connectionRef:\n    kind: ClusterCollibraConnection\n    name: other\n";
+        for ns in [&admitted, &refused] {
+            env.cp
+                .kubectl_with_stdin(
+                    &["apply", "-n", ns, "-f", "-"],
+                    &manifest("app", &format!("{ns}-app"), via),
+                )
+                .await?;
+        }
+        let o = match wait_ready_reason(env, &admitted, "app", "Registered").await {
+            Ok(o) => o,
+            Err(e) => bail!("{e:#}\n--- operator log ---\n{}", operator_log(&w).await),
+        };
+        let id = o["status"]["clientId"].as_str().unwrap_or_default();
+        ensure!(
+            other.handle().clients().iter().any(|c| c.client_id == id),
+            "registered in the connection's instance"
+        );
+        ensure!(
+            !w.collibra.clients().iter().any(|c| c.client_id == id),
+            "not in the default instance"
+        );
+        let o = wait_ready_reason(env, &refused, "app", "ConnectionNotReady").await?;
+        let message = o["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        ensure!(
+            message.contains("ClusterCollibraConnection/other")
+                && message.contains(&format!("does not admit namespace {refused}")),
+            "{message}"
+        );
+        let status = env
+            .cp
+            .kubectl(&[
+                "get",
+                "clustercollibraconnection",
+                "other",
+                "-o",
+                "jsonpath={.status.conditions[0].reason}",
+            ])
+            .await?;
+        ensure!(status.trim() == "Connected", "connection: {status}");
+        for ns in [admitted, refused] {
+            let _ = env
+                .cp
+                .kubectl(&["delete", "namespace", &ns, "--wait=false"])
+                .await;
+        }
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    result
 }
 
 fn main() -> ExitCode {
@@ -228,6 +313,41 @@ async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Re
             true,
         ),
         (vec!["list", "configmaps", "--all-namespaces"], false),
+        (vec!["get", "configmaps", "-n", "team-a"], true),
+        (
+            vec![
+                "watch",
+                "collibraconnections.oauth.collibra.dev",
+                "--all-namespaces",
+            ],
+            true,
+        ),
+        (
+            vec![
+                "create",
+                "collibraconnections.oauth.collibra.dev",
+                "--all-namespaces",
+            ],
+            false,
+        ),
+        (
+            vec!["watch", "clustercollibraconnections.oauth.collibra.dev"],
+            true,
+        ),
+        (
+            vec![
+                "patch",
+                "clustercollibraconnections.oauth.collibra.dev",
+                "--subresource=status",
+            ],
+            true,
+        ),
+        (
+            vec!["delete", "clustercollibraconnections.oauth.collibra.dev"],
+            false,
+        ),
+        (vec!["watch", "namespaces"], true),
+        (vec!["patch", "namespaces"], false),
         (vec!["list", "pods", "--all-namespaces"], false),
         (vec!["patch", "leases.coordination.k8s.io", "-n", NS], true),
         (

@@ -10,6 +10,7 @@
 mod bad_input;
 mod common;
 mod crash;
+mod crash_connections;
 mod faults;
 mod hygiene;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         args.test_threads = Some(1);
     }
     let mut tests = crash::tests();
+    tests.extend(crash_connections::tests());
     tests.extend(faults::tests());
     tests.extend(bad_input::tests());
     tests.extend(hygiene::tests());

@@ -92,4 +92,34 @@ The rules the operator needs, and nothing more. Used by the ClusterRole
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# CollibraConnections: watched, the finalizer patched, status written.
+# Their credentials Secrets are read (and their changes watched) with the
+# Secret rule above.
+- apiGroups: ["oauth.collibra.dev"]
+  resources: ["collibraconnections"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["oauth.collibra.dev"]
+  resources: ["collibraconnections/status"]
+  verbs: ["get", "patch"]
+# A connection's CA bundle may be in a ConfigMap: read by name, never listed.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end }}
+
+{{/*
+Cluster-wide mode only: ClusterCollibraConnections (cluster-scoped, so a
+namespaced installation cannot watch them and turns them off).
+*/}}
+{{- define "coo.clusterConnectionRules" -}}
+- apiGroups: ["oauth.collibra.dev"]
+  resources: ["clustercollibraconnections"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["oauth.collibra.dev"]
+  resources: ["clustercollibraconnections/status"]
+  verbs: ["get", "patch"]
+# Namespace labels, for a ClusterCollibraConnection's namespaceSelector.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end }}

@@ -22,6 +22,9 @@ pub struct Config {
     pub auth: Auth,
     /// PEM file with extra CA certificates to trust (besides the system roots).
     pub ca_file: Option<PathBuf>,
+    /// PEM CA certificates given in memory (e.g. read from a Kubernetes
+    /// Secret), trusted like those of `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
     /// Limit for establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
     /// Limit for one whole request, body included.
@@ -45,6 +48,7 @@ impl Config {
             api_path: DEFAULT_API_PATH.to_owned(),
             auth,
             ca_file: None,
+            ca_pem: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),

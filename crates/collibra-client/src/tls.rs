@@ -13,15 +13,26 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::Error;
 
-/// A rustls client configuration that always verifies the server.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+/// A rustls client configuration that always verifies the server; the CAs
+/// of `ca_file` and `ca_pem` (in-memory PEM) are trusted besides the system roots.
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    ca_pem: Option<&[u8]>,
+) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
+    let mut extra = Vec::new();
     if let Some(path) = ca_file {
-        for cert in read_ca_file(path)? {
+        let origin = format!("CA file {}", path.display());
+        extra.push((read_ca_file(path)?, origin));
+    }
+    if let Some(pem) = ca_pem {
+        extra.push((parse_pem(pem, "the CA bundle")?, "the CA bundle".to_owned()));
+    }
+    for (certs, origin) in extra {
+        for cert in certs {
             roots.add(cert).map_err(|e| {
                 Error::Config(format!(
-                    "CA file {} holds a certificate rustls cannot use: {e}",
-                    path.display()
+                    "{origin} holds a certificate rustls cannot use: {e}"
                 ))
             })?;
         }
@@ -51,14 +62,16 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
 fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let pem = std::fs::read(path)
         .map_err(|e| Error::Config(format!("cannot read CA file {}: {e}", path.display())))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    parse_pem(&pem, &format!("CA file {}", path.display()))
+}
+
+/// Every certificate in a PEM bundle; `origin` names it in errors.
+fn parse_pem(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("CA file {} is not valid PEM: {e}", path.display())))?;
+        .map_err(|e| Error::Config(format!("{origin} is not valid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "CA file {} holds no PEM certificate",
-            path.display()
-        )));
+        return Err(Error::Config(format!("{origin} holds no PEM certificate")));
     }
     Ok(certs)
 }
@@ -80,7 +93,7 @@ mod tests {
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, format!("{}\n{}", ca_pem(), ca_pem())).expect("write");
         assert_eq!(read_ca_file(&path).expect("read").len(), 2);
-        assert!(client_config(Some(&path)).is_ok());
+        assert!(client_config(Some(&path), None).is_ok());
     }
 
     #[test]
@@ -88,7 +101,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").expect("write");
-        let err = client_config(Some(&path)).expect_err("must fail");
+        let err = client_config(Some(&path), None).expect_err("must fail");
         assert!(
             matches!(&err, Error::Config(m) if m.contains("no PEM certificate")),
             "{err}"
@@ -96,8 +109,19 @@ mod tests {
     }
 
     #[test]
+    fn in_memory_bundle_is_read_and_checked() {
+        assert!(client_config(None, Some(ca_pem().as_bytes())).is_ok());
+        let err = client_config(None, Some(b"junk".as_slice())).expect_err("must fail");
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("the CA bundle holds no PEM certificate")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_file_is_a_config_error() {
-        let err = client_config(Some(Path::new("/nonexistent/ca.pem"))).expect_err("must fail");
+        let err =
+            client_config(Some(Path::new("/nonexistent/ca.pem")), None).expect_err("must fail");
         assert!(
             matches!(&err, Error::Config(m) if m.contains("/nonexistent/ca.pem")),
             "{err}"

@@ -62,7 +62,7 @@ enum AttemptError {
 
 impl Transport {
     pub fn new(config: &Config) -> Result<Transport, Error> {
-        let tls = tls::client_config(config.ca_file.as_deref())?;
+        let tls = tls::client_config(config.ca_file.as_deref(), config.ca_pem.as_deref())?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(config.connect_timeout)

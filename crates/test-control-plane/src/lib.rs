@@ -10,8 +10,11 @@
 //! processes are also killed if the test process itself dies.
 
 mod kubeconfig;
+mod node;
 mod pki;
 mod process;
+
+pub use node::{NODE_CONTROLLERS, NODE_IP, Node, NodeTimings, POD_CIDR, leftovers};
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -80,6 +83,14 @@ pub struct StartTimings {
     pub total: Duration,
 }
 
+/// What to run beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// kube-controller-manager controllers to run in addition to the rig's
+    /// few (e.g. [`NODE_CONTROLLERS`] for a rig with a [`Node`]).
+    pub extra_controllers: Vec<String>,
+}
+
 /// A running etcd + kube-apiserver + kube-controller-manager.
 ///
 /// Dropping it stops everything (best effort); [`ControlPlane::stop`] does
@@ -116,6 +127,11 @@ impl ControlPlane {
     /// the API is ready and the controller manager has created the
     /// `default` ServiceAccount.
     pub async fn start() -> Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Like [`ControlPlane::start`], with `options`.
+    pub async fn start_with(options: Options) -> Result<Self> {
         let began = Instant::now();
         let bin_dir = locate_binaries().await?;
         let binaries = began.elapsed();
@@ -149,7 +165,7 @@ impl ControlPlane {
         let controller_manager = Component::new(
             "kube-controller-manager",
             bin_dir.join("kube-controller-manager"),
-            controller_manager_args(&pki, &kubeconfig),
+            controller_manager_args(&pki, &kubeconfig, &options.extra_controllers),
             dir_path.join("kube-controller-manager.log"),
             STOP_GRACE,
         );
@@ -719,12 +735,18 @@ fn apiserver_args(dir: &Path, pki: &Pki, etcd_port: u16, port: u16) -> Vec<OsStr
     ])
 }
 
-fn controller_manager_args(pki: &Pki, kubeconfig: &Path) -> Vec<OsString> {
+fn controller_manager_args(pki: &Pki, kubeconfig: &Path, extra: &[String]) -> Vec<OsString> {
+    let mut controllers =
+        String::from("garbagecollector,namespace,serviceaccount,serviceaccount-token");
+    for c in extra {
+        controllers.push(',');
+        controllers.push_str(c);
+    }
     os_args(&[
         &"--kubeconfig",
         &kubeconfig,
         &"--controllers",
-        &"garbagecollector,namespace,serviceaccount,serviceaccount-token",
+        &controllers,
         &"--leader-elect=false",
         &"--service-account-private-key-file",
         &pki.sa_private_key,
@@ -769,7 +791,16 @@ async fn locate_binaries() -> Result<PathBuf> {
     {
         return Ok(dir);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/control-plane/build.sh");
+    run_build_script("hack/control-plane/build.sh", &REQUIRED_BINARIES).await
+}
+
+/// Runs a build script of the repository (path relative to its root) that
+/// prints its output dir as the last line, relaying its progress, and
+/// checks that the dir holds every file in `required`.
+pub(crate) async fn run_build_script(relative: &str, required: &[&str]) -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
     let mut child = tokio::process::Command::new("bash")
         .arg(&script)
         .stdin(Stdio::null())
@@ -800,7 +831,7 @@ async fn locate_binaries() -> Result<PathBuf> {
     if !status.success() {
         let tail = &stderr_lines[stderr_lines.len().saturating_sub(60)..];
         bail!(
-            "{} failed ({status}), so the control-plane binaries are unavailable:\n{}",
+            "{} failed ({status}), so the binaries it builds are unavailable:\n{}",
             script.display(),
             tail.join("\n")
         );
@@ -812,12 +843,12 @@ async fn locate_binaries() -> Result<PathBuf> {
         .rfind(|l| !l.is_empty())
         .map(PathBuf::from)
         .with_context(|| format!("{} printed no directory", script.display()))?;
-    if !all_binaries_in(&dir) {
+    if !required.iter().all(|b| dir.join(b).is_file()) {
         bail!(
             "{} printed {} but it lacks one of {:?}",
             script.display(),
             dir.display(),
-            REQUIRED_BINARIES
+            required
         );
     }
     Ok(dir)

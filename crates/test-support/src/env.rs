@@ -69,13 +69,13 @@ impl Env {
         let mut env = Env::start_bare(operator_bin).await?;
         env.rbac = rbac;
         let cp = &env.cp;
-        let crd = repo("crds/oauthclients.yaml");
+        let crds = repo("crds");
         let rbac_yaml = repo("deploy/rbac.yaml");
         cp.kubectl(&[
             "apply",
             "--server-side",
             "-f",
-            path_str(&crd)?,
+            path_str(&crds)?,
             "-f",
             path_str(&rbac_yaml)?,
         ])
@@ -86,6 +86,8 @@ impl Env {
             "--for=condition=Established",
             "--timeout=60s",
             "crd/oauthclients.oauth.collibra.dev",
+            "crd/collibraconnections.oauth.collibra.dev",
+            "crd/clustercollibraconnections.oauth.collibra.dev",
         ])
         .await?;
         if rbac == Rbac::Namespaced {

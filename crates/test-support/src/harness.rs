@@ -80,16 +80,20 @@ where
         }
     };
     let conclusion = run_all(args, rt.handle(), &world, tests);
+    let mut code = conclusion.exit_code();
     match Arc::try_unwrap(world) {
         Ok(world) => {
+            // A world that does not stop cleanly (e.g. leaves processes or
+            // mounts behind) fails the run even if every test passed.
             if let Err(e) = rt.block_on(world.teardown()) {
                 eprintln!("stopping {what}: {e:#}");
+                code = ExitCode::FAILURE;
             }
         }
         Err(_) => eprintln!("{what} is still referenced; it is stopped when the process exits"),
     }
     drop(rt);
-    conclusion.exit_code()
+    code
 }
 
 /// `Some(exit)` when nothing is to run (`--list`, or a filter matching no

@@ -54,6 +54,17 @@ impl Reconciler<'_> {
                 )
                 .await;
         }
+        if let Some(not_ready) = &self.blocked {
+            // Its connection is needed to delete the client: wait for it as
+            // for an outage, within the deletion grace.
+            let e = collibra_client::Error::Unavailable {
+                operation: collibra_client::Operation::List,
+                status: None,
+                retry_after: None,
+                message: not_ready.message.clone(),
+            };
+            return self.cleanup_failed(owned, e).await;
+        }
         let held = match &view {
             SecretView::Managed(m) if m.owned => m.client_id.clone(),
             _ => None,

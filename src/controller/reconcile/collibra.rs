@@ -213,7 +213,7 @@ impl Reconciler<'_> {
 
     /// Records that a rotation request cannot be carried out (every time it
     /// is looked at, so no request goes unanswered).
-    async fn rotation_unsupported(&self, client_id: &str) {
+    pub(super) async fn rotation_unsupported(&self, client_id: &str) {
         self.event(
             EventType::Warning,
             EventReason::RotationUnsupported,

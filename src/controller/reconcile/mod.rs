@@ -43,7 +43,10 @@ use super::{
     reasons::{Issuance, Reason},
     status::{self, Facts, Readiness},
 };
-use crate::api::{FINALIZER, OAuthClient, Replacement};
+use crate::{
+    api::{FINALIZER, OAuthClient, Replacement},
+    connection::{connection_of, registry::NotReady},
+};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -52,10 +55,19 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    // The instance this object's client lives in; when it cannot be used
+    // now, the default instance stands in untouched and `blocked` says why
+    // (apply reports it, cleanup waits for it as for an outage).
+    let (collibra, blocked) = match ctx.connections.resolve(&connection_of(&obj), &ns) {
+        Ok(c) => (c, None),
+        Err(not_ready) => (ctx.default_collibra.clone(), Some(not_ready)),
+    };
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            finalizer::Event::Apply(o) => Reconciler::new(o, &ctx).apply().await,
-            finalizer::Event::Cleanup(o) => Reconciler::new(o, &ctx).cleanup().await,
+            finalizer::Event::Apply(o) => Reconciler::new(o, &ctx, collibra, blocked).apply().await,
+            finalizer::Event::Cleanup(o) => {
+                Reconciler::new(o, &ctx, collibra, blocked).cleanup().await
+            }
         }
     })
     .await
@@ -102,19 +114,28 @@ struct Reconciler<'a> {
     obj: Arc<OAuthClient>,
     ctx: &'a Context,
     /// The Collibra instance this object's client lives in.
-    collibra: &'a Connection,
+    collibra: Arc<Connection>,
+    /// Why the object's connection cannot be used now; then `collibra` is
+    /// only a stand-in and no request may go to it.
+    blocked: Option<NotReady>,
     ns: String,
     uid: String,
     secret_name: String,
 }
 
 impl<'a> Reconciler<'a> {
-    fn new(obj: Arc<OAuthClient>, ctx: &'a Context) -> Self {
+    fn new(
+        obj: Arc<OAuthClient>,
+        ctx: &'a Context,
+        collibra: Arc<Connection>,
+        blocked: Option<NotReady>,
+    ) -> Self {
         Reconciler {
             ns: obj.namespace().unwrap_or_default(),
             uid: obj.uid().unwrap_or_default(),
             secret_name: obj.secret_name(),
-            collibra: &ctx.collibra,
+            collibra,
+            blocked,
             obj,
             ctx,
         }
@@ -224,6 +245,15 @@ impl<'a> Reconciler<'a> {
             }
             self.ctx.stash_unsaved(&self.uid, issued);
         }
+        if let Some(not_ready) = &self.blocked {
+            // Woken when the connection becomes ready; the requeue is a
+            // safety net.
+            return Ok(Some(self.outcome(
+                Reason::ConnectionNotReady,
+                not_ready.message.clone(),
+                Duration::from_secs(60),
+            )));
+        }
         Ok(None)
     }
 
@@ -288,7 +318,14 @@ impl<'a> Reconciler<'a> {
                 messages::secret_conflict(&why),
                 Duration::from_secs(60),
             )),
-            Plan::ClientExistsWithoutSecret { client_id, own } => {
+            Plan::ClientExistsWithoutSecret {
+                client_id,
+                own,
+                rotation_unsupported,
+            } => {
+                if rotation_unsupported {
+                    self.rotation_unsupported(&client_id).await;
+                }
                 Ok(self.exists_without_secret(&client_id, own))
             }
             Plan::CredentialsLost { client_id } => Ok(self.outcome(

@@ -1,0 +1,523 @@
+//! Several Collibra instances: CollibraConnections next to the instance the
+//! operator's flags configure, each backed by a simulator of its own.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{bail, ensure};
+use collibra_oauth_operator::{
+    api::connection::CollibraConnection, connection::status::ConnectionReason,
+    controller::reasons::Reason,
+};
+use collibra_sim::{SimConfig, Simulator};
+use kube::api::{Api, DeleteParams};
+use tokio::time::Instant;
+
+use test_support::{Env, Fixture, Options, manifest, tail};
+
+test_support::tests!(
+    Env;
+    connection_same_client_name_in_two_instances,
+    connection_wrong_credentials_then_fixed,
+    connection_host_not_on_the_allow_list_is_refused,
+    connection_of_another_namespace_is_refused,
+    connection_deleted_while_in_use_waits_for_its_users,
+    connection_audit_lists_foreign_clients_only,
+    connection_ref_is_immutable,
+    connection_bad_specs_are_refused_at_admission,
+);
+
+/// The operator allows namespaced connections to loopback, where the
+/// simulators listen.
+fn allowing_loopback() -> Options {
+    Options {
+        extra_args: vec![
+            "--namespaced-connection-hosts".to_owned(),
+            "127.0.0.1".to_owned(),
+        ],
+        ..Options::default()
+    }
+}
+
+/// A CollibraConnection to `url` with OAuth credentials in Secret `secret`.
+fn connection(name: &str, url: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: oauth.collibra.dev/v1alpha1\nkind: CollibraConnection\nmetadata:\n  name: {name}\nspec:\n  url: {url}\n  auth:\n    type: oauth\n    secretName: {secret}\n"
+    )
+}
+
+/// `connectionRef` to the CollibraConnection `name`, for [`manifest`].
+fn via(name: &str) -> String {
+    format!("  connectionRef:\n    kind: CollibraConnection\n    name: {name}\n")
+}
+
+/// Creates (or replaces) the credentials Secret `name` in the fixture's namespace.
+async fn credentials(f: &Fixture, name: &str, secret: &str) -> anyhow::Result<()> {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  client_id: operator\n  client_secret: {secret}\n"
+    );
+    f.apply(&yaml).await?;
+    Ok(())
+}
+
+fn connections(f: &Fixture) -> Api<CollibraConnection> {
+    Api::namespaced(f.env.client.clone(), &f.ns)
+}
+
+fn connection_reason(c: &CollibraConnection) -> Option<String> {
+    c.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+}
+
+/// Waits until connection `name` satisfies `pred`.
+async fn wait_connection(
+    f: &Fixture,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&CollibraConnection) -> bool,
+) -> anyhow::Result<CollibraConnection> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(c) = connections(f).get_opt(name).await? {
+            if pred(&c) {
+                return Ok(c);
+            }
+            last = Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "connection {name} never became {what}; last: {}\n--- operator log (tail) ---\n{}",
+        last.and_then(|c| c.status)
+            .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default())
+            .unwrap_or_else(|| "none".into()),
+        tail(&f.op.log(), 40)
+    )
+}
+
+async fn wait_connection_reason(
+    f: &Fixture,
+    name: &str,
+    reason: ConnectionReason,
+) -> anyhow::Result<CollibraConnection> {
+    wait_connection(f, name, reason.as_str(), |c| {
+        connection_reason(c).as_deref() == Some(reason.as_str())
+    })
+    .await
+}
+
+fn ready_message(o: &collibra_oauth_operator::api::OAuthClient) -> String {
+    o.ready_condition()
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+async fn connection_same_client_name_in_two_instances(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env, "conn-two", allowing_loopback()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        credentials(&f, "sim-b", "operator-secret").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
+        f.apply(&manifest("in-default", "shared-name", "")).await?;
+        f.apply(&manifest("in-b", "shared-name", &via("sim-b")))
+            .await?;
+        let a = f
+            .wait_reason("in-default", Reason::Registered.as_str())
+            .await?;
+        let b = f.wait_reason("in-b", Reason::Registered.as_str()).await?;
+        let id = |o: &collibra_oauth_operator::api::OAuthClient| {
+            o.status.as_ref().and_then(|s| s.client_id.clone())
+        };
+        let in_a: Vec<_> = f.collibra.clients();
+        let in_b: Vec<_> = other.handle().clients();
+        ensure!(
+            in_a.len() == 1 && in_b.len() == 1,
+            "one client in each instance, got {} and {}",
+            in_a.len(),
+            in_b.len()
+        );
+        ensure!(in_a[0].client_name == "shared-name" && in_b[0].client_name == "shared-name");
+        ensure!(id(&a) == Some(in_a[0].client_id.clone()), "{:?}", id(&a));
+        ensure!(id(&b) == Some(in_b[0].client_id.clone()), "{:?}", id(&b));
+        let secret = f.secret_data("in-b").await?.unwrap_or_default();
+        ensure!(
+            secret
+                .get("token_url")
+                .is_some_and(|u| u.starts_with(&other.url())),
+            "in-b's Secret names the other instance's token URL: {:?}",
+            secret.get("token_url")
+        );
+        ensure!(
+            other.handle().verify_credentials(
+                secret.get("client_id").map_or("", String::as_str),
+                secret.get("client_secret").map_or("", String::as_str)
+            ),
+            "in-b's Secret holds credentials the other instance accepts"
+        );
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_wrong_credentials_then_fixed(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env, "conn-creds", allowing_loopback()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        credentials(&f, "sim-b", "wrong").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::AuthenticationFailed).await?;
+        let stalled = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+            .map(|c| c.status.clone());
+        ensure!(stalled.as_deref() == Some("True"), "Stalled: {stalled:?}");
+        f.apply(&manifest("app", "app", &via("sim-b"))).await?;
+        let o = f
+            .wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
+        let want = format!("CollibraConnection/{}/sim-b", f.ns);
+        ensure!(
+            ready_message(&o).contains(&want),
+            "the message names the connection: {}",
+            ready_message(&o)
+        );
+        ensure!(
+            other.handle().clients().is_empty(),
+            "nothing registered yet"
+        );
+        // Fixing the Secret is enough: no restart, no touch of the connection.
+        credentials(&f, "sim-b", "operator-secret").await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
+        ensure!(other.handle().clients().len() == 1);
+        ensure!(
+            f.collibra.clients().is_empty(),
+            "nothing in the default instance"
+        );
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_host_not_on_the_allow_list_is_refused(env: Arc<Env>) -> anyhow::Result<()> {
+    // The default: no --namespaced-connection-hosts.
+    let f = Fixture::new(env, "conn-hosts").await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        credentials(&f, "sim-b", "operator-secret").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::HostNotAllowed).await?;
+        let message = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.contains("--namespaced-connection-hosts"),
+            "the message says what the admin controls: {message}"
+        );
+        f.apply(&manifest("app", "app", &via("sim-b"))).await?;
+        f.wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
+        // Not one request reached the host: not even a token request.
+        let stats = other.handle().stats();
+        ensure!(
+            stats.requests.values().sum::<u64>() == 0,
+            "requests reached a host that is not allowed: {:?}",
+            stats.requests
+        );
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_of_another_namespace_is_refused(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env.clone(), "conn-ns", allowing_loopback()).await?;
+    let elsewhere = env.cp.create_namespace("conn-elsewhere").await?;
+    let result = async {
+        // A connection of that name exists, but in another namespace.
+        env.cp
+            .kubectl_with_stdin(
+                &["apply", "-n", &elsewhere, "-f", "-"],
+                &connection("shared", &f.sim.url(), "creds"),
+            )
+            .await?;
+        f.apply(&manifest("app", "app", &via("shared"))).await?;
+        let o = f
+            .wait_reason("app", Reason::ConnectionNotReady.as_str())
+            .await?;
+        let want = format!("CollibraConnection/{}/shared: not found", f.ns);
+        ensure!(
+            ready_message(&o).contains(&want),
+            "refused, naming the connection it looked for: {}",
+            ready_message(&o)
+        );
+        ensure!(f.collibra.clients().is_empty(), "nothing registered");
+        Ok(())
+    }
+    .await;
+    let _ = env
+        .cp
+        .kubectl(&["delete", "namespace", &elsewhere, "--wait=false"])
+        .await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_deleted_while_in_use_waits_for_its_users(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env, "conn-delete", allowing_loopback()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        credentials(&f, "sim-b", "operator-secret").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
+        f.apply(&manifest("app", "app", &via("sim-b"))).await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
+        ensure!(other.handle().clients().len() == 1);
+
+        connections(&f)
+            .delete("sim-b", &DeleteParams::default())
+            .await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::InUse).await?;
+        let message = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.contains(&format!("{}/app", f.ns)),
+            "InUse names the OAuthClient that holds it: {message}"
+        );
+        // Still usable: the OAuthClient's cleanup deletes its client there.
+        f.oauth().delete("app", &DeleteParams::default()).await?;
+        f.wait_gone("app").await?;
+        ensure!(
+            other.handle().clients().is_empty(),
+            "the client was deleted in the connection's instance"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while connections(&f).get_opt("sim-b").await?.is_some() {
+            if Instant::now() > deadline {
+                bail!(
+                    "the connection stayed after its last user went\n{}",
+                    tail(&f.op.log(), 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_audit_lists_foreign_clients_only(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env.clone(), "conn-audit", allowing_loopback()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        let foreign = other.handle().insert_client("legacy-etl", &["client_credentials"]);
+        credentials(&f, "sim-b", "operator-secret").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::Connected).await?;
+        let status = c.status.clone().unwrap_or_default();
+        ensure!(
+            status.unmanaged_clients == Some(1) && status.managed_clients == Some(0),
+            "counts at the first list: {status:?}"
+        );
+        let (code, metrics) = f.op.http_get("/metrics").await?;
+        let series = format!(
+            "collibra_oauth_unmanaged_clients{{connection=\"CollibraConnection/{}/sim-b\"}} 1",
+            f.ns
+        );
+        ensure!(
+            code == 200 && metrics.contains(&series),
+            "no {series} in /metrics"
+        );
+
+        f.apply(&manifest("app", "app", &via("sim-b"))).await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
+        let app_secret = f
+            .secret_data("app")
+            .await?
+            .and_then(|d| d.get("client_secret").cloned())
+            .unwrap_or_default();
+        ensure!(!app_secret.is_empty());
+
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_collibra-oauth-operator"))
+            .args(["audit", "-n", &f.ns, "-o", "json"])
+            .env("KUBECONFIG", env.cp.kubeconfig_path())
+            .env("NAMESPACED_CONNECTION_HOSTS", "127.0.0.1")
+            .env_remove("COLLIBRA_URL")
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "audit failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            !stdout.contains(&app_secret) && !stdout.contains(&foreign.client_secret),
+            "the audit printed a secret"
+        );
+        let audits: serde_json::Value = serde_json::from_str(&stdout)?;
+        let want = serde_json::json!([{
+            "connection": format!("CollibraConnection/{}/sim-b", f.ns),
+            "url": other.url(),
+            "listed": 2,
+            "unmanaged": [{
+                "name": "legacy-etl",
+                "id": foreign.client_id,
+                "issuedAt": collibra_oauth_operator::controller::status::rfc3339(foreign.client_id_issued_at),
+            }],
+        }]);
+        ensure!(audits == want, "audit: {audits:#}\nwant: {want:#}");
+
+        let table = tokio::process::Command::new(env!("CARGO_BIN_EXE_collibra-oauth-operator"))
+            .args(["audit", "-n", &f.ns])
+            .env("KUBECONFIG", env.cp.kubeconfig_path())
+            .env("NAMESPACED_CONNECTION_HOSTS", "127.0.0.1")
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&table.stdout);
+        ensure!(
+            text.lines().next().is_some_and(|l| l.starts_with("CONNECTION"))
+                && text.contains("legacy-etl")
+                && !text.contains(" app "),
+            "table: {text}"
+        );
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_ref_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "conn-immutable",
+        Options {
+            start_operator: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        f.apply(&manifest("app", "app", &via("one"))).await?;
+        for (change, spec) in [
+            ("another connection", via("two")),
+            ("no connection", String::new()),
+        ] {
+            let err = f
+                .apply(&manifest("app", "app", &spec))
+                .await
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            ensure!(
+                err.contains("connectionRef is immutable"),
+                "changing to {change} must be refused naming the field, got: {err:?}"
+            );
+        }
+        let mut none = manifest("plain", "plain", "");
+        f.apply(&none).await?;
+        none.push_str(&via("one"));
+        let err = f
+            .apply(&none)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        ensure!(
+            err.contains("connectionRef is immutable"),
+            "adding a connection later must be refused, got: {err:?}"
+        );
+        Ok(())
+    }
+    .await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_bad_specs_are_refused_at_admission(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "conn-admission",
+        Options {
+            start_operator: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let result = async {
+        let head = "apiVersion: oauth.collibra.dev/v1alpha1\nkind: CollibraConnection\nmetadata:\n  name: bad\nspec:\n";
+        let cases = [
+            (
+                "  url: ftp://c.example\n  auth: {secretName: s}\n",
+                "url must be an http(s) URL",
+            ),
+            (
+                "  url: https://u:p@c.example\n  auth: {secretName: s}\n",
+                "url must be an http(s) URL",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  caBundle: {configMap: a, secret: b}\n",
+                "set exactly one of configMap and secret",
+            ),
+            (
+                "  url: https://c.example\n  auth: {type: kerberos, secretName: s}\n",
+                "spec.auth.type",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  connectTimeout: soon\n",
+                "spec.connectTimeout",
+            ),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  rateLimit: 0\n",
+                "spec.rateLimit",
+            ),
+            ("  url: https://c.example\n  auth: {}\n", "spec.auth.secretName"),
+            (
+                "  url: https://c.example\n  auth: {secretName: s}\n  apiPath: rest/auth\n",
+                "spec.apiPath",
+            ),
+        ];
+        for (spec, needle) in cases {
+            let err = f
+                .apply(&format!("{head}{spec}"))
+                .await
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            ensure!(
+                err.contains(needle),
+                "{spec:?} must be refused naming {needle:?}, got: {err:?}"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    f.finish().await?;
+    result
+}
