@@ -118,18 +118,164 @@ pub struct Replacement {
     pub time: String,
 }
 
-/// Extra metadata copied onto the generated Secret.
+// ---- spec.secretTemplate (issue 13): the shape of the generated Secret ----
+
+/// Secret data key syntax (Kubernetes' ConfigMap/Secret key rule); the
+/// "not `.`, not starting with `..`" half is a CEL rule beside it.
+const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// [`SECRET_KEY_PATTERN`], or empty to leave the key out.
+const OPTIONAL_SECRET_KEY_PATTERN: &str = r"^([-._a-zA-Z0-9]+)?$";
+/// Annotation prefix the operator keeps for itself on the Secret.
+pub const RESERVED_ANNOTATION_PREFIX: &str = "oauth.collibra.dev/";
+/// Secret types a template may choose by name besides custom
+/// (non-`kubernetes.io`) types; the others need data or annotations an
+/// OAuth client does not have.
+pub const SECRET_TYPES: [&str; 2] = ["Opaque", "kubernetes.io/basic-auth"];
+
+/// CEL: the effective name of one standard key (`field` of `self.keys`,
+/// else `default`); empty means left out.
+fn cel_key(field: &str, default: &str) -> String {
+    format!("(has(self.keys) && has(self.keys.{field}) ? self.keys.{field} : '{default}')")
+}
+
+/// CEL: the four effective standard key names, as a list.
+fn cel_standard_keys() -> String {
+    format!(
+        "[{}, {}, {}, {}, {}]",
+        cel_key("clientId", "client_id"),
+        cel_key("clientSecret", "client_secret"),
+        cel_key("clientName", "client_name"),
+        cel_key("tokenUrl", "token_url"),
+        cel_key("tokenEndpointAuthMethod", "token_endpoint_auth_method")
+    )
+}
+
+/// CEL: no two standard keys share a name (left-out ones aside).
+fn cel_distinct_standard_keys() -> String {
+    let k = cel_standard_keys();
+    format!("{k}.filter(n, n != '').all(n, {k}.filter(m, m == n).size() == 1)")
+}
+
+/// CEL: no `data` key is also a standard key.
+fn cel_data_apart_from_standard_keys() -> String {
+    format!(
+        "!has(self.data) || self.data.all(d, !({}.exists(n, n == d)))",
+        cel_standard_keys()
+    )
+}
+
+/// CEL: a basic-auth Secret has `username` or `password`.
+fn cel_basic_auth_keys() -> String {
+    format!(
+        "!has(self.type) || self.type != 'kubernetes.io/basic-auth' || {}.exists(n, n == 'username' || n == 'password') || (has(self.data) && ('username' in self.data || 'password' in self.data))",
+        cel_standard_keys()
+    )
+}
+
+/// The shape of the generated Secret: its metadata, the names of its
+/// standard keys, extra keys rendered from templates, and its type.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new(cel_distinct_standard_keys()).message("secretTemplate.keys: two standard values cannot share a key name").field_path(".keys"),
+    validation = Rule::new(cel_data_apart_from_standard_keys()).message("secretTemplate.data: a key cannot have the name of a standard key (client_id, client_secret, client_name, token_url, token_endpoint_auth_method, or the name given in keys)").field_path(".data"),
+    validation = Rule::new(cel_basic_auth_keys()).message("secretTemplate.type kubernetes.io/basic-auth needs a key named username or password (rename a standard key in keys, or add it in data)").field_path(".type")
+)]
 pub struct SecretTemplate {
     /// Labels added to the Secret (the managed-by label always wins).
+    /// Labels the template set earlier are removed when they leave it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret.
+    /// Annotations added to the Secret (not under `oauth.collibra.dev/`).
+    /// Annotations the template set earlier are removed when they leave it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('oauth.collibra.dev/'))").message("secretTemplate.annotations: keys under oauth.collibra.dev/ are the operator's own"))]
     pub annotations: BTreeMap<String, String>,
+    /// The Secret's type: `Opaque` (default), `kubernetes.io/basic-auth`,
+    /// or a custom type outside `kubernetes.io/`. Changing it replaces
+    /// the Secret (Kubernetes keeps a Secret's type fixed); the
+    /// credentials are carried over, not issued again.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?(/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+        )
+    )]
+    #[x_kube(validation = Rule::new("self in ['Opaque', 'kubernetes.io/basic-auth'] || !(self.startsWith('kubernetes.io/') || self.startsWith('bootstrap.kubernetes.io/'))").message("secretTemplate.type: of the built-in types only Opaque and kubernetes.io/basic-auth fit an OAuth client; a custom type must not be under kubernetes.io/"))]
+    pub type_: Option<String>,
+    /// Key names of the five standard values; unset keeps the default name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<SecretKeys>,
+    /// Extra keys, each rendered from a MiniJinja (Jinja2) template over
+    /// `client_id`, `client_secret`, `client_name`, `token_url`,
+    /// `token_endpoint_auth_method`, `collibra_url` and `grant_types` (a
+    /// list). Templates cannot read
+    /// files or the environment; an undefined name is an error.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 16384}))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && !k.startsWith('..'))").message("secretTemplate.data: a key must be at most 253 of letters, digits, '-', '_' and '.', and neither '.' nor start with '..'"))]
+    pub data: BTreeMap<String, String>,
 }
+
+/// Key names of the standard values in the Secret. A name is a Secret key
+/// (letters, digits, `-`, `_`, `.`); an empty name leaves that value out
+/// (all but `clientSecret`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeys {
+    /// Key of the client id (default `client_id`); empty leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub client_id: Option<String>,
+    /// Key of the client secret (default `client_secret`); always present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub client_secret: Option<String>,
+    /// Key of the client name (default `client_name`); empty leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub client_name: Option<String>,
+    /// Key of the token URL (default `token_url`); empty leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub token_url: Option<String>,
+    /// Key of the token endpoint authentication method (default
+    /// `token_endpoint_auth_method`); empty leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = OPTIONAL_SECRET_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("a key cannot be '.' or start with '..'"))]
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// Annotation whose new value asks for a reconcile now, with a fresh read
+/// of Collibra's list (issue 13); the value handled is recorded in
+/// `status.lastHandledReconcileAt`.
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "oauth.collibra.dev/reconcile-requested-at";
+
+impl OAuthClient {
+    /// A reconcile request not handled yet: the annotation's value, when it
+    /// differs from `status.lastHandledReconcileAt`.
+    pub fn pending_reconcile_request(&self) -> Option<&str> {
+        let requested = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECONCILE_REQUESTED_ANNOTATION))?;
+        let handled = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_ref());
+        (handled != Some(requested)).then_some(requested.as_str())
+    }
+}
+
+// ---- end of spec.secretTemplate ----
 
 fn default_grant_types() -> Vec<GrantType> {
     vec![GrantType::ClientCredentials]
@@ -200,7 +346,8 @@ pub struct OAuthClientSpec {
     )]
     pub secret_name: Option<String>,
 
-    /// Extra labels and annotations for the Secret.
+    /// The Secret's shape: labels, annotations, key names, extra templated
+    /// keys and type. Unset gives the default Opaque Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
 
@@ -245,6 +392,9 @@ pub struct OAuthClientStatus {
     /// When the credentials were last issued (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_issued_at: Option<String>,
+    /// The last `oauth.collibra.dev/reconcile-requested-at` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// The last time the client was deleted and registered again, naming
     /// the old and the new client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +483,25 @@ mod tests {
         ] {
             assert!(crd.contains(needle), "CRD lacks {needle}");
         }
+    }
+
+    #[test]
+    fn a_reconcile_request_is_pending_until_handled() {
+        let mut o = OAuthClient::new(
+            "billing",
+            serde_json::from_str(r#"{"clientName":"b"}"#).expect("spec"),
+        );
+        assert_eq!(o.pending_reconcile_request(), None);
+        o.metadata.annotations = Some(BTreeMap::from([(
+            RECONCILE_REQUESTED_ANNOTATION.to_owned(),
+            "t1".to_owned(),
+        )]));
+        assert_eq!(o.pending_reconcile_request(), Some("t1"));
+        o.status = Some(OAuthClientStatus {
+            last_handled_reconcile_at: Some("t1".into()),
+            ..OAuthClientStatus::default()
+        });
+        assert_eq!(o.pending_reconcile_request(), None);
     }
 
     #[test]

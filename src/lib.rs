@@ -4,8 +4,9 @@
 //! The tree follows the data: [`api`] is the custom resources, [`config`] the
 //! command line, [`controller`] the reconcile loop (pure decisions apart from
 //! effects), [`connection`] the Collibra instances (CollibraConnection and
-//! ClusterCollibraConnection) and their audit, [`metrics`] and [`server`]
-//! what the process exposes.
+//! ClusterCollibraConnection) and their audit, [`secret_template`] the
+//! Secret's shape (pure rendering), [`metrics`] and [`server`] what the
+//! process exposes.
 
 pub mod api;
 pub mod config;
@@ -13,5 +14,6 @@ pub mod connection;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod secret_template;
 pub mod server;
 pub mod telemetry;

@@ -53,7 +53,10 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
     config.request_timeout = Duration::from_secs(5);
     let collibra = CollibraClient::new(config).expect("client");
     let (oauth_clients, _w1) = reflector::store::<OAuthClient>();
-    let (secrets, _w2) = reflector::store();
+    // The Secret watch has listed (and found none): the operator's state
+    // once its caches synced.
+    let (secrets, mut w2) = reflector::store();
+    w2.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

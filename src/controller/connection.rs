@@ -46,6 +46,11 @@ impl Connection {
         self.client.token_url()
     }
 
+    /// The Collibra base URL (`collibra_url` in Secret templates).
+    pub fn base_url(&self) -> String {
+        self.client.base_url()
+    }
+
     /// Whether Collibra answers DELETE (`None`: not yet known).
     pub fn delete_supported(&self) -> Option<bool> {
         self.delete_supported.get()

@@ -139,6 +139,16 @@ impl Context {
             .and_then(|s| s.secrets.get(&key))
     }
 
+    /// Whether the watch of managed Secrets covering `ns` has listed them
+    /// all, so that a Secret absent from [`Context::cached_secret`] was
+    /// absent when it listed (it may have been written since).
+    pub fn secrets_synced(&self, ns: &str) -> bool {
+        self.scopes.iter().find(|s| s.covers(ns)).is_some_and(|s| {
+            futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
+                .is_some_and(|r| r.is_ok())
+        })
+    }
+
     /// The object that keeps `obj`'s clientName when several claim it: the
     /// oldest live one. `None` when `obj` itself does.
     pub fn name_winner(&self, obj: &OAuthClient) -> Option<NameClaim> {

@@ -17,6 +17,7 @@ pub mod reasons;
 pub mod reconcile;
 pub mod secret;
 pub mod status;
+pub mod type_change;
 
 use std::sync::{
     Arc,

@@ -25,6 +25,8 @@ pub enum Reason {
     SecretConflict,
     /// An older OAuthClient claims this clientName.
     NameConflict,
+    /// `spec.secretTemplate` cannot be rendered (rule 12).
+    InvalidSecretTemplate,
     /// Cleanup in progress.
     Deleting,
     /// The connection in `spec.connectionRef` is missing, not ready, or
@@ -52,6 +54,7 @@ impl Reason {
                 | Reason::CredentialsLost
                 | Reason::SecretConflict
                 | Reason::NameConflict
+                | Reason::InvalidSecretTemplate
         )
     }
 
@@ -112,6 +115,11 @@ pub enum EventReason {
     Adopted,
     /// Grant types were updated in Collibra (PUT).
     GrantTypesUpdated,
+    /// The Secret was rendered again from the credentials it holds after
+    /// a template change (rule 12).
+    SecretReshaped,
+    /// The Secret was replaced to change its type, credentials kept (rule 13).
+    SecretTypeChanged,
     /// Grant types differ and Collibra cannot update them.
     GrantTypesDrift,
     /// A rotation was requested and Collibra cannot DELETE.

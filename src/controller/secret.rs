@@ -5,16 +5,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    ByteString,
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
     jiff::Timestamp,
 };
 use kube::{Resource, ResourceExt};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::decide::{ManagedSecret, SecretView};
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
+use crate::{
+    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION},
+    secret_template,
+};
 
 /// Annotation recording which rotation request the credentials answer.
 pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
@@ -80,22 +82,11 @@ pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
             };
         }
     };
-    let text = |key: &str| -> Option<String> {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .filter(|s| !s.trim().is_empty())
-    };
-    let has_secret = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(KEY_CLIENT_SECRET))
-        .is_some_and(|v| !v.0.is_empty());
     let annotations = meta.annotations.as_ref();
     SecretView::Managed(ManagedSecret {
-        client_id: text(KEY_CLIENT_ID).filter(|_| has_secret),
+        // Wherever the Secret's shape put them (renamed keys, the id in an
+        // annotation); both must be there and non-empty.
+        client_id: secret_template::stored_credentials(secret).map(|c| c.client_id),
         registering_since: annotations
             .and_then(|a| a.get(REGISTERING_ANNOTATION))
             .and_then(|v| v.parse::<Timestamp>().ok()),
@@ -135,75 +126,83 @@ pub enum Contents<'a> {
     },
 }
 
-/// The Secret the operator wants; [`merge_patch`] turns it into the body
-/// it sends. `orphan` drops the ownerReference so the Secret outlives the
-/// OAuthClient. The one place that decides what a managed Secret holds.
+/// Where the Secret's descriptive values come from: the Collibra
+/// instance the object's client lives in.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint<'a> {
+    /// The token endpoint (`token_url`).
+    pub token_url: &'a str,
+    /// The Collibra base URL (`collibra_url` in templates).
+    pub collibra_url: &'a str,
+}
+
+/// The Secret body the operator applies (a merge patch under its own field
+/// manager). `orphan` drops the ownerReference so the Secret outlives the
+/// OAuthClient. Its shape (key names, templated keys, type, template
+/// metadata) comes from `spec.secretTemplate` via [`secret_template`];
+/// a template that cannot be rendered still gives a Secret that keeps the
+/// credentials ([`secret_template::render_lenient`]): reconciles check the
+/// template first and report it.
 pub fn desired(
     owner: &OAuthClient,
-    token_url: &str,
+    endpoint: Endpoint<'_>,
     contents: Contents<'_>,
     orphan: bool,
 ) -> Secret {
-    let tmpl = owner.spec.secret_template.clone().unwrap_or_default();
-    let mut labels = tmpl.labels;
-    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
-    let mut annotations = tmpl.annotations;
-    let mut data = BTreeMap::new();
-    let mut put = |k: &str, v: &[u8]| {
-        data.insert(k.to_owned(), ByteString(v.to_vec()));
+    let grant_types = grant_types(owner);
+    let facts = secret_template::Facts {
+        client_name: &owner.spec.client_name,
+        token_url: endpoint.token_url,
+        token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
+        collibra_url: endpoint.collibra_url,
+        grant_types: &grant_types,
     };
-    put(KEY_CLIENT_NAME, owner.spec.client_name.as_bytes());
-    put(KEY_TOKEN_URL, token_url.as_bytes());
-    put(
-        KEY_TOKEN_ENDPOINT_AUTH_METHOD,
-        TOKEN_ENDPOINT_AUTH_METHOD.as_bytes(),
-    );
-    let copy_from = |s: &Secret,
-                     data: &mut BTreeMap<String, ByteString>,
-                     ann: &mut BTreeMap<String, String>| {
-        for key in [KEY_CLIENT_ID, KEY_CLIENT_SECRET] {
-            if let Some(v) = s.data.as_ref().and_then(|d| d.get(key)) {
-                data.insert(key.to_owned(), v.clone());
-            }
-        }
+    let template = owner.spec.secret_template.as_ref();
+    let mut extra = BTreeMap::new();
+    let rotated_from = |s: &Secret, extra: &mut BTreeMap<String, String>| {
         if let Some(r) = s.annotations().get(ROTATED_FOR_ANNOTATION) {
-            ann.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.clone());
+            extra.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.clone());
         }
     };
-    match contents {
+    let shape = match contents {
         Contents::Claim { since, keep } => {
-            annotations.insert(REGISTERING_ANNOTATION.to_owned(), since.to_string());
+            extra.insert(REGISTERING_ANNOTATION.to_owned(), since.to_string());
+            let creds = keep.and_then(secret_template::stored_credentials);
             if let Some(s) = keep {
-                copy_from(s, &mut data, &mut annotations);
+                rotated_from(s, &mut extra);
             }
+            secret_template::render_lenient(template, &facts, creds.as_ref())
         }
         Contents::Credentials { creds, rotated_for } => {
-            data.insert(
-                KEY_CLIENT_ID.to_owned(),
-                ByteString(creds.client_id.as_bytes().to_vec()),
-            );
-            data.insert(
-                KEY_CLIENT_SECRET.to_owned(),
-                ByteString(creds.client_secret.expose_secret().as_bytes().to_vec()),
-            );
             if let Some(r) = rotated_for {
-                annotations.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.to_owned());
+                extra.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.to_owned());
             }
+            let creds = secret_template::Credentials {
+                client_id: creds.client_id.to_owned(),
+                client_secret: creds.client_secret.clone(),
+            };
+            secret_template::render_lenient(template, &facts, Some(&creds))
         }
         Contents::Refresh {
             current,
             keep_claim,
         } => {
-            copy_from(current, &mut data, &mut annotations);
+            rotated_from(current, &mut extra);
             if let Some(since) = current
                 .annotations()
                 .get(REGISTERING_ANNOTATION)
                 .filter(|_| keep_claim)
             {
-                annotations.insert(REGISTERING_ANNOTATION.to_owned(), since.clone());
+                extra.insert(REGISTERING_ANNOTATION.to_owned(), since.clone());
             }
+            let creds = secret_template::stored_credentials(current);
+            secret_template::render_lenient(template, &facts, creds.as_ref())
         }
-    }
+    };
+    let mut labels = shape.labels;
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
+    let mut annotations = shape.annotations;
+    annotations.extend(extra);
     Secret {
         metadata: ObjectMeta {
             name: Some(owner.secret_name()),
@@ -216,9 +215,70 @@ pub fn desired(
                 .map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        type_: Some("Opaque".to_owned()),
-        data: Some(data),
+        type_: Some(shape.type_),
+        data: Some(shape.data),
         ..Secret::default()
+    }
+}
+
+/// Why `owner`'s template cannot be rendered (with `creds`, the credentials
+/// the Secret holds, when it holds any), or `None` when it can.
+pub fn template_problem(
+    owner: &OAuthClient,
+    endpoint: Endpoint<'_>,
+    creds: Option<&secret_template::Credentials>,
+) -> Option<secret_template::TemplateError> {
+    let grant_types = grant_types(owner);
+    let facts = secret_template::Facts {
+        client_name: &owner.spec.client_name,
+        token_url: endpoint.token_url,
+        token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
+        collibra_url: endpoint.collibra_url,
+        grant_types: &grant_types,
+    };
+    secret_template::render(owner.spec.secret_template.as_ref(), &facts, creds).err()
+}
+
+/// The Secret type `owner`'s template asks for.
+pub fn desired_type(owner: &OAuthClient) -> &str {
+    owner
+        .spec
+        .secret_template
+        .as_ref()
+        .and_then(|t| t.type_.as_deref())
+        .unwrap_or(secret_template::DEFAULT_TYPE)
+}
+
+/// Whether writing `want` over `have` changes what the template decides
+/// (keys, templated data, template metadata): a reshaping.
+pub fn reshapes(have: &Secret, want: &Secret) -> bool {
+    secret_template::differs(have, &shape_of(want))
+}
+
+/// The spec's grant types as Collibra spells them, sorted, once each.
+pub fn grant_types(owner: &OAuthClient) -> Vec<String> {
+    let mut g: Vec<String> = owner
+        .spec
+        .grant_types
+        .iter()
+        .map(|g| g.as_str().to_owned())
+        .collect();
+    g.sort();
+    g.dedup();
+    g
+}
+
+/// The shape part of `secret` (what [`secret_template`] decides), to
+/// compare and patch with.
+fn shape_of(secret: &Secret) -> secret_template::Shape {
+    secret_template::Shape {
+        type_: secret
+            .type_
+            .clone()
+            .unwrap_or_else(|| secret_template::DEFAULT_TYPE.to_owned()),
+        data: secret.data.clone().unwrap_or_default(),
+        labels: secret.metadata.labels.clone().unwrap_or_default(),
+        annotations: secret.metadata.annotations.clone().unwrap_or_default(),
     }
 }
 
@@ -232,13 +292,13 @@ fn owner_reference(owner: &OAuthClient) -> Option<OwnerReference> {
 /// operator manages: the claim annotation is removed when `want` has none,
 /// the operator's ownerReference is set or removed, others' are kept.
 pub fn merge_patch(want: &Secret, current: Option<&Secret>) -> serde_json::Value {
-    let mut annotations = serde_json::Map::new();
-    for (k, v) in want.metadata.annotations.iter().flatten() {
-        annotations.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    if !annotations.contains_key(REGISTERING_ANNOTATION) {
-        annotations.insert(REGISTERING_ANNOTATION.to_owned(), serde_json::Value::Null);
-    }
+    let shape = shape_of(want);
+    // A Secret's type cannot change in place, so the patch never carries
+    // it; while the type differs (until the Secret is replaced) nothing is
+    // removed either, so the old type's required keys stay valid and a
+    // credentials write always succeeds.
+    let same_type = current.is_none_or(|c| !secret_template::type_changes(c, &shape));
+    let mut body = secret_template::merge_patch(current.filter(|_| same_type), &shape);
     let ours: Vec<OwnerReference> = want.metadata.owner_references.clone().unwrap_or_default();
     let mut owners: Vec<OwnerReference> = current
         .and_then(|c| c.metadata.owner_references.clone())
@@ -247,26 +307,17 @@ pub fn merge_patch(want: &Secret, current: Option<&Secret>) -> serde_json::Value
         .filter(|r| r.kind != "OAuthClient" || r.api_version != ours_api_version())
         .collect();
     owners.extend(ours);
-    let data: serde_json::Map<String, serde_json::Value> = want
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-            )
-        })
-        .collect();
-    serde_json::json!({
-        "metadata": {
-            "labels": want.metadata.labels,
-            "annotations": annotations,
-            "ownerReferences": owners,
-        },
-        "type": want.type_,
-        "data": data,
-    })
+    if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        if let Some(ann) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+            ann.entry(REGISTERING_ANNOTATION)
+                .or_insert(serde_json::Value::Null);
+        }
+        meta.insert(
+            "ownerReferences".to_owned(),
+            serde_json::to_value(owners).unwrap_or_default(),
+        );
+    }
+    body
 }
 
 fn ours_api_version() -> String {
@@ -298,7 +349,8 @@ pub fn needs_update(have: &Secret, want: &Secret) -> bool {
             .map(|r| r.uid.clone())
             .collect()
     };
-    !subset(&want.metadata.labels, &have.metadata.labels)
+    secret_template::differs(have, &shape_of(want))
+        || !subset(&want.metadata.labels, &have.metadata.labels)
         || !subset(&want.metadata.annotations, &have.metadata.annotations)
         || stale_claim
         || owners(have) != owners(want)
@@ -313,6 +365,13 @@ pub fn needs_update(have: &Secret, want: &Secret) -> bool {
 mod tests {
     use super::*;
     use crate::api::OAuthClientSpec;
+
+    fn ep(token_url: &str) -> Endpoint<'_> {
+        Endpoint {
+            token_url,
+            collibra_url: "https://c",
+        }
+    }
 
     fn owner() -> OAuthClient {
         let mut o = OAuthClient::new(
@@ -341,7 +400,7 @@ mod tests {
         let secret = SecretString::from("s3cr3t");
         let s = desired(
             &o,
-            "https://c/rest/oauth/v2/token",
+            ep("https://c/rest/oauth/v2/token"),
             Contents::Credentials {
                 creds: Credentials {
                     client_id: "id1",
@@ -394,7 +453,7 @@ mod tests {
         // Orphaning drops only the owner.
         let orphan = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Refresh {
                 current: &s,
                 keep_claim: false,
@@ -411,7 +470,7 @@ mod tests {
         let secret = SecretString::from("old");
         let old = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Credentials {
                 creds: Credentials {
                     client_id: "old-id",
@@ -424,7 +483,7 @@ mod tests {
         let since = Timestamp::from_second(1_000).expect("ts");
         let claim = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Claim {
                 since,
                 keep: Some(&old),
@@ -447,7 +506,7 @@ mod tests {
     fn merge_patch_removes_the_claim_and_only_our_owner() {
         let o = owner();
         let since = Timestamp::from_second(5).expect("ts");
-        let mut claimed = desired(&o, "u", Contents::Claim { since, keep: None }, false);
+        let mut claimed = desired(&o, ep("u"), Contents::Claim { since, keep: None }, false);
         let foreign_owner = OwnerReference {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
@@ -461,7 +520,7 @@ mod tests {
         let secret = SecretString::from("s");
         let creds = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Credentials {
                 creds: Credentials {
                     client_id: "id",
@@ -487,7 +546,7 @@ mod tests {
 
         let orphan = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Refresh {
                 current: &claimed,
                 keep_claim: true,
@@ -525,7 +584,7 @@ mod tests {
         other.metadata.name = Some("other".into());
         let theirs = desired(
             &other,
-            "u",
+            ep("u"),
             Contents::Refresh {
                 current: &plain,
                 keep_claim: false,
@@ -543,7 +602,7 @@ mod tests {
         let o = owner();
         let mut s = desired(
             &o,
-            "u",
+            ep("u"),
             Contents::Refresh {
                 current: &Secret::default(),
                 keep_claim: false,
@@ -551,8 +610,14 @@ mod tests {
             false,
         );
         if let Some(d) = s.data.as_mut() {
-            d.insert(KEY_CLIENT_ID.into(), ByteString(b"id".to_vec()));
-            d.insert(KEY_CLIENT_SECRET.into(), ByteString(Vec::new()));
+            d.insert(
+                KEY_CLIENT_ID.into(),
+                k8s_openapi::ByteString(b"id".to_vec()),
+            );
+            d.insert(
+                KEY_CLIENT_SECRET.into(),
+                k8s_openapi::ByteString(Vec::new()),
+            );
         }
         match view(&o, &s) {
             SecretView::Managed(m) => assert_eq!(m.client_id, None),

@@ -151,6 +151,13 @@ pub fn build(
         grant_types: facts.grant_types,
         last_rotation: facts.last_rotation,
         credentials_issued_at: facts.credentials_issued_at,
+        // This reconcile saw that request and acted on it (a fresh list).
+        last_handled_reconcile_at: obj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_ANNOTATION))
+            .cloned(),
         last_replacement: facts.last_replacement,
         observed_generation: generation,
         conditions,

@@ -13,6 +13,7 @@ mod leader;
 mod lifecycle;
 mod packaging;
 mod replacement;
+mod templates;
 mod versions;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     tests.extend(leader::tests());
     tests.extend(connections::tests());
     tests.extend(packaging::tests());
+    tests.extend(templates::tests());
     tests.extend(replacement::tests());
     tests.extend(versions::tests());
     test_support::run(&args, tests, "the test control plane", || async {

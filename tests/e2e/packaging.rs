@@ -736,7 +736,7 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
                 true,
             ),
             (vec!["create", "secrets", "-n", &watched], true),
-            (vec!["delete", "secrets", "-n", &watched], false),
+            (vec!["delete", "secrets", "-n", &watched], true),
             (
                 vec![
                     "watch",

@@ -305,7 +305,8 @@ async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Re
         (vec!["delete", oac, "--all-namespaces"], false),
         (vec!["watch", "secrets", "--all-namespaces"], true),
         (vec!["create", "secrets", "--all-namespaces"], true),
-        (vec!["delete", "secrets", "--all-namespaces"], false),
+        // Deleted only to change a Secret's type (README, "The Secret's shape").
+        (vec!["delete", "secrets", "--all-namespaces"], true),
         (vec!["update", "secrets", "--all-namespaces"], false),
         (
             vec!["create", "events.events.k8s.io", "--all-namespaces"],

@@ -23,6 +23,7 @@ test_support::tests!(
     Env;
     crash_rounds_lose_nothing_with_delete,
     crash_rounds_without_delete_report_every_lost_secret,
+    crash_rounds_during_secret_type_changes_lose_nothing,
 );
 
 async fn crash_rounds_lose_nothing_with_delete(env: Arc<Env>) -> anyhow::Result<()> {
@@ -178,5 +179,208 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
         );
         ensure!(a.ready + a.lost == objects);
     }
+    f.finish().await
+}
+
+/// The template flips each object's Secret between Opaque and basic-auth
+/// (a delete and a create, through a backup Secret) while the operator is
+/// SIGKILLed: half the kills the moment a backup appears (inside the
+/// replacement), the others at random. At the end every Secret has the
+/// last type and the credentials it had before the first change, nothing
+/// was registered again, and no backup is left.
+async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> anyhow::Result<()> {
+    use collibra_oauth_operator::secret_template::stored_credentials;
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+
+    let (objects, rounds): (usize, usize) = if common::full() { (100, 20) } else { (20, 6) };
+    let seed = common::seed();
+    eprintln!("crash suite (type changes): seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let prefix = "crashtype";
+    let mut f = Fixture::new(env, prefix).await?;
+    common::apply_retrying(&f, &manifests(prefix, 0..objects)).await?;
+    wait_settled(&f, objects, false, Duration::from_secs(120)).await?;
+    let before: std::collections::BTreeMap<String, (String, String)> = f
+        .secrets()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|s| {
+            let c = stored_credentials(s)?;
+            Some((
+                s.metadata.name.clone().unwrap_or_default(),
+                (
+                    c.client_id,
+                    secrecy::ExposeSecret::expose_secret(&c.client_secret).to_owned(),
+                ),
+            ))
+        })
+        .collect();
+    ensure!(
+        before.len() == objects,
+        "{} of {objects} Secrets hold credentials",
+        before.len()
+    );
+    let registers = f.collibra.stats().requests_for("register");
+    let basic_auth = "  secretTemplate:\n    type: kubernetes.io/basic-auth\n    keys: {clientId: username, clientSecret: password}\n";
+    let with_template = |tmpl: &str| {
+        (0..objects)
+            .map(|i| {
+                let n = common::name(prefix, i);
+                format!(
+                    "apiVersion: oauth.collibra.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: {n}\nspec:\n  clientName: {n}\n{tmpl}"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    let (mut kills, mut targeted, mut with_backup, mut target_missing) = (0, 0, 0, 0);
+    for round in 0..rounds {
+        f.op.kill().await?;
+        // Odd rounds go back to Opaque; the last round is basic-auth.
+        let tmpl = if (rounds - 1 - round) % 2 == 0 {
+            basic_auth
+        } else {
+            ""
+        };
+        common::apply_retrying(&f, &with_template(tmpl)).await?;
+        let rv = f
+            .secrets()
+            .list_metadata(&ListParams::default())
+            .await?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let backups = f
+            .secrets()
+            .watch(&WatchParams::default().timeout(30), &rv)
+            .await?;
+        f.op.restart().await?;
+        // The first round always aims inside a replacement, so even a short
+        // run has a kill there whatever the seed draws.
+        if round == 0 || rng.random_bool(0.6) {
+            // Kill inside a replacement: the moment a backup appears (step
+            // 1 done), or the moment a Secret is deleted (step 2 done).
+            let on_delete = rng.random_bool(0.5);
+            let is_backup = |s: &Secret| {
+                s.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
+            };
+            let appeared = tokio::time::timeout(Duration::from_secs(10), async {
+                futures::pin_mut!(backups);
+                while let Some(Ok(ev)) = backups.next().await {
+                    match ev {
+                        WatchEvent::Added(s) if !on_delete && is_backup(&s) => return true,
+                        WatchEvent::Deleted(s) if on_delete && !is_backup(&s) => return true,
+                        _ => {}
+                    }
+                }
+                false
+            })
+            .await;
+            if matches!(appeared, Ok(true)) {
+                targeted += 1;
+            }
+        } else {
+            drop(backups);
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..1500))).await;
+        }
+        f.op.kill().await?;
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now: Vec<Secret> = f.secrets().list(&ListParams::default()).await?.items;
+        let names: BTreeSet<String> = now.iter().filter_map(|s| s.metadata.name.clone()).collect();
+        if names
+            .iter()
+            .any(|n| n.starts_with("collibra-oauth-backup-"))
+        {
+            with_backup += 1;
+        }
+        if before.keys().any(|n| !names.contains(n)) {
+            target_missing += 1;
+        }
+    }
+    f.op.restart().await?;
+    let converge = wait_settled(&f, objects, false, Duration::from_secs(180)).await;
+    if let Err(e) = converge {
+        anyhow::bail!("{e:#}\nfull log: {}", common::keep_log(&f, prefix));
+    }
+    // Settled means Registered at the current generation; the Secret may
+    // still be on its way (the watch notices the last writes).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failures;
+    loop {
+        failures = Vec::new();
+        let now: Vec<Secret> = f.secrets().list(&ListParams::default()).await?.items;
+        let left_backups = now
+            .iter()
+            .filter(|s| {
+                s.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
+            })
+            .count();
+        if left_backups > 0 {
+            failures.push(format!("{left_backups} backup Secrets left"));
+        }
+        for (name, (id, secret)) in &before {
+            let Some(s) = now
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name))
+            else {
+                failures.push(format!("{name}: Secret missing"));
+                continue;
+            };
+            if s.type_.as_deref() != Some("kubernetes.io/basic-auth") {
+                failures.push(format!("{name}: type {:?}", s.type_));
+            }
+            let data = s.data.clone().unwrap_or_default();
+            let text = |k: &str| {
+                data.get(k)
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            };
+            if text("username").as_ref() != Some(id) || text("password").as_ref() != Some(secret) {
+                failures.push(format!(
+                    "{name}: credentials differ from before the changes"
+                ));
+            }
+        }
+        if failures.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let registered_again = f.collibra.stats().requests_for("register") - registers;
+    let verified = before
+        .values()
+        .filter(|(id, secret)| f.collibra.verify_credentials(id, secret))
+        .count();
+    println!(
+        "RELIABILITY crash type-change seed={seed} objects={objects} rounds={rounds} kills={kills} targeted_kills={targeted} kills_with_backup_present={with_backup} kills_with_secret_missing={target_missing} registered_again={registered_again} credentials_verified={verified} failures={}",
+        failures.len()
+    );
+    ensure!(
+        failures.is_empty(),
+        "after the type changes:\n{}",
+        failures.join("\n")
+    );
+    ensure!(
+        registered_again == 0,
+        "{registered_again} clients registered again"
+    );
+    ensure!(
+        verified == objects,
+        "{verified} of {objects} credentials still valid"
+    );
+    ensure!(
+        with_backup >= 1,
+        "no kill landed inside a replacement (with the backup present)"
+    );
     f.finish().await
 }

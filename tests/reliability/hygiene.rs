@@ -19,11 +19,13 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::net::{TcpListener, TcpStream};
 
+use collibra_oauth_operator::controller::reasons::Reason;
 use test_support::{Env, Fixture, Options, manifest, ready_reason};
 
 test_support::tests!(
     Env;
     no_credential_leaks_at_trace_level,
+    no_credential_leaks_from_secret_templates,
     operator_touches_no_foreign_secret,
     tls_custom_ca_accepted_wrong_certificate_refused,
 );
@@ -110,6 +112,104 @@ fn leaks(hay: &[(&'static str, String)], needles: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Secret templates at `RUST_LOG=trace`: every shape, every kind of edit
+/// (including a type change, which passes the credentials through a backup
+/// Secret), and templates that fail, with placeholders and only with the
+/// real credentials. No credential, nor anything rendered from one, may
+/// reach the log, Events, status or metrics.
+async fn no_credential_leaks_from_secret_templates(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "hygienetmpl",
+        Options {
+            rust_log: Some("trace".to_owned()),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let issued = record_issued(&f);
+    for name in ["env-keys", "spring-boot", "dotenv", "basic-auth"] {
+        let path = format!("{}/examples/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        f.apply(&std::fs::read_to_string(&path)?).await?;
+    }
+    for n in [
+        "reporting-env",
+        "lineage-service",
+        "quality-checks",
+        "metadata-export",
+    ] {
+        f.wait_reason(n, Reason::Registered.as_str()).await?;
+    }
+    // Edits on a Ready object: keys, data, labels, then the type.
+    let edits = [
+        "  secretTemplate:\n    keys: {clientId: ID, clientSecret: SECRET}\n    labels: {team: a}\n    data:\n      basic: \"{{ (client_id ~ ':' ~ client_secret) | b64encode }}\"\n",
+        "  secretTemplate:\n    type: kubernetes.io/basic-auth\n    keys: {clientId: username, clientSecret: password}\n",
+        "",
+    ];
+    f.apply(&manifest("t", "hyg-t", "")).await?;
+    f.wait_reason("t", Reason::Registered.as_str()).await?;
+    for spec in edits {
+        f.apply(&manifest("t", "hyg-t", spec)).await?;
+        f.wait_for("t", "re-rendered", |o| {
+            ready_reason(o).as_deref() == Some(Reason::Registered.as_str())
+                && o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+        })
+        .await?;
+    }
+    // Templates that fail: with placeholders, and only with the real secret.
+    f.apply(&manifest(
+        "u",
+        "hyg-u",
+        "  secretTemplate:\n    data: {k: \"{{ client_secret ~ no_such_name }}\"}\n",
+    ))
+    .await?;
+    f.wait_reason("u", Reason::InvalidSecretTemplate.as_str())
+        .await?;
+    f.apply(&manifest(
+        "t",
+        "hyg-t",
+        "  secretTemplate:\n    data: {k: \"{% if client_secret != 'placeholder-client-secret' %}{{ client_secret | int }}{% endif %}\"}\n",
+    ))
+    .await?;
+    f.wait_reason("t", Reason::InvalidSecretTemplate.as_str())
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut secrets: Vec<String> = issued.lock().map(|v| v.clone()).unwrap_or_default();
+    let clients = f.collibra.clients();
+    secrets.extend(clients.iter().map(|c| c.client_secret.clone()));
+    // What templates rendered from them: the Basic header value.
+    secrets.extend(
+        clients
+            .iter()
+            .map(|c| b64(&format!("{}:{}", c.client_id, c.client_secret))),
+    );
+    secrets.sort();
+    secrets.dedup();
+    let issued_count = clients.len();
+    secrets.push("operator-secret".to_owned());
+    let all = needles(&secrets);
+    let hay = haystacks(&f).await?;
+    let trace_lines = hay[0].1.lines().filter(|l| l.contains("TRACE")).count();
+    let found = leaks(&hay, &all);
+    println!(
+        "RELIABILITY hygiene templates rust_log=trace clients={issued_count} needles={} trace_lines={trace_lines} leaks={}",
+        all.len(),
+        found.len()
+    );
+    ensure!(
+        issued_count >= 5,
+        "only {issued_count} clients: the flows did not run"
+    );
+    ensure!(trace_lines > 0, "the log has no TRACE lines");
+    ensure!(
+        found.is_empty(),
+        "credentials leaked:\n{}",
+        found.join("\n")
+    );
+    f.finish().await
 }
 
 async fn no_credential_leaks_at_trace_level(env: Arc<Env>) -> anyhow::Result<()> {

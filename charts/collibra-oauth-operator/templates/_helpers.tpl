@@ -81,11 +81,14 @@ The rules the operator needs, and nothing more. Used by the ClusterRole
   resources: ["oauthclients/status"]
   verbs: ["get", "patch"]
 # The credentials Secrets: watched with a label selector, created with a
-# claim before registering, patched with the credentials. Never deleted
-# (garbage collection does that through the ownerReference).
+# claim before registering, patched with the credentials. Deleted only to
+# change a Secret's type (Kubernetes keeps it fixed): the exact Secret seen
+# (uid and resourceVersion preconditions), after its credentials are copied
+# to a backup Secret the OAuthClient owns, which is deleted in turn.
+# Otherwise garbage collection removes them through the ownerReference.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

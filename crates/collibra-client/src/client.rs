@@ -102,6 +102,15 @@ impl CollibraClient {
         self.inner.token_url.clone()
     }
 
+    /// The Collibra base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.inner
+            .base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
     /// Every registration (the list is not paged).
     pub async fn list_clients(&self) -> Result<Vec<ClientInfo>, Error> {
         let url = &self.inner.clients_url;

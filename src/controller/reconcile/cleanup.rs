@@ -32,7 +32,13 @@ impl Reconciler<'_> {
             // Never registered anything: the name belongs to another object.
             return Ok(Action::await_change());
         }
-        let (view, current) = self.observe_secret().await?;
+        let (mut view, mut current) = self.observe_secret().await?;
+        // A type change cut short with the Secret deleted (rule 13): the
+        // backup goes with this object, so the credentials go back into the
+        // Secret before anything is let go of.
+        if matches!(view, SecretView::Missing) && self.change_type(None).await? {
+            (view, current) = self.observe_secret().await?;
+        }
         // The Secret this object owns, the only one it may orphan.
         let owned = match &view {
             SecretView::Managed(m) if m.owned => current.as_ref(),

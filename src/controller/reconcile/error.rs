@@ -20,6 +20,18 @@ pub enum KubeCall {
     /// Merge patch of the Secret (claim, release, orphan, refresh).
     #[strum(to_string = "patching the Secret")]
     PatchSecret,
+    /// DELETE of the Secret, to change its type (rule 13).
+    #[strum(to_string = "deleting the Secret to change its type")]
+    DeleteSecret,
+    /// GET of the backup Secret of a type change.
+    #[strum(to_string = "reading the backup Secret")]
+    GetBackup,
+    /// POST (or merge patch) of the backup Secret of a type change.
+    #[strum(to_string = "writing the backup Secret")]
+    WriteBackup,
+    /// DELETE of the backup Secret once the type change is done.
+    #[strum(to_string = "deleting the backup Secret")]
+    DeleteBackup,
     /// Server-side apply of the OAuthClient's status.
     #[strum(to_string = "writing the OAuthClient's status")]
     PatchStatus,

@@ -25,6 +25,28 @@ pub fn name_conflict(winner: &NameClaim, client_name: &str) -> String {
     )
 }
 
+/// Ready=False, InvalidSecretTemplate: `problem` names the key and the
+/// error, never a credential (`secret_template::TemplateError`).
+pub fn invalid_template(problem: &impl std::fmt::Display) -> String {
+    format!(
+        "{problem}. The Secret is left as it is, and nothing is registered, until the template is fixed"
+    )
+}
+
+/// Event SecretReshaped.
+pub fn reshaped(secret_name: &str) -> String {
+    format!(
+        "Secret {secret_name} rendered again from the credentials it holds (secretTemplate changed); no new registration"
+    )
+}
+
+/// Event SecretTypeChanged.
+pub fn type_changed(secret_name: &str, type_: &str) -> String {
+    format!(
+        "Secret {secret_name} replaced to make its type {type_}; its credentials were kept (no new registration)"
+    )
+}
+
 /// Ready=False, SecretConflict: `why` says whose Secret it is.
 pub fn secret_conflict(why: &str) -> String {
     format!(

@@ -159,21 +159,15 @@ impl<'a> Reconciler<'a> {
 
     /// The spec's grant types as Collibra spells them, sorted, without repeats.
     fn grant_types(&self) -> Vec<String> {
-        let mut g: Vec<String> = self
-            .obj
-            .spec
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect();
-        g.sort();
-        g.dedup();
-        g
+        super::secret::grant_types(&self.obj)
     }
 
     async fn apply(&self) -> Result<Action> {
         let generation = self.obj.metadata.generation;
-        if let Some(left) = self.ctx.backoffs.held(&self.uid, generation) {
+        if self.obj.pending_reconcile_request().is_some() {
+            // Reconcile now (rule 14): whatever the backoff, with a fresh list.
+            self.collibra.invalidate_list();
+        } else if let Some(left) = self.ctx.backoffs.held(&self.uid, generation) {
             // Woken by our own write during a backoff: keep waiting.
             return Ok(Action::requeue(left));
         }
@@ -196,7 +190,10 @@ impl<'a> Reconciler<'a> {
         if let Some(outcome) = self.before_deciding().await? {
             return Ok(outcome);
         }
-        let (view, current) = self.observe_secret().await?;
+        let (mut view, mut current) = self.observe_secret().await?;
+        if let Some(outcome) = self.shape_secret(&mut view, &mut current).await? {
+            return Ok(outcome);
+        }
         let mut listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
             Ok(l) => l,
             Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
@@ -256,6 +253,38 @@ impl<'a> Reconciler<'a> {
                 not_ready.message.clone(),
                 Duration::from_secs(60),
             )));
+        }
+        Ok(None)
+    }
+
+    /// The Secret's shape before deciding (rules 12 and 13): finish a type
+    /// replacement found half done (even with a broken template: the
+    /// credentials come first), stall on a template that cannot be
+    /// rendered, then change the type if the template asks for another.
+    /// `Some`: report that instead of deciding.
+    async fn shape_secret(
+        &self,
+        view: &mut SecretView,
+        current: &mut Option<Secret>,
+    ) -> Result<Option<Outcome>> {
+        if matches!(view, SecretView::Foreign { .. }) {
+            return Ok(None);
+        }
+        if matches!(view, SecretView::Missing) && self.change_type(None).await? {
+            (*view, *current) = self.observe_secret().await?;
+        }
+        let managed = current
+            .as_ref()
+            .filter(|_| matches!(view, SecretView::Managed(_)));
+        if let Some(problem) = self.template_problem(managed) {
+            return Ok(Some(self.outcome(
+                Reason::InvalidSecretTemplate,
+                messages::invalid_template(&problem),
+                self.ctx.settings.resync,
+            )));
+        }
+        if matches!(view, SecretView::Managed(_)) && self.change_type(current.as_ref()).await? {
+            (*view, *current) = self.observe_secret().await?;
         }
         Ok(None)
     }

@@ -7,15 +7,22 @@ use std::{sync::Arc, time::Duration};
 
 use collibra_client::IssuedClient;
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{
+    ResourceExt,
+    api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions},
+    runtime::events::EventType,
+};
 
-use super::{Error, KubeCall, Reconciler, Result};
+use super::{Error, KubeCall, Reconciler, Result, messages};
 use crate::{
     api::FIELD_MANAGER,
     controller::{
         decide::SecretView,
+        reasons::EventReason,
         secret::{self, Contents, Credentials},
+        type_change::{self, Step},
     },
+    secret_template,
 };
 
 /// Attempts of a credentials write before they are kept in memory instead.
@@ -28,7 +35,27 @@ impl Reconciler<'_> {
 
     /// The Secret body for `contents`, with the Secret's owner unless `orphan`.
     fn render(&self, contents: Contents<'_>, orphan: bool) -> Secret {
-        secret::desired(&self.obj, &self.collibra.token_url(), contents, orphan)
+        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        secret::desired(&self.obj, endpoint, contents, orphan)
+    }
+
+    /// Why the template cannot be rendered (with the credentials `current`
+    /// holds, if any), or `None` (rule 12).
+    pub(super) fn template_problem(
+        &self,
+        current: Option<&Secret>,
+    ) -> Option<secret_template::TemplateError> {
+        let held = current.and_then(secret_template::stored_credentials);
+        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        secret::template_problem(&self.obj, endpoint, held.as_ref())
     }
 
     /// The Secret as the operator may know it. The watch cache answers when
@@ -122,9 +149,161 @@ impl Reconciler<'_> {
     pub(super) async fn refresh_if_needed(&self, current: &Secret) -> Result<()> {
         let want = self.refreshed(current, false, false);
         if secret::needs_update(current, &want) {
+            let reshaped = secret::reshapes(current, &want);
             self.patch_secret(&want, Some(current)).await?;
+            if reshaped {
+                self.event(
+                    EventType::Normal,
+                    EventReason::SecretReshaped,
+                    messages::reshaped(&self.secret_name),
+                )
+                .await;
+            }
         }
         Ok(())
+    }
+
+    /// Walks the type replacement (rule 13, `type_change`) from wherever it
+    /// stands; `target` is the Secret, `None` when it is missing. Returns
+    /// whether anything was written. The backup is read from the API
+    /// server only when it can matter: the target is of another type, the
+    /// watch shows a backup, or the target is missing and the watch has not
+    /// listed the Secrets yet (after a restart, a backup left by a crash
+    /// must be found before anything is registered).
+    pub(super) async fn change_type(&self, target: Option<&Secret>) -> Result<bool> {
+        let want_type = secret::desired_type(&self.obj).to_owned();
+        let backup_name = type_change::backup_name(&self.obj);
+        let wrong_type = target.is_some_and(|t| {
+            t.type_.as_deref().unwrap_or(secret_template::DEFAULT_TYPE) != want_type
+        });
+        let cached_backup = self.ctx.cached_secret(&self.ns, &backup_name).is_some();
+        let must_look = match target {
+            Some(_) => wrong_type || cached_backup,
+            None => cached_backup || !self.ctx.secrets_synced(&self.ns),
+        };
+        if !must_look {
+            return Ok(false);
+        }
+        let api = self.secrets();
+        let mut target = target.cloned();
+        let mut backup = api
+            .get_opt(&backup_name)
+            .await
+            .map_err(Error::kube(KubeCall::GetBackup))?
+            .filter(|b| type_change::is_backup_of(&self.obj, b));
+        let create = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let mut wrote = false;
+        // Four steps at most; the bound only guards against a loop.
+        for _ in 0..6 {
+            let step = type_change::next_step(target.as_ref(), backup.as_ref(), &want_type);
+            tracing::debug!(object = %self.obj.name_any(), step = ?step, "secret type");
+            match step {
+                Step::Done => break,
+                Step::Backup => {
+                    let Some(body) = target
+                        .as_ref()
+                        .and_then(|t| type_change::backup(&self.obj, t))
+                    else {
+                        break;
+                    };
+                    backup = Some(self.write_backup(&create, &body).await?);
+                }
+                Step::DeleteTarget => {
+                    let Some(t) = target.as_ref() else { break };
+                    let exactly = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: t.metadata.uid.clone(),
+                            resource_version: t.metadata.resource_version.clone(),
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    api.delete(&self.secret_name, &exactly)
+                        .await
+                        .map_err(Error::kube(KubeCall::DeleteSecret))?;
+                    target = None;
+                }
+                Step::Restore => {
+                    let Some((client_id, client_secret, rotated_for)) =
+                        backup.as_ref().and_then(type_change::restore_contents)
+                    else {
+                        break;
+                    };
+                    let want = self.render(
+                        Contents::Credentials {
+                            creds: Credentials {
+                                client_id: &client_id,
+                                client_secret: &client_secret,
+                            },
+                            rotated_for: rotated_for.as_deref(),
+                        },
+                        false,
+                    );
+                    target = Some(
+                        api.create(&create, &want)
+                            .await
+                            .map_err(Error::kube(KubeCall::CreateSecret))?,
+                    );
+                    self.event(
+                        EventType::Normal,
+                        EventReason::SecretTypeChanged,
+                        messages::type_changed(&self.secret_name, &want_type),
+                    )
+                    .await;
+                }
+                Step::DropBackup => {
+                    let that_one = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: backup.as_ref().and_then(|b| b.metadata.uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    match api.delete(&backup_name, &that_one).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(Error::kube(KubeCall::DeleteBackup)(e)),
+                    }
+                    backup = None;
+                }
+            }
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    /// Creates the backup; one left from an earlier attempt (ours: checked
+    /// by the caller's filter on the next read) is brought up to date.
+    async fn write_backup(&self, create: &PostParams, body: &Secret) -> Result<Secret> {
+        let api = self.secrets();
+        let name = body.metadata.name.clone().unwrap_or_default();
+        match api.create(create, body).await {
+            Ok(b) => Ok(b),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = api
+                    .get(&name)
+                    .await
+                    .map_err(Error::kube(KubeCall::GetBackup))?;
+                if !type_change::is_backup_of(&self.obj, &existing) {
+                    // Never overwrite a Secret that is not ours (rule 13).
+                    return Err(Error::kube(KubeCall::WriteBackup)(kube::Error::Api(e)));
+                }
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                };
+                let patch = serde_json::json!({
+                    "metadata": {"annotations": body.metadata.annotations},
+                    "data": body.data,
+                });
+                api.patch(&name, &params, &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube(KubeCall::WriteBackup))
+            }
+            Err(e) => Err(Error::kube(KubeCall::WriteBackup)(e)),
+        }
     }
 
     /// Drops this object's ownerReference so the Secret, and the
