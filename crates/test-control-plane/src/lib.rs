@@ -508,52 +508,19 @@ impl ControlPlane {
         .await
     }
 
-    /// Polls `probe` until it succeeds, failing fast (with the log tail) if a
-    /// watched component exits, or at `deadline` (with every watched log).
+    /// Polls `probe` until it succeeds (see [`wait_until`]).
     async fn wait_until<F, Fut>(
         &self,
         what: &str,
         deadline: Instant,
         watched: &[&Component],
-        mut probe: F,
+        probe: F,
     ) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<()>>,
     {
-        loop {
-            for c in watched {
-                if let Some(status) = c.exit_status() {
-                    bail!(
-                        "{} exited ({status}) while waiting for {what}; last lines of {}:\n{}",
-                        c.name,
-                        c.log_path().display(),
-                        c.log_tail(LOG_TAIL_LINES)
-                    );
-                }
-            }
-            let last_error = match probe().await {
-                Ok(()) => return Ok(()),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                let logs: Vec<String> = watched
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "---- last lines of {}:\n{}",
-                            c.log_path().display(),
-                            c.log_tail(LOG_TAIL_LINES)
-                        )
-                    })
-                    .collect();
-                bail!(
-                    "timed out waiting for {what}; last probe error: {last_error}\n{}",
-                    logs.join("\n")
-                );
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
+        wait_until(what, deadline, watched, PROBE_INTERVAL, probe).await
     }
 }
 
@@ -852,6 +819,55 @@ pub(crate) async fn run_build_script(relative: &str, required: &[&str]) -> Resul
         );
     }
     Ok(dir)
+}
+
+/// Polls `probe` every `interval` until it succeeds, failing fast (with the
+/// log tail) if a watched component exits, or at `deadline` (with every
+/// watched log). Shared by the control plane and the node.
+pub(crate) async fn wait_until<F, Fut>(
+    what: &str,
+    deadline: Instant,
+    watched: &[&Component],
+    interval: Duration,
+    mut probe: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    loop {
+        for c in watched {
+            if let Some(status) = c.exit_status() {
+                bail!(
+                    "{} exited ({status}) while waiting for {what}; last lines of {}:\n{}",
+                    c.name,
+                    c.log_path().display(),
+                    c.log_tail(LOG_TAIL_LINES)
+                );
+            }
+        }
+        let last_error = match probe().await {
+            Ok(()) => return Ok(()),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = watched
+                .iter()
+                .map(|c| {
+                    format!(
+                        "---- last lines of {}:\n{}",
+                        c.log_path().display(),
+                        c.log_tail(LOG_TAIL_LINES)
+                    )
+                })
+                .collect();
+            bail!(
+                "timed out waiting for {what}; last probe error: {last_error}\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 #[cfg(test)]

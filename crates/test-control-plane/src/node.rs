@@ -79,7 +79,6 @@ const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-const LOG_TAIL_LINES: usize = 40;
 
 /// Distinguishes nodes started by one test process.
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
@@ -620,45 +619,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         what: &str,
         deadline: Instant,
         watched: &[&Component],
-        mut probe: F,
+        probe: F,
     ) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        loop {
-            for c in watched {
-                if let Some(status) = c.exit_status() {
-                    bail!(
-                        "{} exited ({status}) while waiting for {what}; last lines of {}:\n{}",
-                        c.name,
-                        c.log_path().display(),
-                        c.log_tail(LOG_TAIL_LINES)
-                    );
-                }
-            }
-            let last_error = match probe().await {
-                Ok(()) => return Ok(()),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                let logs: Vec<String> = watched
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "---- last lines of {}:\n{}",
-                            c.log_path().display(),
-                            c.log_tail(LOG_TAIL_LINES)
-                        )
-                    })
-                    .collect();
-                bail!(
-                    "timed out waiting for {what}; last probe error: {last_error}\n{}",
-                    logs.join("\n")
-                );
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
+        crate::wait_until(what, deadline, watched, PROBE_INTERVAL, probe).await
     }
 
     fn shutdown(&mut self) -> Result<()> {
