@@ -17,13 +17,17 @@ test: background-builds lint test-deps node-deps ## Everything: formatting, clip
 	$(MAKE) e2e-oldest
 	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SEED=1
 
-test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Argo CD health check), curl and python3-venv (token examples), from Debian
+test-deps: ## Install what the tests need beyond Rust and Go: lua5.4 (Argo CD health check), curl, python3-venv, a JDK and Maven (token examples), from Debian
 	@command -v lua5.4 >/dev/null || (apt-get update && apt-get install -y lua5.4) || \
 		{ echo 'lua5.4 is needed by the packaging tests (Debian: apt-get install lua5.4)' >&2; exit 1; }
 	@command -v curl >/dev/null || (apt-get update && apt-get install -y curl) || \
 		{ echo 'curl is needed by the token examples test (Debian: apt-get install curl)' >&2; exit 1; }
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || (apt-get update && apt-get install -y python3 python3-venv) || \
 		{ echo 'python3 with venv is needed by the token examples test (Debian: apt-get install python3-venv)' >&2; exit 1; }
+	@{ command -v javac && command -v java; } >/dev/null || (apt-get update && apt-get install -y openjdk-17-jdk-headless) || \
+		{ echo 'a JDK (java, javac) is needed by the token examples test (Debian: apt-get install openjdk-17-jdk-headless)' >&2; exit 1; }
+	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven) || \
+		{ echo 'Maven is needed by the token examples test (Debian: apt-get install maven)' >&2; exit 1; }
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check

@@ -4,10 +4,16 @@
 //! CLIENT_ID, CLIENT_SECRET and TOKEN_URL. Each must get a token; the token
 //! endpoint counts the answers, so a pass is a 200 seen by the server.
 //!
+//! The simulator also counts which client authentication method each token
+//! request used, so a test shows the method on the wire, not just a token.
+//!
 //! The tools are prerequisites, never skipped: curl, python3 with venv (the
-//! packages come from PyPI, `requirements.txt`) and Go (the example module's
-//! dependencies come from the Go module proxy). `hack/token-examples/prepare.sh`
-//! builds the Python venv and the Go example once, cached by their inputs.
+//! packages come from PyPI, `requirements.txt`), Go (the example module's
+//! dependencies come from the Go module proxy), and a JDK with Maven (the
+//! Spring example's dependencies come from Maven Central, `spring/pom.xml`).
+//! `make test-deps` installs the Debian packages;
+//! `hack/token-examples/prepare.sh` builds the Python venv, the Go example and
+//! the Spring example once, cached by their inputs.
 
 use std::{path::PathBuf, process::Output, time::Duration};
 
@@ -91,8 +97,15 @@ async fn prepared(what: &str) -> anyhow::Result<String> {
 }
 
 /// The example succeeded, said it got a bearer token, and the simulator
-/// answered exactly `ok` token requests with 200 and none with 401.
-fn expect_token(sim: &Simulator, out: &Output, says: &str, ok: u64) -> anyhow::Result<()> {
+/// answered exactly `ok` token requests with 200 and none with 401, each
+/// authenticated with `method` (`client_secret_basic` or `client_secret_post`).
+fn expect_token(
+    sim: &Simulator,
+    out: &Output,
+    says: &str,
+    ok: u64,
+    method: &str,
+) -> anyhow::Result<()> {
     ensure!(
         out.status.success(),
         "the example failed: {}",
@@ -110,6 +123,11 @@ fn expect_token(sim: &Simulator, out: &Output, says: &str, ok: u64) -> anyhow::R
         "the token endpoint answered {:?}",
         stats.responses
     );
+    ensure!(
+        stats.token_auth_for(method) == ok && stats.token_auth.values().sum::<u64>() == ok,
+        "expected {ok} token request(s) authenticated with {method}, the simulator saw {:?}",
+        stats.token_auth
+    );
     Ok(())
 }
 
@@ -117,7 +135,13 @@ fn expect_token(sim: &Simulator, out: &Output, says: &str, ok: u64) -> anyhow::R
 async fn curl_example_gets_a_token() -> anyhow::Result<()> {
     let (sim, client) = sim_with_client().await?;
     let out = run_with_credentials(&sim, &client, "sh", &["token.sh"]).await?;
-    expect_token(&sim, &out, "\"token_type\":\"Bearer\"", 1)
+    expect_token(
+        &sim,
+        &out,
+        "\"token_type\":\"Bearer\"",
+        1,
+        "client_secret_post",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,7 +149,7 @@ async fn python_requests_example_gets_a_token_with_encoded_basic() -> anyhow::Re
     let python = prepared("python").await?;
     let (sim, client) = sim_with_client().await?;
     let out = run_with_credentials(&sim, &client, &python, &["token_requests.py"]).await?;
-    expect_token(&sim, &out, "got a Bearer token", 1)
+    expect_token(&sim, &out, "got a Bearer token", 1, "client_secret_basic")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,7 +157,7 @@ async fn python_authlib_example_gets_a_token_with_client_secret_post() -> anyhow
     let python = prepared("python").await?;
     let (sim, client) = sim_with_client().await?;
     let out = run_with_credentials(&sim, &client, &python, &["token_authlib.py"]).await?;
-    expect_token(&sim, &out, "got a Bearer token", 1)
+    expect_token(&sim, &out, "got a Bearer token", 1, "client_secret_post")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +165,61 @@ async fn go_clientcredentials_example_gets_a_token() -> anyhow::Result<()> {
     let binary = prepared("go").await?;
     let (sim, client) = sim_with_client().await?;
     let out = run_with_credentials(&sim, &client, &binary, &[]).await?;
-    expect_token(&sim, &out, "got a Bearer token", 1)
+    expect_token(&sim, &out, "got a Bearer token", 1, "client_secret_basic")
+}
+
+/// The registration in `spring/application.yaml` (Spring Boot's properties,
+/// shown in the README): checks that it takes the Secret's values and returns
+/// its `client-authentication-method`, which the Spring example then uses.
+fn spring_boot_registration() -> anyhow::Result<String> {
+    let path = examples().join("spring/application.yaml");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let client = &yaml["spring"]["security"]["oauth2"]["client"];
+    let registration = &client["registration"]["collibra"];
+    let text = |v: &serde_yaml::Value| v.as_str().map(str::to_owned);
+    for (key, want) in [
+        ("provider", "collibra"),
+        ("client-id", "${CLIENT_ID}"),
+        ("client-secret", "${CLIENT_SECRET}"),
+        ("authorization-grant-type", "client_credentials"),
+    ] {
+        ensure!(
+            text(&registration[key]).as_deref() == Some(want),
+            "spring/application.yaml: registration.collibra.{key} should be {want}"
+        );
+    }
+    ensure!(
+        text(&client["provider"]["collibra"]["token-uri"]).as_deref() == Some("${TOKEN_URL}"),
+        "spring/application.yaml: provider.collibra.token-uri should be ${{TOKEN_URL}}"
+    );
+    text(&registration["client-authentication-method"]).context(
+        "spring/application.yaml: registration.collibra.client-authentication-method is missing",
+    )
+}
+
+/// Spring Security's OAuth 2.0 client (`spring/`, a plain Java main) with the
+/// registration of `application.yaml`. The example asks its
+/// `OAuth2AuthorizedClientManager` twice: one token request proves the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn spring_example_gets_a_token_with_the_registration_of_application_yaml()
+-> anyhow::Result<()> {
+    let method = spring_boot_registration()?;
+    let launcher = prepared("spring").await?;
+    let (sim, client) = sim_with_client().await?;
+    let out = run_with_credentials(&sim, &client, &launcher, &[&method]).await?;
+    expect_token(&sim, &out, "got a Bearer token", 1, &method)
+}
+
+/// What the README says about Spring's HTTP Basic: Spring Security 7 form-encodes
+/// id and secret (RFC 6749 2.3.1) by default, so `client_secret_basic` works
+/// with Collibra's ids too; the simulator sees Basic, not the form body.
+#[tokio::test(flavor = "multi_thread")]
+async fn spring_example_gets_a_token_with_client_secret_basic() -> anyhow::Result<()> {
+    let launcher = prepared("spring").await?;
+    let (sim, client) = sim_with_client().await?;
+    let out = run_with_credentials(&sim, &client, &launcher, &["client_secret_basic"]).await?;
+    expect_token(&sim, &out, "got a Bearer token", 1, "client_secret_basic")
 }
 
 /// What the README warns about: Basic without form-encoding (authlib's
@@ -188,6 +266,7 @@ fn readme_shows_the_tested_examples() -> anyhow::Result<()> {
         "token_authlib.py",
         "go/main.go",
         "spring/application.yaml",
+        "spring/src/main/java/example/TokenExample.java",
     ] {
         let text = std::fs::read_to_string(examples().join(file))
             .with_context(|| format!("reading examples/using-credentials/{file}"))?;

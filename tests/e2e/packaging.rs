@@ -239,6 +239,10 @@ async fn packaging_values_schema_rejects_wrong_values(env: Arc<Env>) -> anyhow::
             "/resyncInterval",
         ),
         (
+            &["--set", "collibra.url=https://a.example.com,listMaxAge=10"],
+            "/listMaxAge",
+        ),
+        (
             &[
                 "--set",
                 "collibra.url=https://a.example.com",
@@ -482,13 +486,19 @@ async fn packaging_helm_install_upgrade_uninstall(env: Arc<Env>) -> anyhow::Resu
         );
         let deployed = deployment(&env, &ns, &full).await?;
         ensure!(deployed.to_string().contains("https://acme.collibra.com"));
+        ensure!(
+            deployed
+                .to_string()
+                .contains(r#"{"name":"LIST_MAX_AGE","value":"10s"}"#),
+            "LIST_MAX_AGE is not the flag's default 10s: {deployed}"
+        );
         env.cp
             .kubectl(&["get", "clusterrole,clusterrolebinding", &full])
             .await
             .context("cluster-wide RBAC after install")?;
         pod_admitted(&env, &ns, &deployed).await?;
 
-        // Upgrade: namespaced mode and another log level.
+        // Upgrade: namespaced mode, another log level and list age.
         let out = helm(
             &env,
             &[
@@ -499,7 +509,7 @@ async fn packaging_helm_install_upgrade_uninstall(env: Arc<Env>) -> anyhow::Resu
                 &ns,
                 "--reuse-values",
                 "--set",
-                "logLevel=debug",
+                "logLevel=debug,listMaxAge=2s",
                 "--set-json",
                 &format!(r#"watchNamespaces=["{ns}"]"#),
             ],
@@ -521,6 +531,10 @@ async fn packaging_helm_install_upgrade_uninstall(env: Arc<Env>) -> anyhow::Resu
         ensure!(
             env_json.contains(r#"{"name":"RUST_LOG","value":"debug"}"#),
             "RUST_LOG not updated: {env_json}"
+        );
+        ensure!(
+            env_json.contains(r#"{"name":"LIST_MAX_AGE","value":"2s"}"#),
+            "LIST_MAX_AGE not updated: {env_json}"
         );
         ensure!(
             env_json.contains(&format!(r#"{{"name":"WATCH_NAMESPACES","value":"{ns}"}}"#)),

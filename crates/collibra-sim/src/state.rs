@@ -27,6 +27,10 @@ pub struct Stats {
     /// Injected faults by kind: `latency`, `5xx`, `429`, `dropped` (random
     /// faults), `register_delay` and `scripted` (one per scripted fault used).
     pub faults: BTreeMap<String, u64>,
+    /// Token requests whose client authenticated, per client authentication
+    /// method: `client_secret_basic` or `client_secret_post`.
+    #[serde(default)]
+    pub token_auth: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -46,6 +50,11 @@ impl Stats {
     /// Faults of one kind injected so far.
     pub fn faults_for(&self, kind: &str) -> u64 {
         self.faults.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Token requests whose client authenticated with one method.
+    pub fn token_auth_for(&self, method: &str) -> u64 {
+        self.token_auth.get(method).copied().unwrap_or(0)
     }
 }
 
@@ -360,6 +369,13 @@ impl SimState {
 
     pub(crate) fn count_fault(&self, kind: &str) {
         *lock(&self.stats).faults.entry(kind.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count_token_auth(&self, method: &str) {
+        *lock(&self.stats)
+            .token_auth
+            .entry(method.to_owned())
+            .or_default() += 1;
     }
 }
 

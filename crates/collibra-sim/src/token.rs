@@ -54,7 +54,7 @@ async fn token(
             invalid_client("the Authorization header does not hold valid client credentials")
         })?),
     };
-    let (client_id, secret) = match (basic, params.get("client_secret")) {
+    let (method, (client_id, secret)) = match (basic, params.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(no_store(ApiError::invalid_request(
                 "use only one client authentication method",
@@ -69,7 +69,7 @@ async fn token(
                     "client_id in the body differs from the authenticated client",
                 )));
             }
-            (id, secret)
+            ("client_secret_basic", (id, secret))
         }
         (None, Some(secret)) => {
             let Some(id) = params.get("client_id") else {
@@ -77,13 +77,14 @@ async fn token(
                     "client_id is required with client_secret",
                 )));
             };
-            (id.clone(), secret.clone())
+            ("client_secret_post", (id.clone(), secret.clone()))
         }
         (None, None) => return Err(invalid_client("client authentication is required")),
     };
     let Some(owner) = state.authenticate_client(&client_id, &secret) else {
         return Err(invalid_client("client authentication failed"));
     };
+    state.count_token_auth(method);
     if grant_type != "client_credentials" {
         return Err(no_store(ApiError::new(
             StatusCode::BAD_REQUEST,

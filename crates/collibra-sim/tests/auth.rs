@@ -140,6 +140,9 @@ async fn admin_client_gets_a_token_with_client_secret_post() {
         .await
         .expect("ok");
     assert_eq!(response.status(), 200);
+    let stats = sim.handle().stats();
+    assert_eq!(stats.token_auth_for("client_secret_post"), 1);
+    assert_eq!(stats.token_auth_for("client_secret_basic"), 0);
 }
 
 #[tokio::test]
@@ -186,6 +189,10 @@ async fn client_secret_basic_form_encodes_id_and_secret() {
         .await
         .expect("answered");
     assert_eq!(response.status(), 401);
+    // Only the authenticated request counts, under the method it used.
+    let stats = sim.handle().stats();
+    assert_eq!(stats.token_auth_for("client_secret_basic"), 1);
+    assert_eq!(stats.token_auth_for("client_secret_post"), 0);
 }
 
 #[tokio::test]
