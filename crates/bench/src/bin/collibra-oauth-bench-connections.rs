@@ -22,7 +22,8 @@
 //! 2. that no registration happened twice: per instance, one client per
 //!    name, exactly the names of its objects, as many 201s as clients, no
 //!    register answered 400/409;
-//! 3. a steady-state window of one resync period right after convergence:
+//! 3. steady-state windows of one resync period each (two by default)
+//!    right after convergence:
 //!    lists per connection (the bound: at most one per connection per
 //!    resync period), other Collibra requests, API-server requests per
 //!    minute, CPU.
@@ -104,9 +105,11 @@ struct Args {
     /// Copy the operator's log here at the end.
     #[arg(long)]
     log: Option<PathBuf>,
-    /// Skip the steady-state window.
-    #[arg(long)]
-    no_steady: bool,
+    /// Steady-state windows of one resync period each, one after the
+    /// other (the first can still hold the status updates of the rollout's
+    /// last counts); 0 skips them.
+    #[arg(long, default_value_t = 2)]
+    steady_windows: usize,
     /// Extra flags for `collibra-oauth-operator run` (after `--`).
     #[arg(last = true)]
     operator_args: Vec<String>,
@@ -191,8 +194,8 @@ fn delta(a: &Snapshot, b: &Snapshot, connections: usize, n: usize) -> Value {
         .collect();
     let mut total: BTreeMap<String, u64> = BTreeMap::new();
     let mut responses: BTreeMap<String, u64> = BTreeMap::new();
-    for c in 0..connections {
-        for (k, v) in &per_conn[c] {
+    for (c, requests) in per_conn.iter().enumerate() {
+        for (k, v) in requests {
             *total.entry(k.clone()).or_default() += v;
         }
         for (k, v) in sim_delta(&a.sims[c], &b.sims[c], true) {
@@ -228,6 +231,31 @@ fn delta(a: &Snapshot, b: &Snapshot, connections: usize, n: usize) -> Value {
         "reconciles": b.reconciles - a.reconciles,
         "cpu_seconds": round3(b.proc.cpu_secs - a.proc.cpu_secs),
     })
+}
+
+/// One steady-state window: lists per connection, writes, requests per minute.
+fn steady_window(a: &Snapshot, b: &Snapshot, connections: usize, n: usize) -> Value {
+    let mut d = delta(a, b, connections, n);
+    let minutes = b.at.duration_since(a.at).as_secs_f64() / 60.0;
+    let lists: Vec<u64> = (0..connections)
+        .map(|k| b.sims[k].requests_for("list") - a.sims[k].requests_for("list"))
+        .collect();
+    let writes: u64 = (0..connections)
+        .map(|k| {
+            ["register", "update", "delete"]
+                .iter()
+                .map(|op| b.sims[k].requests_for(op) - a.sims[k].requests_for(op))
+                .sum::<u64>()
+        })
+        .sum();
+    let kube = diff_counts(&a.kube, &b.kube);
+    d["kubernetes_per_minute"] = json!(ratios(&kube, minutes));
+    d["lists_per_connection"] = json!(Spread::of(lists.iter().copied()));
+    d["connections_over_one_list"] = json!(lists.iter().filter(|l| **l > 1).count());
+    d["connections_without_list"] = json!(lists.iter().filter(|l| **l == 0).count());
+    d["collibra_writes"] = json!(writes);
+    d["cpu_seconds_per_minute"] = json!(round3((b.proc.cpu_secs - a.proc.cpu_secs) / minutes));
+    d
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
@@ -694,48 +722,32 @@ async fn run_phases(
     let s1 = snapshot(&op, http, &handles, &default).await?;
     let rollout = delta(&s0, &s1, c, n);
 
-    // Steady state: one resync period right after convergence.
-    let steady = if args.no_steady {
-        Value::Null
-    } else {
+    // Steady state: resync periods right after convergence.
+    let mut windows = Vec::new();
+    let mut prev = s1;
+    for w in 0..args.steady_windows {
         eprintln!(
-            "bench-connections: steady-state window of {:?}",
+            "bench-connections: steady-state window {} of {:?}",
+            w + 1,
             args.resync
         );
         tokio::time::sleep(args.resync).await;
-        let s2 = snapshot(&op, http, &handles, &default).await?;
-        let mut d = delta(&s1, &s2, c, n);
-        let minutes = s2.at.duration_since(s1.at).as_secs_f64() / 60.0;
-        let lists: Vec<u64> = (0..c)
-            .map(|k| s2.sims[k].requests_for("list") - s1.sims[k].requests_for("list"))
-            .collect();
-        let writes: u64 = (0..c)
-            .map(|k| {
-                ["register", "update", "delete"]
-                    .iter()
-                    .map(|op| s2.sims[k].requests_for(op) - s1.sims[k].requests_for(op))
-                    .sum::<u64>()
-            })
-            .sum();
-        let kube = diff_counts(&s1.kube, &s2.kube);
-        d["kubernetes_per_minute"] = json!(ratios(&kube, minutes));
-        d["lists_per_connection"] = json!(Spread::of(lists.iter().copied()));
-        d["connections_over_one_list"] = json!(lists.iter().filter(|l| **l > 1).count());
-        d["connections_without_list"] = json!(lists.iter().filter(|l| **l == 0).count());
-        d["collibra_writes"] = json!(writes);
-        d["cpu_seconds_per_minute"] =
-            json!(round3((s2.proc.cpu_secs - s1.proc.cpu_secs) / minutes));
-        d
-    };
+        let next = snapshot(&op, http, &handles, &default).await?;
+        windows.push(steady_window(&prev, &next, c, n));
+        prev = next;
+    }
+    let steady = windows.first().cloned().unwrap_or(Value::Null);
     let proc_end = Proc::read(op.pid().context("the operator is not running")?)?;
     op.stop(STOP_GRACE).await?;
 
-    let steady_met = (!args.no_steady).then(|| {
-        steady["lists_per_connection"]["max"]
-            .as_u64()
-            .unwrap_or(u64::MAX)
-            <= 1
-            && steady["collibra_writes"].as_u64() == Some(0)
+    let steady_met = (!windows.is_empty()).then(|| {
+        windows.iter().all(|w| {
+            w["lists_per_connection"]["max"]
+                .as_u64()
+                .unwrap_or(u64::MAX)
+                <= 1
+                && w["collibra_writes"].as_u64() == Some(0)
+        })
     });
     Ok(json!({
         "n": n,
@@ -764,6 +776,7 @@ async fn run_phases(
         "rss_mib_end": round3(proc_end.rss_kib as f64 / 1024.0),
         "cpu_seconds_total": round3(proc_end.cpu_secs),
         "steady": steady,
+        "steady_windows": windows,
         "targets": {
             "converged": checked.verified == n,
             "no_registration_twice": checked.duplicate_names == 0
@@ -899,6 +912,19 @@ fn print_table(r: &Value) {
     row(
         "steady CPU seconds / min",
         s(&r["steady"]["cpu_seconds_per_minute"]),
+    );
+    let second = &r["steady_windows"][1];
+    row(
+        "2nd window: lists per connection",
+        s(&second["lists_per_connection"]),
+    );
+    row(
+        "2nd window: API-server requests / min",
+        s(&second["kubernetes_per_minute"]),
+    );
+    row(
+        "2nd window: Collibra requests (total)",
+        s(&second["collibra_requests"]),
     );
     row(
         "steady met (<= 1 list per connection, no writes)",
