@@ -96,6 +96,12 @@ bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	target/release/collibra-oauth-bench --n $(N) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) -- $(OPERATOR_ARGS)
 
+.PHONY: bench-connections
+CONNECTIONS ?= 10
+bench-connections: ## Issue 12's scale bound, not part of `make test`: make bench-connections N=1000 CONNECTIONS=10 [RESYNC=60s] [JSON=out.json] [BENCH_ARGS="--kind cluster"] [OPERATOR_ARGS="--concurrency 64"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	target/release/collibra-oauth-bench-connections --n $(N) --connections $(CONNECTIONS) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) $(BENCH_ARGS) -- $(OPERATOR_ARGS)
+
 .PHONY: bench-peer
 HYDRA_MAESTER_SRC ?=
 bench-peer: ## Side by side with ory/hydra-maester + Ory Hydra, not part of `make test`: make bench-peer N=1000 HYDRA_MAESTER_SRC=<git clone of github.com/ory/hydra-maester> [JSON=out.json] [PEER_ARGS="--steady 60s"]

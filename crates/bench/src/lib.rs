@@ -1,8 +1,23 @@
-//! Shared pieces of the benchmarks (`collibra-oauth-bench` and
-//! `collibra-oauth-bench-peer`): a process's figures from /proc, Prometheus
-//! text, and the machine's facts that every report records.
+//! Shared pieces of the benchmarks (`collibra-oauth-bench`,
+//! `collibra-oauth-bench-peer` and `collibra-oauth-bench-connections`): a
+//! process's figures from /proc, Prometheus text, the machine's facts that
+//! every report records, counter arithmetic, and how a rollout spreads
+//! over connections.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use collibra_oauth_operator::api::OAuthClient;
+use futures::StreamExt;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::Serialize;
+use test_support::Operator;
 
 /// Resource use of a process, from /proc.
 #[derive(Clone, Copy, Debug, Default)]
@@ -136,4 +151,238 @@ pub fn send_sigterm(pid: u32) -> std::io::Result<std::process::ExitStatus> {
         .arg("-TERM")
         .arg(pid.to_string())
         .status()
+}
+
+/// The operator's metrics page, parsed.
+pub async fn scrape(op: &Operator, http: &reqwest::Client) -> anyhow::Result<Metrics> {
+    let text = http
+        .get(op.url("/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(Metrics::parse(&text))
+}
+
+/// Waits until the operator answers `/readyz`; fails if it exits first.
+pub async fn wait_operator_ready(
+    op: &mut Operator,
+    http: &reqwest::Client,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if op.exited() {
+            bail!("the operator exited; log: {}", op.log_path().display());
+        }
+        let ok = http
+            .get(op.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the operator was not ready within {limit:?}")
+}
+
+/// Counts the Ready OAuthClients `api` sees, published on a watch channel.
+pub fn watch_ready(api: Api<OAuthClient>) -> tokio::sync::watch::Receiver<usize> {
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    tokio::spawn(async move {
+        let mut ready = HashSet::new();
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(ev) = events.next().await {
+            let Ok(ev) = ev else { continue };
+            match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    if o.ready_condition().is_some_and(|c| c.status == "True") {
+                        ready.insert(name);
+                    } else {
+                        ready.remove(&name);
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    ready.remove(&o.metadata.name.clone().unwrap_or_default());
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            if tx.send(ready.len()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Counters as whole numbers, zeros left out.
+pub fn counts(m: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
+    m.iter()
+        .filter(|(_, v)| **v >= 1.0)
+        .map(|(k, v)| (k.clone(), *v as u64))
+        .collect()
+}
+
+/// `after - before` per key, keys that did not grow left out (a counter
+/// that went down, after a restart, counts as not grown).
+pub fn diff_counts(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Each count divided by `by` (per object, per minute), rounded to three
+/// decimals; `by` of zero gives an empty map.
+pub fn ratios(m: &BTreeMap<String, u64>, by: f64) -> BTreeMap<String, f64> {
+    if by <= 0.0 {
+        return BTreeMap::new();
+    }
+    m.iter()
+        .map(|(k, v)| (k.clone(), round3(*v as f64 / by)))
+        .collect()
+}
+
+/// Where object `i` of a rollout over `connections` connections goes, and
+/// the clientName it asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Index of the connection, `0..connections`.
+    pub connection: usize,
+    /// The clientName.
+    pub client_name: String,
+}
+
+/// Object `i` goes to connection `i % connections` (an even spread: the
+/// counts differ by at most one). With two connections or more, half the
+/// objects share their clientName with a neighbour on the next connection
+/// (objects `4k` and `4k+1` are both `bench-shared-{4k}`): the same name in
+/// two connections is two clients. The other half have names of their own
+/// (`bench-own-{i}`). No name repeats within one connection.
+pub fn place(i: usize, connections: usize) -> Placement {
+    let connections = connections.max(1);
+    let client_name = if connections >= 2 && i % 4 < 2 {
+        format!("bench-shared-{:05}", i - i % 2)
+    } else {
+        format!("bench-own-{i:05}")
+    };
+    Placement {
+        connection: i % connections,
+        client_name,
+    }
+}
+
+/// How a figure spreads over connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Smallest value.
+    pub min: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Mean, three decimals.
+    pub mean: f64,
+    /// Sum.
+    pub total: u64,
+}
+
+impl Spread {
+    /// The spread of `values` (all zero when there are none).
+    pub fn of(values: impl IntoIterator<Item = u64>) -> Spread {
+        let values: Vec<u64> = values.into_iter().collect();
+        if values.is_empty() {
+            return Spread::default();
+        }
+        let total: u64 = values.iter().sum();
+        Spread {
+            min: values.iter().copied().min().unwrap_or(0),
+            max: values.iter().copied().max().unwrap_or(0),
+            mean: round3(total as f64 / values.len() as f64),
+            total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        kv.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn diff_counts_keeps_what_grew() {
+        let a = map(&[("GET", 10), ("PATCH", 5), ("POST", 7)]);
+        let b = map(&[("GET", 12), ("PATCH", 5), ("POST", 3), ("DELETE", 1)]);
+        assert_eq!(diff_counts(&a, &b), map(&[("DELETE", 1), ("GET", 2)]));
+        assert!(diff_counts(&b, &b).is_empty());
+    }
+
+    #[test]
+    fn counts_drop_zeros_and_ratios_divide() {
+        let m: BTreeMap<String, f64> = [("GET".to_owned(), 3.0), ("PUT".to_owned(), 0.0)].into();
+        assert_eq!(counts(&m), map(&[("GET", 3)]));
+        let r = ratios(&map(&[("GET", 10), ("POST", 1)]), 3.0);
+        assert_eq!(r.get("GET"), Some(&3.333));
+        assert_eq!(r.get("POST"), Some(&0.333));
+        assert!(ratios(&map(&[("GET", 1)]), 0.0).is_empty());
+    }
+
+    #[test]
+    fn placement_is_even_and_names_are_unique_per_connection() {
+        for (n, c) in [(1000, 10), (10_000, 100), (7, 3), (10, 1), (5, 2)] {
+            let mut per_conn = vec![0usize; c];
+            let mut names: Vec<HashSet<String>> = vec![HashSet::new(); c];
+            let mut all = HashSet::new();
+            for i in 0..n {
+                let p = place(i, c);
+                per_conn[p.connection] += 1;
+                assert!(
+                    names[p.connection].insert(p.client_name.clone()),
+                    "n={n} c={c}: {} twice in connection {}",
+                    p.client_name,
+                    p.connection
+                );
+                all.insert(p.client_name);
+            }
+            let (lo, hi) = (
+                per_conn.iter().min().copied().unwrap_or(0),
+                per_conn.iter().max().copied().unwrap_or(0),
+            );
+            assert!(hi - lo <= 1, "n={n} c={c}: uneven {per_conn:?}");
+            if c >= 2 {
+                // Half the objects share a name: n objects, about 3n/4 names.
+                assert!(all.len() < n, "n={n} c={c}: no name is shared");
+                assert!(all.len() >= n * 3 / 4, "n={n} c={c}: {} names", all.len());
+            } else {
+                assert_eq!(all.len(), n, "one connection: every name is its own");
+            }
+        }
+    }
+
+    #[test]
+    fn shared_names_are_in_two_connections() {
+        let (a, b) = (place(4, 10), place(5, 10));
+        assert_eq!(a.client_name, b.client_name);
+        assert_ne!(a.connection, b.connection);
+        assert_ne!(place(6, 10).client_name, place(7, 10).client_name);
+    }
+
+    #[test]
+    fn spread_of_values() {
+        let s = Spread::of([3, 1, 2]);
+        assert_eq!((s.min, s.max, s.total), (1, 3, 6));
+        assert_eq!(s.mean, 2.0);
+        assert_eq!(Spread::of(Vec::<u64>::new()), Spread::default());
+    }
 }
