@@ -16,7 +16,7 @@ use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
 };
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use test_support::Operator;
 
 /// Resource use of a process, from /proc.
@@ -189,34 +189,48 @@ pub async fn wait_operator_ready(
     bail!("the operator was not ready within {limit:?}")
 }
 
-/// Counts the Ready OAuthClients `api` sees, published on a watch channel.
-pub fn watch_ready(api: Api<OAuthClient>) -> tokio::sync::watch::Receiver<usize> {
+/// Counts the objects `api` sees for which `counts` holds, published on a
+/// watch channel (updated on every event, objects keyed by name).
+pub fn watch_count<K>(
+    api: Api<K>,
+    counts: impl Fn(&K) -> bool + Send + 'static,
+) -> tokio::sync::watch::Receiver<usize>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let (tx, rx) = tokio::sync::watch::channel(0usize);
     tokio::spawn(async move {
-        let mut ready = HashSet::new();
+        let mut counted = HashSet::new();
         let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(ev) = events.next().await {
             let Ok(ev) = ev else { continue };
             match ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    if o.ready_condition().is_some_and(|c| c.status == "True") {
-                        ready.insert(name);
+                    let name = o.meta().name.clone().unwrap_or_default();
+                    if counts(&o) {
+                        counted.insert(name);
                     } else {
-                        ready.remove(&name);
+                        counted.remove(&name);
                     }
                 }
                 watcher::Event::Delete(o) => {
-                    ready.remove(&o.metadata.name.clone().unwrap_or_default());
+                    counted.remove(&o.meta().name.clone().unwrap_or_default());
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             }
-            if tx.send(ready.len()).is_err() {
+            if tx.send(counted.len()).is_err() {
                 break;
             }
         }
     });
     rx
+}
+
+/// Counts the Ready OAuthClients `api` sees, published on a watch channel.
+pub fn watch_ready(api: Api<OAuthClient>) -> tokio::sync::watch::Receiver<usize> {
+    watch_count(api, |o| {
+        o.ready_condition().is_some_and(|c| c.status == "True")
+    })
 }
 
 /// Counters as whole numbers, zeros left out.

@@ -2,7 +2,7 @@
 //! credentials, a steady window, a restart.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client,
     api::{DynamicObject, Patch, PatchParams},
-    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -437,36 +436,12 @@ fn watch_credentials(
     api: Api<Secret>,
     keys: [&'static str; 2],
 ) -> tokio::sync::watch::Receiver<usize> {
-    let (tx, rx) = tokio::sync::watch::channel(0usize);
-    tokio::spawn(async move {
-        let mut done = HashSet::new();
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-        while let Some(ev) = events.next().await {
-            let Ok(ev) = ev else { continue };
-            match ev {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                    let name = s.metadata.name.clone().unwrap_or_default();
-                    let has = |k: &str| {
-                        s.data
-                            .as_ref()
-                            .and_then(|d| d.get(k))
-                            .is_some_and(|v| !v.0.is_empty())
-                    };
-                    if keys.iter().all(|k| has(k)) {
-                        done.insert(name);
-                    } else {
-                        done.remove(&name);
-                    }
-                }
-                watcher::Event::Delete(s) => {
-                    done.remove(&s.metadata.name.clone().unwrap_or_default());
-                }
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
-            if tx.send(done.len()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    collibra_oauth_bench::watch_count(api, move |s: &Secret| {
+        keys.iter().all(|k| {
+            s.data
+                .as_ref()
+                .and_then(|d| d.get(*k))
+                .is_some_and(|v| !v.0.is_empty())
+        })
+    })
 }
