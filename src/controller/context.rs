@@ -47,6 +47,63 @@ pub struct Scope {
     pub secrets: Store<Secret>,
     /// Asks the scope's controller to reconcile an object now.
     pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
+    /// The Secret versions this process wrote, whose watch events wake no
+    /// reconcile (docs/design.md, "Requests per registration").
+    pub own_writes: Arc<OwnWrites>,
+}
+
+/// Secret versions this process wrote and the watch has not shown yet.
+/// The reconcile that wrote one already knows what it holds, so its watch
+/// event need not wake another reconcile: a version someone else wrote,
+/// and every deletion, still does.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    /// Versions written, oldest first, by namespace and name.
+    written: Mutex<HashMap<(String, String), Vec<String>>>,
+}
+
+/// Versions kept per Secret; more are never outstanding in practice (a
+/// registration writes two), and forgetting one only costs a reconcile.
+const OWN_WRITES_KEPT: usize = 4;
+
+impl OwnWrites {
+    /// Records that this process wrote `secret` (the API server's answer).
+    pub fn record(&self, secret: &Secret) {
+        let (Some(ns), Some(name), Some(rv)) = (
+            secret.metadata.namespace.clone(),
+            secret.metadata.name.clone(),
+            secret.metadata.resource_version.clone(),
+        ) else {
+            return;
+        };
+        let mut written = lock(&self.written);
+        let versions = written.entry((ns, name)).or_default();
+        versions.push(rv);
+        if versions.len() > OWN_WRITES_KEPT {
+            versions.remove(0);
+        }
+    }
+
+    /// Whether the watch shows a version this process wrote; that version
+    /// and the ones written before it are forgotten.
+    pub fn seen(&self, ns: &str, name: &str, resource_version: Option<&str>) -> bool {
+        let Some(rv) = resource_version else {
+            return false;
+        };
+        let mut written = lock(&self.written);
+        let key = (ns.to_owned(), name.to_owned());
+        let Some(versions) = written.get_mut(&key) else {
+            return false;
+        };
+        let Some(at) = versions.iter().position(|v| v == rv) else {
+            return false;
+        };
+        versions.drain(..=at);
+        if versions.is_empty() {
+            written.remove(&key);
+        }
+        true
+    }
 }
 
 impl Scope {
@@ -139,6 +196,14 @@ impl Context {
             .and_then(|s| s.secrets.get(&key))
     }
 
+    /// Records a Secret version this process wrote (see [`OwnWrites`]).
+    pub fn record_own_write(&self, secret: &Secret) {
+        let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
+        if let Some(s) = self.scopes.iter().find(|s| s.covers(ns)) {
+            s.own_writes.record(secret);
+        }
+    }
+
     /// Whether the watch of managed Secrets covering `ns` has listed them
     /// all, so that a Secret absent from [`Context::cached_secret`] was
     /// absent when it listed (it may have been written since).
@@ -210,6 +275,11 @@ impl Context {
         previous
     }
 
+    /// The Ready reason this process last reported for `uid`.
+    pub fn last_reported(&self, uid: &str) -> Option<Reason> {
+        lock(&self.reported).get(uid).copied()
+    }
+
     /// Remembers a replacement made for `uid`.
     pub fn remember_replacement(&self, uid: &str, replacement: Replacement) {
         lock(&self.replacements).insert(uid.to_owned(), replacement);
@@ -234,4 +304,47 @@ impl Context {
 /// Now, as Kubernetes timestamps want it.
 pub fn now() -> Timestamp {
     Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str, rv: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some("team-a".to_owned());
+        s.metadata.name = Some(name.to_owned());
+        s.metadata.resource_version = Some(rv.to_owned());
+        s
+    }
+
+    #[test]
+    fn own_writes_are_seen_once_in_order() {
+        let own = OwnWrites::default();
+        own.record(&version("a", "11"));
+        own.record(&version("a", "12"));
+        // Someone else's version, or another Secret's, is not ours.
+        assert!(!own.seen("team-a", "a", Some("13")));
+        assert!(!own.seen("team-a", "b", Some("11")));
+        assert!(!own.seen("team-a", "a", None));
+        assert!(own.seen("team-a", "a", Some("11")));
+        assert!(!own.seen("team-a", "a", Some("11")), "seen once");
+        assert!(own.seen("team-a", "a", Some("12")));
+        assert!(lock(&own.written).is_empty(), "nothing kept once seen");
+        // A later version seen first settles the earlier ones too.
+        own.record(&version("a", "20"));
+        own.record(&version("a", "21"));
+        assert!(own.seen("team-a", "a", Some("21")));
+        assert!(!own.seen("team-a", "a", Some("20")));
+    }
+
+    #[test]
+    fn own_writes_keep_a_few_versions_per_secret() {
+        let own = OwnWrites::default();
+        for rv in 0..10 {
+            own.record(&version("a", &rv.to_string()));
+        }
+        assert!(!own.seen("team-a", "a", Some("0")));
+        assert!(own.seen("team-a", "a", Some("9")));
+    }
 }

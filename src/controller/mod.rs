@@ -41,7 +41,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use self::context::{Context, Scope, Settings};
+use self::context::{Context, OwnWrites, Scope, Settings};
 use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
@@ -169,11 +169,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         let (secret_store, secret_writer) = reflector::store();
         let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        // A version this process wrote wakes nothing: the reconcile that
+        // wrote it knows it already (docs/design.md, "Requests per
+        // registration"). Deletions and everyone else's writes do.
+        let own_writes = Arc::new(OwnWrites::default());
         let secret_stream = watcher(secret_api, watcher::Config::default().labels(&label))
             .default_backoff()
             .modify(slim)
             .reflect(secret_writer)
-            .touched_objects();
+            .try_filter_map({
+                let own_writes = own_writes.clone();
+                move |e| future::ready(Ok(not_own_write(&own_writes, e)))
+            });
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let controller =
             Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
@@ -187,6 +194,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             names,
             secrets: secret_store,
             wake,
+            own_writes,
         });
         controllers.push(controller);
     }
@@ -304,6 +312,20 @@ fn slim<K: kube::Resource>(o: &mut K) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// The Secret a watch event is about, unless it only shows a version this
+/// process wrote. Deletions always count.
+fn not_own_write(own_writes: &OwnWrites, e: watcher::Event<Secret>) -> Option<Secret> {
+    match e {
+        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+            let ns = s.namespace().unwrap_or_default();
+            let own = own_writes.seen(&ns, &s.name_any(), s.resource_version().as_deref());
+            (!own).then_some(s)
+        }
+        watcher::Event::Delete(s) => Some(s),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
 /// Which OAuthClients a Secret event concerns: its controller owner, or,
 /// for a pre-created Secret without owner, the objects that name it.
 fn secret_owners(store: &Store<OAuthClient>, s: &Secret) -> Vec<ObjectRef<OAuthClient>> {
@@ -343,5 +365,33 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(rv: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some("team-a".to_owned());
+        s.metadata.name = Some("billing".to_owned());
+        s.metadata.resource_version = Some(rv.to_owned());
+        s
+    }
+
+    #[test]
+    fn own_secret_writes_wake_nothing_but_deletions_and_others_do() {
+        let own = OwnWrites::default();
+        own.record(&secret("11"));
+        own.record(&secret("12"));
+        let woken = |e| not_own_write(&own, e).is_some();
+        assert!(!woken(watcher::Event::Apply(secret("11"))));
+        assert!(woken(watcher::Event::Apply(secret("13"))), "someone else's");
+        assert!(!woken(watcher::Event::InitApply(secret("12"))));
+        own.record(&secret("14"));
+        assert!(woken(watcher::Event::Delete(secret("14"))), "a deletion");
+        assert!(!woken(watcher::Event::Init));
+        assert!(!woken(watcher::Event::InitDone));
     }
 }
