@@ -11,6 +11,7 @@ use collibra_oauth_operator::{
         context::{Context, Scope, Settings},
         reconcile::reconcile,
     },
+    events::Recorder,
     metrics::Metrics,
 };
 use collibra_sim::{SimConfig, Simulator};
@@ -18,10 +19,7 @@ use http::{Request, Response, StatusCode};
 use kube::{
     Client,
     client::Body,
-    runtime::{
-        events::{Recorder, Reporter},
-        reflector,
-    },
+    runtime::{events::Reporter, reflector},
 };
 use serde_json::{Value, json};
 

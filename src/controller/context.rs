@@ -12,10 +12,7 @@ use collibra_client::{CollibraClient, IssuedClient};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Client, ResourceExt,
-    runtime::{
-        events::Recorder,
-        reflector::{ObjectRef, Store},
-    },
+    runtime::reflector::{ObjectRef, Store},
 };
 
 use super::{
@@ -31,6 +28,7 @@ use crate::{
         connection_of,
         registry::{ConnectionState, Registry},
     },
+    events::Recorder,
     metrics::Metrics,
 };
 

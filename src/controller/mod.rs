@@ -32,7 +32,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{
         Controller, Predicate, WatchStreamExt,
-        events::{Recorder, Reporter},
+        events::Reporter,
         predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
@@ -46,6 +46,7 @@ use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
 use crate::{
     api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient},
     config::RunArgs,
+    events::Recorder,
     leader::{self, Leadership, LeaseSettings, Role},
     metrics::Metrics,
     server::{self, Health},
