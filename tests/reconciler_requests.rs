@@ -86,6 +86,7 @@ async fn context_with(client: Client, sim: &Simulator, synced: bool) -> Arc<Cont
             resync: Duration::from_secs(600),
             deletion_grace: Duration::from_secs(60),
             list_max_age: Duration::from_secs(5),
+            secrets_sync_wait: Duration::ZERO,
         },
     ))
 }

@@ -119,6 +119,9 @@ pub struct Settings {
     pub deletion_grace: Duration,
     /// The oldest Collibra list a decision to register may rest on.
     pub list_max_age: Duration,
+    /// How long a reconcile waits for the Secret watch's first list before
+    /// it asks the API server for the Secret instead.
+    pub secrets_sync_wait: Duration,
 }
 
 /// Shared state of the controller.
@@ -210,6 +213,18 @@ impl Context {
             futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
                 .is_some_and(|r| r.is_ok())
         })
+    }
+
+    /// Waits until the Secret watch covering `ns` has listed, at most
+    /// [`Settings::secrets_sync_wait`]. After a start the OAuthClients can be
+    /// listed before the Secrets; a reconcile that waited answers from the
+    /// cache instead of asking the API server for each Secret. Polled: see
+    /// the readiness wait in `controller::run`.
+    pub async fn wait_secrets_synced(&self, ns: &str) {
+        let deadline = tokio::time::Instant::now() + self.settings.secrets_sync_wait;
+        while !self.secrets_synced(ns) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The object that keeps `obj`'s clientName when several claim it: the

@@ -52,6 +52,10 @@ use crate::{
     server::{self, Health},
 };
 
+/// How long a reconcile waits for the Secret watch's first list
+/// ([`Context::wait_secrets_synced`]).
+const SECRETS_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // reqwest and kube both use rustls; pick its ring provider once.
@@ -214,6 +218,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             resync: args.resync_interval,
             deletion_grace: args.deletion_grace,
             list_max_age: args.list_max_age,
+            secrets_sync_wait: SECRETS_SYNC_WAIT,
         },
     ));
     let connection_ctx = Arc::new(ConnectionContext {

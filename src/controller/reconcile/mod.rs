@@ -55,6 +55,7 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.wait_secrets_synced(&ns).await;
     // The instance this object's client lives in; when it cannot be used
     // now, the default instance stands in untouched and `blocked` says why
     // (apply reports it, cleanup waits for it as for an outage).
