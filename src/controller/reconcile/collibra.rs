@@ -73,7 +73,7 @@ impl Reconciler<'_> {
         reason: RegisterReason,
     ) -> Result<Outcome> {
         let claimed = match self.claim(current, now()).await? {
-            Claim::Written(s) => s,
+            Claim::Written(s) => *s,
             other => return Ok(self.not_claimed(other)),
         };
         let issued = match self.collibra.register(&self.new_client()).await {
@@ -142,7 +142,7 @@ impl Reconciler<'_> {
             ReplaceReason::Rotation | ReplaceReason::LostSecret => now(),
         };
         let claimed = match self.claim(current, since).await? {
-            Claim::Written(s) => s,
+            Claim::Written(s) => *s,
             other => return Ok(self.not_claimed(other)),
         };
         match self

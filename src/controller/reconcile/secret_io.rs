@@ -31,7 +31,7 @@ const CREDENTIAL_WRITE_ATTEMPTS: u32 = 4;
 /// What writing the claim came to.
 pub(super) enum Claim {
     /// Written: the Secret as the API server stored it.
-    Written(Secret),
+    Written(Box<Secret>),
     /// A Secret of that name exists that the watch has not shown yet.
     NotVisible,
     /// A Secret of that name exists and is not ours (why, for the message).
@@ -163,7 +163,9 @@ impl Reconciler<'_> {
             false,
         );
         if current.is_some() {
-            return Ok(Claim::Written(self.patch_secret(&want, current).await?));
+            return Ok(Claim::Written(Box::new(
+                self.patch_secret(&want, current).await?,
+            )));
         }
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -172,7 +174,7 @@ impl Reconciler<'_> {
         match self.secrets().create(&params, &want).await {
             Ok(s) => {
                 self.ctx.record_own_write(&s);
-                Ok(Claim::Written(s))
+                Ok(Claim::Written(Box::new(s)))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => match self.observe_uncached().await? {
                 (SecretView::Foreign { why }, _) => Ok(Claim::Foreign(why)),
