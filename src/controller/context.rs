@@ -54,11 +54,45 @@ pub struct Scope {
 /// The reconcile that wrote one already knows what it holds, so its watch
 /// event need not wake another reconcile: a version someone else wrote,
 /// and every deletion, still does.
+/// The watch event of a write can arrive before the write's answer; an
+/// event for a Secret with a write in flight is decided once the write
+/// is answered ([`OwnWrites::settled`]).
 #[derive(Debug, Default)]
 pub struct OwnWrites {
     /// Versions written, oldest first, by namespace and name.
     written: Mutex<HashMap<(String, String), Vec<String>>>,
+    /// Writes sent and not answered yet, by namespace and name.
+    in_flight: Mutex<HashMap<(String, String), u32>>,
 }
+
+/// A Secret write in flight ([`OwnWrites::begin`]); dropping it without
+/// [`InFlight::written`] records nothing (the write failed).
+pub struct InFlight {
+    own: Arc<OwnWrites>,
+    key: (String, String),
+}
+
+impl InFlight {
+    /// The write was answered with `secret`.
+    pub fn written(self, secret: &Secret) {
+        self.own.record(secret);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.own.in_flight);
+        if let Some(n) = in_flight.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Longest wait for a write in flight before its Secret's event counts.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 /// Versions kept per Secret; more are never outstanding in practice (a
 /// registration writes two), and forgetting one only costs a reconcile.
@@ -80,6 +114,30 @@ impl OwnWrites {
         if versions.len() > OWN_WRITES_KEPT {
             versions.remove(0);
         }
+    }
+
+    /// Marks a write of `ns/name` as sent.
+    pub fn begin(self: &Arc<Self>, ns: &str, name: &str) -> InFlight {
+        let key = (ns.to_owned(), name.to_owned());
+        *lock(&self.in_flight).entry(key.clone()).or_default() += 1;
+        InFlight {
+            own: self.clone(),
+            key,
+        }
+    }
+
+    /// [`Self::seen`], once no write of the Secret is in flight (at most
+    /// a few seconds): the answer records the version the event may show.
+    pub async fn settled(&self, ns: &str, name: &str, resource_version: Option<&str>) -> bool {
+        let key = (ns.to_owned(), name.to_owned());
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        while lock(&self.in_flight).contains_key(&key) && tokio::time::Instant::now() < deadline {
+            if self.seen(ns, name, resource_version) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.seen(ns, name, resource_version)
     }
 
     /// Whether the watch shows a version this process wrote; that version
@@ -197,12 +255,12 @@ impl Context {
             .and_then(|s| s.secrets.get(&key))
     }
 
-    /// Records a Secret version this process wrote (see [`OwnWrites`]).
-    pub fn record_own_write(&self, secret: &Secret) {
-        let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
-        if let Some(s) = self.scopes.iter().find(|s| s.covers(ns)) {
-            s.own_writes.record(secret);
-        }
+    /// Marks a write of the Secret `ns/name` as sent (see [`OwnWrites`]).
+    pub fn own_write(&self, ns: &str, name: &str) -> Option<InFlight> {
+        self.scopes
+            .iter()
+            .find(|s| s.covers(ns))
+            .map(|s| s.own_writes.begin(ns, name))
     }
 
     /// Whether the watch of managed Secrets covering `ns` has listed them

@@ -182,10 +182,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .default_backoff()
             .modify(slim)
             .reflect(secret_writer)
-            .try_filter_map({
+            .map({
                 let own_writes = own_writes.clone();
-                move |e| future::ready(Ok(not_own_write(&own_writes, e)))
-            });
+                move |e| {
+                    let own_writes = own_writes.clone();
+                    async move {
+                        match e {
+                            Ok(e) => Ok(not_own_write(&own_writes, e).await),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            })
+            // Events wait for writes in flight side by side; the store is
+            // updated before, by `reflect`.
+            .buffer_unordered(OWN_WRITE_EVENTS_WAITING)
+            .try_filter_map(|s| future::ready(Ok(s)));
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let controller =
             Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
@@ -318,13 +330,18 @@ fn slim<K: kube::Resource>(o: &mut K) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// Secret events that may wait at once for a write in flight.
+const OWN_WRITE_EVENTS_WAITING: usize = 1024;
+
 /// The Secret a watch event is about, unless it only shows a version this
 /// process wrote. Deletions always count.
-fn not_own_write(own_writes: &OwnWrites, e: watcher::Event<Secret>) -> Option<Secret> {
+async fn not_own_write(own_writes: &OwnWrites, e: watcher::Event<Secret>) -> Option<Secret> {
     match e {
         watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
             let ns = s.namespace().unwrap_or_default();
-            let own = own_writes.seen(&ns, &s.name_any(), s.resource_version().as_deref());
+            let own = own_writes
+                .settled(&ns, &s.name_any(), s.resource_version().as_deref())
+                .await;
             (!own).then_some(s)
         }
         watcher::Event::Delete(s) => Some(s),
@@ -391,7 +408,11 @@ mod tests {
         let own = OwnWrites::default();
         own.record(&secret("11"));
         own.record(&secret("12"));
-        let woken = |e| not_own_write(&own, e).is_some();
+        let woken = |e| {
+            futures::FutureExt::now_or_never(not_own_write(&own, e))
+                .flatten()
+                .is_some()
+        };
         assert!(!woken(watcher::Event::Apply(secret("11"))));
         assert!(woken(watcher::Event::Apply(secret("13"))), "someone else's");
         assert!(!woken(watcher::Event::InitApply(secret("12"))));
@@ -399,5 +420,26 @@ mod tests {
         assert!(woken(watcher::Event::Delete(secret("14"))), "a deletion");
         assert!(!woken(watcher::Event::Init));
         assert!(!woken(watcher::Event::InitDone));
+    }
+
+    #[tokio::test]
+    async fn an_event_waits_for_the_answer_of_a_write_in_flight() {
+        let own = Arc::new(OwnWrites::default());
+        let write = own.begin("team-a", "billing");
+        let event = tokio::spawn({
+            let own = own.clone();
+            async move { not_own_write(&own, watcher::Event::Apply(secret("21"))).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(!event.is_finished(), "waits while the write is in flight");
+        write.written(&secret("21"));
+        assert!(event.await.expect("task").is_none(), "ours once answered");
+        // A write that failed records nothing: the event counts.
+        drop(own.begin("team-a", "billing"));
+        assert!(
+            not_own_write(&own, watcher::Event::Apply(secret("22")))
+                .await
+                .is_some()
+        );
     }
 }

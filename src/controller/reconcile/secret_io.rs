@@ -171,9 +171,12 @@ impl Reconciler<'_> {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
+        let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
         match self.secrets().create(&params, &want).await {
             Ok(s) => {
-                self.ctx.record_own_write(&s);
+                if let Some(w) = in_flight {
+                    w.written(&s);
+                }
                 Ok(Claim::Written(Box::new(s)))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => match self.observe_uncached().await? {
@@ -300,11 +303,14 @@ impl Reconciler<'_> {
                         },
                         false,
                     );
+                    let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
                     let created = api
                         .create(&create, &want)
                         .await
                         .map_err(Error::kube(KubeCall::CreateSecret))?;
-                    self.ctx.record_own_write(&created);
+                    if let Some(w) = in_flight {
+                        w.written(&created);
+                    }
                     target = Some(created);
                     self.event(
                         EventType::Normal,
@@ -432,11 +438,14 @@ impl Reconciler<'_> {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
+        let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
         let written = self
             .secrets()
             .patch(&self.secret_name, &params, &Patch::Merge(&body))
             .await?;
-        self.ctx.record_own_write(&written);
+        if let Some(w) = in_flight {
+            w.written(&written);
+        }
         Ok(written)
     }
 }
