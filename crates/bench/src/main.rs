@@ -543,6 +543,7 @@ async fn run_phases(
         "targets": {
             "converge_ratio": round3(converge.as_secs_f64() / limit),
             "converge_met": converge.as_secs_f64() <= 1.2 * limit,
+            "converge_within_1_05": converge.as_secs_f64() <= 1.05 * limit,
             "lists_per_100_registrations": round3(lists as f64 * 100.0 / (registers.max(1)) as f64),
             "lists_met": lists as f64 * 100.0 <= registers.max(1) as f64,
             "steady_lists_per_resync": steady_lists,
@@ -644,7 +645,7 @@ fn print_table(r: &Value) {
     row("converge: all Ready (s)", s(&r["converge_seconds"]));
     row("physical limit N/rate (s)", s(&r["physical_limit_seconds"]));
     row(
-        "converge ratio (target <= 1.2)",
+        "converge ratio (target <= 1.05 on an idle machine)",
         s(&r["targets"]["converge_ratio"]),
     );
     row(
@@ -692,7 +693,7 @@ fn print_table(r: &Value) {
         s(&r["targets"]["steady_met"]),
     );
     row(
-        "restart: first reconcile (s, target <= 1)",
+        "restart: first reconcile after start (s)",
         s(&r["restart"]["first_reconcile_seconds"]),
     );
     row(
