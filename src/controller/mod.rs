@@ -154,10 +154,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let names = Arc::new(names::NameIndex::default());
         // Only changes that matter wake a reconcile: spec (generation, which
         // deletion also bumps), annotations (rotation) and finalizers. Our
-        // own status writes do not. Lists are paged (500 objects a page, not
-        // `any_semantic`, which makes the API server ignore the page size):
-        // at 10,000 objects one unpaged list was most of the peak memory.
-        let oauth_stream = watcher(oauth_api, watcher::Config::default())
+        // own status writes do not. The initial list is streamed from the
+        // API server's watch cache (`sendInitialEvents`, Kubernetes 1.34 and
+        // later serve it): no page requests and no large response, at
+        // 10,000 objects the first reconcile after a restart came 35 %
+        // sooner than with pages of 500 (BENCHMARKS.md, round two).
+        let oauth_stream = watcher(oauth_api, watcher::Config::default().streaming_lists())
             .default_backoff()
             .modify(slim)
             .inspect_ok({
@@ -178,26 +180,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // wrote it knows it already (docs/design.md, "Requests per
         // registration"). Deletions and everyone else's writes do.
         let own_writes = Arc::new(OwnWrites::default());
-        let secret_stream = watcher(secret_api, watcher::Config::default().labels(&label))
-            .default_backoff()
-            .modify(slim)
-            .reflect(secret_writer)
-            .map({
+        let secret_stream = watcher(
+            secret_api,
+            watcher::Config::default().labels(&label).streaming_lists(),
+        )
+        .default_backoff()
+        .modify(slim)
+        .reflect(secret_writer)
+        .map({
+            let own_writes = own_writes.clone();
+            move |e| {
                 let own_writes = own_writes.clone();
-                move |e| {
-                    let own_writes = own_writes.clone();
-                    async move {
-                        match e {
-                            Ok(e) => Ok(not_own_write(&own_writes, e).await),
-                            Err(e) => Err(e),
-                        }
+                async move {
+                    match e {
+                        Ok(e) => Ok(not_own_write(&own_writes, e).await),
+                        Err(e) => Err(e),
                     }
                 }
-            })
-            // Events wait for writes in flight side by side; the store is
-            // updated before, by `reflect`.
-            .buffer_unordered(OWN_WRITE_EVENTS_WAITING)
-            .try_filter_map(|s| future::ready(Ok(s)));
+            }
+        })
+        // Events wait for writes in flight side by side; the store is
+        // updated before, by `reflect`.
+        .buffer_unordered(OWN_WRITE_EVENTS_WAITING)
+        .try_filter_map(|s| future::ready(Ok(s)));
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let controller =
             Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
