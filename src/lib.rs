@@ -6,12 +6,13 @@
 //! effects), [`connection`] the Collibra instances (CollibraConnection and
 //! ClusterCollibraConnection) and their audit, [`secret_template`] the
 //! Secret's shape (pure rendering), [`metrics`] and [`server`] what the
-//! process exposes.
+//! process exposes, [`events`] the Events it records.
 
 pub mod api;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod secret_template;

@@ -11,6 +11,7 @@ use collibra_oauth_operator::{
         context::{Context, Scope, Settings},
         reconcile::reconcile,
     },
+    events::Recorder,
     metrics::Metrics,
 };
 use collibra_sim::{SimConfig, Simulator};
@@ -18,10 +19,7 @@ use http::{Request, Response, StatusCode};
 use kube::{
     Client,
     client::Body,
-    runtime::{
-        events::{Recorder, Reporter},
-        reflector,
-    },
+    runtime::{events::Reporter, reflector},
 };
 use serde_json::{Value, json};
 
@@ -42,6 +40,11 @@ fn object() -> OAuthClient {
 }
 
 async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
+    context_with(client, sim, true).await
+}
+
+/// `synced`: whether the Secret watch has listed (and found none).
+async fn context_with(client: Client, sim: &Simulator, synced: bool) -> Arc<Context> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = Config::new(
         sim.url().parse().expect("url"),
@@ -56,7 +59,9 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
     // The Secret watch has listed (and found none): the operator's state
     // once its caches synced.
     let (secrets, mut w2) = reflector::store();
-    w2.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    if synced {
+        w2.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -75,11 +80,13 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
             names: Default::default(),
             secrets,
             wake: futures::channel::mpsc::unbounded().0,
+            own_writes: Default::default(),
         }],
         Settings {
             resync: Duration::from_secs(600),
             deletion_grace: Duration::from_secs(60),
             list_max_age: Duration::from_secs(5),
+            secrets_sync_wait: Duration::ZERO,
         },
     ))
 }
@@ -138,21 +145,8 @@ async fn new_object_claims_registers_writes_then_reports() {
     let collibra = sim.handle();
 
     let server = tokio::spawn(async move {
-        // 1. Is there a Secret? Metadata only: a foreign Secret's data is never read.
-        let (p, _, send) = next(&mut handle).await;
-        assert_eq!(p.method, "GET");
-        assert_eq!(p.uri.path(), "/api/v1/namespaces/team-a/secrets/billing");
-        let accept = p
-            .headers
-            .get("accept")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        assert!(
-            accept.contains("PartialObjectMetadata"),
-            "metadata-only GET, got accept {accept}"
-        );
-        respond(send, StatusCode::NOT_FOUND, not_found());
-
+        // 1. No GET: the Secret watch has listed and shows none, and the
+        // claim's create fails on any Secret of that name.
         // 2. The claim: created (never applied over an existing Secret), no credentials yet.
         let (p, body, send) = next(&mut handle).await;
         assert_eq!(
@@ -253,8 +247,31 @@ async fn foreign_secret_is_reported_without_reading_or_registering() {
     let ctx = context(Client::new(service, "default"), &sim).await;
     let collibra = sim.handle();
     let server = tokio::spawn(async move {
+        // The watch shows no (labelled) Secret: the claim's create finds
+        // the foreign one.
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("POST", "/api/v1/namespaces/team-a/secrets")
+        );
+        respond(
+            send,
+            StatusCode::CONFLICT,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+        );
+        // Then its metadata only: a foreign Secret's data is never read.
         let (p, _, send) = next(&mut handle).await;
         assert_eq!(p.method, "GET");
+        assert_eq!(p.uri.path(), "/api/v1/namespaces/team-a/secrets/billing");
+        let accept = p
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            accept.contains("PartialObjectMetadata"),
+            "metadata-only GET, got accept {accept}"
+        );
         respond(
             send,
             StatusCode::OK,
@@ -263,7 +280,7 @@ async fn foreign_secret_is_reported_without_reading_or_registering() {
                 "metadata": {"name": "billing", "namespace": "team-a", "labels": {"team": "x"}}
             }),
         );
-        // No second GET of the data and no write: straight to the Event and status.
+        // No GET of the data and no write: straight to the status and Event.
         let (p, body, send) = next(&mut handle).await;
         assert_eq!(
             p.method, "PATCH",
@@ -357,4 +374,44 @@ async fn missing_connection_is_reported_without_any_request_to_collibra() {
         kube::runtime::controller::Action::requeue(Duration::from_secs(60))
     );
     assert_eq!(collibra.stats().requests.values().sum::<u64>(), 0);
+}
+
+#[tokio::test]
+async fn before_the_secret_watch_has_listed_the_secret_is_asked_for() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context_with(Client::new(service, "default"), &sim, false).await;
+    let collibra = sim.handle();
+    let server = tokio::spawn(async move {
+        // The watch cannot tell yet: metadata only, then the claim.
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("GET", "/api/v1/namespaces/team-a/secrets/billing")
+        );
+        respond(send, StatusCode::NOT_FOUND, not_found());
+        // A backup from an interrupted type change is looked for too.
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(p.method, "GET");
+        assert_eq!(
+            p.uri.path(),
+            "/api/v1/namespaces/team-a/secrets/collibra-oauth-backup-uid-1"
+        );
+        respond(send, StatusCode::NOT_FOUND, not_found());
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("POST", "/api/v1/namespaces/team-a/secrets")
+        );
+        // The claim cannot be written: nothing is registered.
+        respond(
+            send,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd"}),
+        );
+    });
+    let result = reconcile(Arc::new(object()), ctx).await;
+    server.await.expect("mock server assertions");
+    assert!(result.is_err(), "a failed claim fails the reconcile");
+    assert_eq!(collibra.stats().requests_for("register"), 0);
 }

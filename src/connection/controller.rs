@@ -17,7 +17,7 @@ use kube::{
     runtime::{
         Controller, Predicate, WatchStreamExt,
         controller::Action,
-        events::{Event as KubeEvent, EventType, Recorder},
+        events::{Event as KubeEvent, EventType},
         finalizer::{Event, finalizer},
         predicates,
         reflector::{self, ObjectRef},
@@ -45,6 +45,7 @@ use crate::{
         },
     },
     controller::context::Scope,
+    events::Recorder,
     metrics::Metrics,
 };
 

@@ -27,6 +27,43 @@ struct State {
     /// cache was invalidated does not store its (possibly older) answer as
     /// fresh.
     invalidations: u64,
+    /// The operator's own POSTs and DELETEs answered while a list is in
+    /// flight: that list may have been read before them, so they are
+    /// applied to it when it arrives (instead of distrusting it, which
+    /// during a rollout made nearly every list stale on arrival).
+    written_during_fetch: Option<Vec<OwnWrite>>,
+}
+
+/// A change the operator itself made and knows the outcome of.
+enum OwnWrite {
+    Registered(String, Listed),
+    Deleted(String, String),
+}
+
+impl State {
+    fn apply(&mut self, write: &OwnWrite) {
+        match write {
+            OwnWrite::Registered(name, client) => {
+                self.by_name.insert(name.clone(), client.clone());
+            }
+            OwnWrite::Deleted(name, client_id) => {
+                if self
+                    .by_name
+                    .get(name)
+                    .is_some_and(|c| &c.client_id == client_id)
+                {
+                    self.by_name.remove(name);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, write: OwnWrite) {
+        self.apply(&write);
+        if let Some(during) = self.written_during_fetch.as_mut() {
+            during.push(write);
+        }
+    }
 }
 
 /// The cached Collibra list.
@@ -47,6 +84,7 @@ impl ClientList {
                 fetched_at: None,
                 stale: true,
                 invalidations: 0,
+                written_during_fetch: None,
             }),
             refresh: tokio::sync::Mutex::new(()),
             refreshes: AtomicU64::new(0),
@@ -135,14 +173,23 @@ impl ClientList {
         if let Some(hit) = self.cached(max_age, &answer) {
             return Ok(hit);
         }
-        let invalidations_before = self.lock().invalidations;
+        let invalidations_before = {
+            let mut s = self.lock();
+            s.written_during_fetch = Some(Vec::new());
+            s.invalidations
+        };
         // The list shows Collibra at some moment after the request left:
         // its age counts from here, not from when the answer arrived.
         let requested = Instant::now();
-        let listed = fetch().await?;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let listed = fetch().await;
         let mut s = self.lock();
+        let written = s.written_during_fetch.take().unwrap_or_default();
+        let listed = listed?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
         s.by_name = listed_by_name(listed);
+        for w in &written {
+            s.apply(w);
+        }
         s.fetched_at = Some(requested);
         // Invalidated meanwhile (say, a registration whose answer was lost
         // committed while this list was on its way): the answer may predate
@@ -170,23 +217,17 @@ impl ClientList {
     }
 
     /// Records a client the operator just registered.
+    /// A list in flight gets it too when it arrives.
     pub fn registered(&self, name: &str, client: Listed) {
-        let mut s = self.lock();
-        s.by_name.insert(name.to_owned(), client);
-        // A list in flight was requested before this write and would drop it.
-        s.invalidations += 1;
+        self.lock()
+            .record(OwnWrite::Registered(name.to_owned(), client));
     }
 
-    /// Records a client the operator just deleted.
+    /// Records a client the operator just deleted; a list in flight loses
+    /// it too when it arrives.
     pub fn deleted(&self, name: &str, client_id: &str) {
-        let mut s = self.lock();
-        if s.by_name
-            .get(name)
-            .is_some_and(|c| c.client_id == client_id)
-        {
-            s.by_name.remove(name);
-        }
-        s.invalidations += 1;
+        self.lock()
+            .record(OwnWrite::Deleted(name.to_owned(), client_id.to_owned()));
     }
 }
 
@@ -214,6 +255,39 @@ mod tests {
                 grant_types: vec![],
             },
         )
+    }
+
+    #[tokio::test]
+    async fn own_writes_answered_while_a_list_is_in_flight_are_kept_in_it() {
+        let list = Arc::new(ClientList::new(Duration::from_secs(60)));
+        list.registered("gone", entry("gone", "9").1);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let reading = tokio::spawn({
+            let list = list.clone();
+            async move {
+                list.lookup("a", || async move {
+                    let _ = released.await;
+                    // Read before the writes below: shows "gone", not "new".
+                    Ok::<_, ()>(vec![entry("a", "1"), entry("gone", "9")])
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        list.registered("new", entry("new", "2").1);
+        list.deleted("gone", "9");
+        let _ = release.send(());
+        assert!(reading.await.expect("task").expect("ok").is_some());
+        let fetch = || async { Ok::<_, ()>(vec![]) };
+        let new = list.lookup("new", fetch).await.expect("ok");
+        assert_eq!(new.map(|c| c.client_id).as_deref(), Some("2"));
+        assert_eq!(list.lookup("gone", fetch).await.expect("ok"), None);
+        assert_eq!(list.refreshes(), 1, "the list stays fresh");
+        // A list that failed keeps nothing of what was written meanwhile.
+        list.invalidate();
+        let failed = list.lookup("a", || async { Err::<Vec<(String, Listed)>, ()>(()) });
+        assert!(failed.await.is_err());
+        assert!(list.lock().written_during_fetch.is_none());
     }
 
     #[tokio::test]

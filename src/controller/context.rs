@@ -12,10 +12,7 @@ use collibra_client::{CollibraClient, IssuedClient};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Client, ResourceExt,
-    runtime::{
-        events::Recorder,
-        reflector::{ObjectRef, Store},
-    },
+    runtime::reflector::{ObjectRef, Store},
 };
 
 use super::{
@@ -31,6 +28,7 @@ use crate::{
         connection_of,
         registry::{ConnectionState, Registry},
     },
+    events::Recorder,
     metrics::Metrics,
 };
 
@@ -47,6 +45,121 @@ pub struct Scope {
     pub secrets: Store<Secret>,
     /// Asks the scope's controller to reconcile an object now.
     pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
+    /// The Secret versions this process wrote, whose watch events wake no
+    /// reconcile (docs/design.md, "Requests per registration").
+    pub own_writes: Arc<OwnWrites>,
+}
+
+/// Secret versions this process wrote and the watch has not shown yet.
+/// The reconcile that wrote one already knows what it holds, so its watch
+/// event need not wake another reconcile: a version someone else wrote,
+/// and every deletion, still does.
+/// The watch event of a write can arrive before the write's answer; an
+/// event for a Secret with a write in flight is decided once the write
+/// is answered ([`OwnWrites::settled`]).
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    /// Versions written, oldest first, by namespace and name.
+    written: Mutex<HashMap<(String, String), Vec<String>>>,
+    /// Writes sent and not answered yet, by namespace and name.
+    in_flight: Mutex<HashMap<(String, String), u32>>,
+}
+
+/// A Secret write in flight ([`OwnWrites::begin`]); dropping it without
+/// [`InFlight::written`] records nothing (the write failed).
+pub struct InFlight {
+    own: Arc<OwnWrites>,
+    key: (String, String),
+}
+
+impl InFlight {
+    /// The write was answered with `secret`.
+    pub fn written(self, secret: &Secret) {
+        self.own.record(secret);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.own.in_flight);
+        if let Some(n) = in_flight.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Longest wait for a write in flight before its Secret's event counts.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
+
+/// Versions kept per Secret; more are never outstanding in practice (a
+/// registration writes two), and forgetting one only costs a reconcile.
+const OWN_WRITES_KEPT: usize = 4;
+
+impl OwnWrites {
+    /// Records that this process wrote `secret` (the API server's answer).
+    pub fn record(&self, secret: &Secret) {
+        let (Some(ns), Some(name), Some(rv)) = (
+            secret.metadata.namespace.clone(),
+            secret.metadata.name.clone(),
+            secret.metadata.resource_version.clone(),
+        ) else {
+            return;
+        };
+        let mut written = lock(&self.written);
+        let versions = written.entry((ns, name)).or_default();
+        versions.push(rv);
+        if versions.len() > OWN_WRITES_KEPT {
+            versions.remove(0);
+        }
+    }
+
+    /// Marks a write of `ns/name` as sent.
+    pub fn begin(self: &Arc<Self>, ns: &str, name: &str) -> InFlight {
+        let key = (ns.to_owned(), name.to_owned());
+        *lock(&self.in_flight).entry(key.clone()).or_default() += 1;
+        InFlight {
+            own: self.clone(),
+            key,
+        }
+    }
+
+    /// [`Self::seen`], once no write of the Secret is in flight (at most
+    /// a few seconds): the answer records the version the event may show.
+    pub async fn settled(&self, ns: &str, name: &str, resource_version: Option<&str>) -> bool {
+        let key = (ns.to_owned(), name.to_owned());
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        while lock(&self.in_flight).contains_key(&key) && tokio::time::Instant::now() < deadline {
+            if self.seen(ns, name, resource_version) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.seen(ns, name, resource_version)
+    }
+
+    /// Whether the watch shows a version this process wrote; that version
+    /// and the ones written before it are forgotten.
+    pub fn seen(&self, ns: &str, name: &str, resource_version: Option<&str>) -> bool {
+        let Some(rv) = resource_version else {
+            return false;
+        };
+        let mut written = lock(&self.written);
+        let key = (ns.to_owned(), name.to_owned());
+        let Some(versions) = written.get_mut(&key) else {
+            return false;
+        };
+        let Some(at) = versions.iter().position(|v| v == rv) else {
+            return false;
+        };
+        versions.drain(..=at);
+        if versions.is_empty() {
+            written.remove(&key);
+        }
+        true
+    }
 }
 
 impl Scope {
@@ -64,6 +177,9 @@ pub struct Settings {
     pub deletion_grace: Duration,
     /// The oldest Collibra list a decision to register may rest on.
     pub list_max_age: Duration,
+    /// How long a reconcile waits for the Secret watch's first list before
+    /// it asks the API server for the Secret instead.
+    pub secrets_sync_wait: Duration,
 }
 
 /// Shared state of the controller.
@@ -139,6 +255,14 @@ impl Context {
             .and_then(|s| s.secrets.get(&key))
     }
 
+    /// Marks a write of the Secret `ns/name` as sent (see [`OwnWrites`]).
+    pub fn own_write(&self, ns: &str, name: &str) -> Option<InFlight> {
+        self.scopes
+            .iter()
+            .find(|s| s.covers(ns))
+            .map(|s| s.own_writes.begin(ns, name))
+    }
+
     /// Whether the watch of managed Secrets covering `ns` has listed them
     /// all, so that a Secret absent from [`Context::cached_secret`] was
     /// absent when it listed (it may have been written since).
@@ -147,6 +271,18 @@ impl Context {
             futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
                 .is_some_and(|r| r.is_ok())
         })
+    }
+
+    /// Waits until the Secret watch covering `ns` has listed, at most
+    /// [`Settings::secrets_sync_wait`]. After a start the OAuthClients can be
+    /// listed before the Secrets; a reconcile that waited answers from the
+    /// cache instead of asking the API server for each Secret. Polled: see
+    /// the readiness wait in `controller::run`.
+    pub async fn wait_secrets_synced(&self, ns: &str) {
+        let deadline = tokio::time::Instant::now() + self.settings.secrets_sync_wait;
+        while !self.secrets_synced(ns) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The object that keeps `obj`'s clientName when several claim it: the
@@ -210,6 +346,11 @@ impl Context {
         previous
     }
 
+    /// The Ready reason this process last reported for `uid`.
+    pub fn last_reported(&self, uid: &str) -> Option<Reason> {
+        lock(&self.reported).get(uid).copied()
+    }
+
     /// Remembers a replacement made for `uid`.
     pub fn remember_replacement(&self, uid: &str, replacement: Replacement) {
         lock(&self.replacements).insert(uid.to_owned(), replacement);
@@ -234,4 +375,47 @@ impl Context {
 /// Now, as Kubernetes timestamps want it.
 pub fn now() -> Timestamp {
     Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str, rv: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some("team-a".to_owned());
+        s.metadata.name = Some(name.to_owned());
+        s.metadata.resource_version = Some(rv.to_owned());
+        s
+    }
+
+    #[test]
+    fn own_writes_are_seen_once_in_order() {
+        let own = OwnWrites::default();
+        own.record(&version("a", "11"));
+        own.record(&version("a", "12"));
+        // Someone else's version, or another Secret's, is not ours.
+        assert!(!own.seen("team-a", "a", Some("13")));
+        assert!(!own.seen("team-a", "b", Some("11")));
+        assert!(!own.seen("team-a", "a", None));
+        assert!(own.seen("team-a", "a", Some("11")));
+        assert!(!own.seen("team-a", "a", Some("11")), "seen once");
+        assert!(own.seen("team-a", "a", Some("12")));
+        assert!(lock(&own.written).is_empty(), "nothing kept once seen");
+        // A later version seen first settles the earlier ones too.
+        own.record(&version("a", "20"));
+        own.record(&version("a", "21"));
+        assert!(own.seen("team-a", "a", Some("21")));
+        assert!(!own.seen("team-a", "a", Some("20")));
+    }
+
+    #[test]
+    fn own_writes_keep_a_few_versions_per_secret() {
+        let own = OwnWrites::default();
+        for rv in 0..10 {
+            own.record(&version("a", &rv.to_string()));
+        }
+        assert!(!own.seen("team-a", "a", Some("0")));
+        assert!(own.seen("team-a", "a", Some("9")));
+    }
 }

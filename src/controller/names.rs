@@ -39,9 +39,11 @@ impl Claims {
         let key = key(o);
         self.remove(&key);
         let client_name = o.spec.client_name.clone();
+        // Almost every name has one claimant: a Vec of capacity 1 (a push
+        // would reserve room for four, most of this index's memory).
         self.by_name
             .entry(client_name.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(Claimant {
                 uid: o.metadata.uid.clone(),
                 claim: NameClaim {

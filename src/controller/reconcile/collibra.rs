@@ -10,7 +10,7 @@ use collibra_client::{ClientUpdate, NewClient, Operation};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{ResourceExt, runtime::events::EventType};
 
-use super::{Outcome, Reconciler, Result, messages};
+use super::{Outcome, Reconciler, Result, messages, secret_io::Claim};
 use crate::controller::{
     connection::Deletion,
     context::now,
@@ -49,13 +49,21 @@ impl Reconciler<'_> {
         }
     }
 
-    /// The claim's create is not visible yet: look again shortly.
-    fn secret_not_visible(&self) -> Outcome {
-        self.outcome(
-            Reason::Registering,
-            messages::SECRET_NOT_VISIBLE,
-            Duration::from_secs(1),
-        )
+    /// The claim was not written: a Secret the watch has not shown yet
+    /// (look again shortly), or someone else's.
+    fn not_claimed(&self, claim: Claim) -> Outcome {
+        match claim {
+            Claim::Foreign(why) => self.outcome(
+                Reason::SecretConflict,
+                messages::secret_conflict(&why),
+                Duration::from_secs(60),
+            ),
+            Claim::NotVisible | Claim::Written(_) => self.outcome(
+                Reason::Registering,
+                messages::SECRET_NOT_VISIBLE,
+                Duration::from_secs(1),
+            ),
+        }
     }
 
     /// Claims the Secret, registers the client, writes the credentials.
@@ -64,8 +72,9 @@ impl Reconciler<'_> {
         current: Option<&Secret>,
         reason: RegisterReason,
     ) -> Result<Outcome> {
-        let Some(claimed) = self.claim(current, now()).await? else {
-            return Ok(self.secret_not_visible());
+        let claimed = match self.claim(current, now()).await? {
+            Claim::Written(s) => *s,
+            other => return Ok(self.not_claimed(other)),
         };
         let issued = match self.collibra.register(&self.new_client()).await {
             Ok(issued) => issued,
@@ -132,8 +141,9 @@ impl Reconciler<'_> {
                 .unwrap_or_else(now),
             ReplaceReason::Rotation | ReplaceReason::LostSecret => now(),
         };
-        let Some(claimed) = self.claim(current, since).await? else {
-            return Ok(self.secret_not_visible());
+        let claimed = match self.claim(current, since).await? {
+            Claim::Written(s) => *s,
+            other => return Ok(self.not_claimed(other)),
         };
         match self
             .collibra

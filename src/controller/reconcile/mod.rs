@@ -55,6 +55,7 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.wait_secrets_synced(&ns).await;
     // The instance this object's client lives in; when it cannot be used
     // now, the default instance stands in untouched and `blocked` says why
     // (apply reports it, cleanup waits for it as for an outage).
@@ -199,6 +200,15 @@ impl<'a> Reconciler<'a> {
             Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
         };
         let mut plan = self.decide(&view, listed.as_ref());
+        if matches!(view, SecretView::Missing)
+            && !matches!(plan, Plan::Register(_) | Plan::Replace { .. })
+        {
+            // A missing Secret may be taken from the watch only where the
+            // claim's create checks it; anything else asks the API server,
+            // which also shows a Secret that is not ours.
+            (view, current) = self.observe_uncached().await?;
+            plan = self.decide(&view, listed.as_ref());
+        }
         if matches!(plan, Plan::Register(_) | Plan::Replace { .. }) {
             // About to POST: decide again on a list at most --list-max-age
             // old, so a client created in Collibra meanwhile is found rather
@@ -229,8 +239,12 @@ impl<'a> Reconciler<'a> {
         }
         if let Some(issued) = self.ctx.take_unsaved(&self.uid) {
             // Collibra issued these before a failed Secret write: write them
-            // first, whatever else is going on.
-            let (view, current) = self.observe_secret().await?;
+            // first, whatever else is going on. Their claim is written, so
+            // a Secret the watch does not show yet is asked for.
+            let (view, current) = match self.observe_secret().await? {
+                (SecretView::Missing, _) => self.observe_uncached().await?,
+                seen => seen,
+            };
             if let SecretView::Managed(m) = &view {
                 let stored = self
                     .store_credentials(

@@ -18,7 +18,7 @@ use crate::{
     api::FIELD_MANAGER,
     controller::{
         decide::SecretView,
-        reasons::EventReason,
+        reasons::{EventReason, Reason},
         secret::{self, Contents, Credentials},
         type_change::{self, Step},
     },
@@ -27,6 +27,16 @@ use crate::{
 
 /// Attempts of a credentials write before they are kept in memory instead.
 const CREDENTIAL_WRITE_ATTEMPTS: u32 = 4;
+
+/// What writing the claim came to.
+pub(super) enum Claim {
+    /// Written: the Secret as the API server stored it.
+    Written(Box<Secret>),
+    /// A Secret of that name exists that the watch has not shown yet.
+    NotVisible,
+    /// A Secret of that name exists and is not ours (why, for the message).
+    Foreign(String),
+}
 
 impl Reconciler<'_> {
     fn secrets(&self) -> Api<Secret> {
@@ -59,17 +69,60 @@ impl Reconciler<'_> {
     }
 
     /// The Secret as the operator may know it. The watch cache answers when
-    /// it shows credentials; otherwise the API server is asked, reading the
-    /// data only of a Secret that carries the managed-by label.
+    /// it shows credentials or a foreign owner, and when it shows no Secret
+    /// at all once it has listed: the watch sees only labelled Secrets, but
+    /// a registration starts with creating the claim, which fails on any
+    /// existing Secret ([`Self::claim`]). Otherwise the API server is
+    /// asked, reading the data only of a Secret that carries the
+    /// managed-by label. An object that last reported `SecretConflict`
+    /// asks first, so that a foreign Secret costs no Collibra list.
     pub(super) async fn observe_secret(&self) -> Result<(SecretView, Option<Secret>)> {
-        if let Some(s) = self.ctx.cached_secret(&self.ns, &self.secret_name) {
-            let v = secret::view(&self.obj, &s);
-            if matches!(&v, SecretView::Managed(m) if m.client_id.is_some())
-                || matches!(v, SecretView::Foreign { .. })
-            {
-                return Ok((v, Some((*s).clone())));
+        let api = self.secrets();
+        match self.ctx.cached_secret(&self.ns, &self.secret_name) {
+            Some(s) => {
+                let v = secret::view(&self.obj, &s);
+                if matches!(&v, SecretView::Managed(m) if m.client_id.is_some())
+                    || matches!(v, SecretView::Foreign { .. })
+                {
+                    return Ok((v, Some((*s).clone())));
+                }
+                // Labelled (ours or adoptable), without credentials in the
+                // cache: the API server has the latest data.
+                return match api
+                    .get_opt(&self.secret_name)
+                    .await
+                    .map_err(Error::kube(KubeCall::GetSecret))?
+                {
+                    None => Ok((SecretView::Missing, None)),
+                    Some(s) if !secret::is_labeled(&s.metadata) => Ok((
+                        SecretView::Foreign {
+                            why: secret::unlabeled(&self.secret_name),
+                        },
+                        None,
+                    )),
+                    Some(s) => Ok((secret::view(&self.obj, &s), Some(s))),
+                };
             }
+            None if self.ctx.secrets_synced(&self.ns) && !self.last_saw_conflict() => {
+                return Ok((SecretView::Missing, None));
+            }
+            None => {}
         }
+        self.observe_uncached().await
+    }
+
+    /// Whether the last Ready reason reported was `SecretConflict`.
+    fn last_saw_conflict(&self) -> bool {
+        let recorded = self
+            .obj
+            .ready_condition()
+            .and_then(|c| Reason::parse(&c.reason));
+        self.ctx.last_reported(&self.uid).or(recorded) == Some(Reason::SecretConflict)
+    }
+
+    /// The Secret from the API server: its metadata first, its data only
+    /// when it carries the managed-by label.
+    pub(super) async fn observe_uncached(&self) -> Result<(SecretView, Option<Secret>)> {
         let api = self.secrets();
         let meta = api
             .get_metadata_opt(&self.secret_name)
@@ -94,16 +147,14 @@ impl Reconciler<'_> {
         }
     }
 
-    /// Writes the claim before a registration (rule 2). `None`: the Secret
-    /// exists but the watch has not shown it yet; try again shortly.
+    /// Writes the claim before a registration (rule 2). When the create
+    /// finds a Secret the watch did not show, the Secret's metadata says
+    /// why: someone else's ([`Claim::Foreign`]), or ours, not shown yet
+    /// ([`Claim::NotVisible`]: try again shortly).
     /// `since` is now, except when recovering an interrupted registration:
     /// then the time of that registration's claim, which is what proves
     /// the listed client ours.
-    pub(super) async fn claim(
-        &self,
-        current: Option<&Secret>,
-        since: Timestamp,
-    ) -> Result<Option<Secret>> {
+    pub(super) async fn claim(&self, current: Option<&Secret>, since: Timestamp) -> Result<Claim> {
         let want = self.render(
             Contents::Claim {
                 since,
@@ -112,15 +163,26 @@ impl Reconciler<'_> {
             false,
         );
         if current.is_some() {
-            return Ok(Some(self.patch_secret(&want, current).await?));
+            return Ok(Claim::Written(Box::new(
+                self.patch_secret(&want, current).await?,
+            )));
         }
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
+        let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
         match self.secrets().create(&params, &want).await {
-            Ok(s) => Ok(Some(s)),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Ok(s) => {
+                if let Some(w) = in_flight {
+                    w.written(&s);
+                }
+                Ok(Claim::Written(Box::new(s)))
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => match self.observe_uncached().await? {
+                (SecretView::Foreign { why }, _) => Ok(Claim::Foreign(why)),
+                _ => Ok(Claim::NotVisible),
+            },
             Err(e) => Err(Error::kube(KubeCall::CreateSecret)(e)),
         }
     }
@@ -241,11 +303,15 @@ impl Reconciler<'_> {
                         },
                         false,
                     );
-                    target = Some(
-                        api.create(&create, &want)
-                            .await
-                            .map_err(Error::kube(KubeCall::CreateSecret))?,
-                    );
+                    let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
+                    let created = api
+                        .create(&create, &want)
+                        .await
+                        .map_err(Error::kube(KubeCall::CreateSecret))?;
+                    if let Some(w) = in_flight {
+                        w.written(&created);
+                    }
+                    target = Some(created);
                     self.event(
                         EventType::Normal,
                         EventReason::SecretTypeChanged,
@@ -372,8 +438,14 @@ impl Reconciler<'_> {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        self.secrets()
+        let in_flight = self.ctx.own_write(&self.ns, &self.secret_name);
+        let written = self
+            .secrets()
             .patch(&self.secret_name, &params, &Patch::Merge(&body))
-            .await
+            .await?;
+        if let Some(w) = in_flight {
+            w.written(&written);
+        }
+        Ok(written)
     }
 }
