@@ -281,21 +281,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
-    let runs = controllers.into_iter().map(|c| {
-        let ctx = ctx.clone();
-        c.with_config(config.clone())
-            .graceful_shutdown_on(stopped())
-            .run(reconcile::reconcile, reconcile::error_policy, ctx)
-            .for_each(|r| {
-                if let Err(e) = r {
-                    match e {
-                        kube::runtime::controller::Error::ReconcilerFailed(..) => {}
-                        other => warn!(error = %other, "controller"),
+    let runs = controllers
+        .into_iter()
+        .zip(scopes.clone())
+        .map(|(c, scope)| {
+            let ctx = ctx.clone();
+            c.with_config(config.clone())
+                .graceful_shutdown_on(stopped())
+                .run(reconcile::reconcile, reconcile::error_policy, ctx)
+                .for_each(move |r| {
+                    if let Err(e) = r {
+                        match e {
+                            kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                            kube::runtime::controller::Error::ObjectNotFound(r) => {
+                                retry_when_stored(&scope, &r);
+                            }
+                            other => warn!(error = %other, "controller"),
+                        }
                     }
-                }
-                future::ready(())
-            })
-    });
+                    future::ready(())
+                })
+        });
     future::join(future::join_all(runs), future::join_all(connection_runs)).await;
     role.stopping();
     if let Some(l) = leadership {
@@ -310,6 +316,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// A reconcile was due for an object the store does not hold. After a
+/// watch restarts (an expired resource version, an API server restart), the
+/// objects of its new initial list trigger reconciles at once, but the store
+/// takes them only when that list is complete: kube-runtime then drops the
+/// reconcile, and an object created while the watch was down would wait for
+/// its next change. So look again a few times, and wake the object once the
+/// store holds it. An object that was really deleted costs six lookups in
+/// memory and no request.
+fn retry_when_stored(scope: &Scope, r: &ObjectRef<kube::api::DynamicObject>) {
+    let mut obj = ObjectRef::<OAuthClient>::new(&r.name);
+    if let Some(ns) = &r.namespace {
+        obj = obj.within(ns);
+    }
+    let store = scope.oauth_clients.clone();
+    let wake = scope.wake.clone();
+    tokio::spawn(async move {
+        for ms in [250, 500, 1000, 2000, 4000, 8000] {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            if store.get(&obj).is_some() {
+                let _ = wake.unbounded_send(obj);
+                return;
+            }
+        }
+    });
 }
 
 /// The Kubernetes client, counting every request it sends in the metrics.
