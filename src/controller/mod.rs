@@ -39,7 +39,7 @@ use kube::{
     },
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::context::{Context, OwnWrites, Scope, Settings};
 use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
@@ -337,6 +337,7 @@ fn retry_when_stored(scope: &Scope, r: &ObjectRef<kube::api::DynamicObject>) {
         for ms in [250, 500, 1000, 2000, 4000, 8000] {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             if store.get(&obj).is_some() {
+                debug!(object = %obj, "the store holds it now; reconciling");
                 let _ = wake.unbounded_send(obj);
                 return;
             }
