@@ -20,21 +20,22 @@
 //! plane stops when dropped).
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use collibra_oauth_bench::{Metrics, Proc, load, meminfo_total, round3};
+use collibra_oauth_bench::{
+    Proc, load, meminfo_total, round3, scrape, wait_operator_ready, watch_ready,
+};
 use collibra_oauth_operator::api::OAuthClient;
 use collibra_sim::{Faults, RateLimit, SimConfig, Simulator, Stats};
 use futures::{StreamExt, TryStreamExt};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
 use test_support::{Env, Operator, Rbac};
@@ -95,42 +96,6 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// The operator's metrics page, parsed.
-async fn metrics(op: &Operator, http: &reqwest::Client) -> anyhow::Result<Metrics> {
-    let text = http
-        .get(op.url("/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    Ok(Metrics::parse(&text))
-}
-
-/// Waits until the operator answers `/readyz`; fails if it exits first.
-async fn wait_ready(
-    op: &mut Operator,
-    http: &reqwest::Client,
-    limit: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if op.exited() {
-            bail!("the operator exited; log: {}", op.log_path().display());
-        }
-        let ok = http
-            .get(op.url("/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the operator was not ready within {limit:?}")
-}
-
 /// The running operator's resource use.
 fn proc_of(op: &Operator) -> anyhow::Result<Proc> {
     Proc::read(op.pid().context("the operator is not running")?)
@@ -157,7 +122,7 @@ async fn snapshot(
     http: &reqwest::Client,
     sim: &collibra_sim::SimHandle,
 ) -> anyhow::Result<Snapshot> {
-    let m = metrics(op, http).await?;
+    let m = scrape(op, http).await?;
     Ok(Snapshot {
         at: Instant::now(),
         sim: sim.stats(),
@@ -213,36 +178,6 @@ fn delta(a: &Snapshot, b: &Snapshot) -> Value {
         "collibra_retries": b.retries - a.retries,
         "cpu_seconds": round3(b.proc.cpu_secs - a.proc.cpu_secs),
     })
-}
-
-/// Counts Ready OAuthClients in `ns`, published on a watch channel.
-fn watch_ready(api: Api<OAuthClient>) -> tokio::sync::watch::Receiver<usize> {
-    let (tx, rx) = tokio::sync::watch::channel(0usize);
-    tokio::spawn(async move {
-        let mut ready = HashSet::new();
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-        while let Some(ev) = events.next().await {
-            let Ok(ev) = ev else { continue };
-            match ev {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    if o.ready_condition().is_some_and(|c| c.status == "True") {
-                        ready.insert(name);
-                    } else {
-                        ready.remove(&name);
-                    }
-                }
-                watcher::Event::Delete(o) => {
-                    ready.remove(&o.metadata.name.clone().unwrap_or_default());
-                }
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
-            if tx.send(ready.len()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
@@ -335,7 +270,7 @@ async fn run_phases(
 ) -> anyhow::Result<Value> {
     let n = args.n;
     let rate = f64::from(args.rate_limit);
-    wait_ready(&mut op, http, Duration::from_secs(60)).await?;
+    wait_operator_ready(&mut op, http, Duration::from_secs(60)).await?;
     let api: Api<OAuthClient> = Api::namespaced(admin.clone(), ns);
     let mut ready = watch_ready(api.clone());
 
@@ -470,7 +405,7 @@ async fn run_phases(
             {
                 ready_at = Some(op2.started().elapsed());
             }
-            if let Ok(m) = metrics(&op2, http).await {
+            if let Ok(m) = scrape(&op2, http).await {
                 let r = m.sum("collibra_oauth_reconciles_total");
                 if r >= 1.0 && first.is_none() {
                     first = Some(op2.started().elapsed());
@@ -481,7 +416,7 @@ async fn run_phases(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let m = metrics(&op2, http).await?;
+        let m = scrape(&op2, http).await?;
         let after = collibra.stats();
         let proc2 = proc_of(&op2)?;
         let mut collibra_requests = BTreeMap::new();
