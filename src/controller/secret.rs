@@ -150,13 +150,7 @@ pub fn desired(
     orphan: bool,
 ) -> Secret {
     let grant_types = grant_types(owner);
-    let facts = secret_template::Facts {
-        client_name: &owner.spec.client_name,
-        token_url: endpoint.token_url,
-        token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
-        collibra_url: endpoint.collibra_url,
-        grant_types: &grant_types,
-    };
+    let facts = facts(owner, endpoint, &grant_types);
     let template = owner.spec.secret_template.as_ref();
     let mut extra = BTreeMap::new();
     let rotated_from = |s: &Secret, extra: &mut BTreeMap<String, String>| {
@@ -221,6 +215,21 @@ pub fn desired(
     }
 }
 
+/// What templates may read about `owner` besides its credentials.
+fn facts<'a>(
+    owner: &'a OAuthClient,
+    endpoint: Endpoint<'a>,
+    grant_types: &'a [String],
+) -> secret_template::Facts<'a> {
+    secret_template::Facts {
+        client_name: &owner.spec.client_name,
+        token_url: endpoint.token_url,
+        token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
+        collibra_url: endpoint.collibra_url,
+        grant_types,
+    }
+}
+
 /// Why `owner`'s template cannot be rendered (with `creds`, the credentials
 /// the Secret holds, when it holds any), or `None` when it can.
 pub fn template_problem(
@@ -229,13 +238,7 @@ pub fn template_problem(
     creds: Option<&secret_template::Credentials>,
 ) -> Option<secret_template::TemplateError> {
     let grant_types = grant_types(owner);
-    let facts = secret_template::Facts {
-        client_name: &owner.spec.client_name,
-        token_url: endpoint.token_url,
-        token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
-        collibra_url: endpoint.collibra_url,
-        grant_types: &grant_types,
-    };
+    let facts = facts(owner, endpoint, &grant_types);
     secret_template::render(owner.spec.secret_template.as_ref(), &facts, creds).err()
 }
 
