@@ -16,9 +16,11 @@ use collibra_oauth_operator::{
 };
 use collibra_sim::{SimConfig, Simulator};
 use http::{Request, Response, StatusCode};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
     Client,
     client::Body,
+    core::PartialObjectMeta,
     runtime::{events::Reporter, reflector},
 };
 use serde_json::{Value, json};
@@ -45,6 +47,16 @@ async fn context(client: Client, sim: &Simulator) -> Arc<Context> {
 
 /// `synced`: whether the Secret watch has listed (and found none).
 async fn context_with(client: Client, sim: &Simulator, synced: bool) -> Arc<Context> {
+    context_showing(client, sim, synced, None).await
+}
+
+/// As [`context_with`], the Secret watch showing `secret` (metadata only).
+async fn context_showing(
+    client: Client,
+    sim: &Simulator,
+    synced: bool,
+    secret: Option<ObjectMeta>,
+) -> Arc<Context> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = Config::new(
         sim.url().parse().expect("url"),
@@ -58,7 +70,16 @@ async fn context_with(client: Client, sim: &Simulator, synced: bool) -> Arc<Cont
     let (oauth_clients, _w1) = reflector::store::<OAuthClient>();
     // The Secret watch has listed (and found none): the operator's state
     // once its caches synced.
-    let (secrets, mut w2) = reflector::store();
+    let (secrets, mut w2) = reflector::store::<PartialObjectMeta<Secret>>();
+    if let Some(metadata) = secret {
+        w2.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(
+            PartialObjectMeta {
+                types: None,
+                metadata,
+                _phantom: std::marker::PhantomData,
+            },
+        ));
+    }
     if synced {
         w2.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
     }
@@ -160,6 +181,7 @@ async fn new_object_claims_registers_writes_then_reports() {
         assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
         let mut created = body.clone();
         created["metadata"]["resourceVersion"] = json!("11");
+        let created_claim = created.clone();
         respond(send, StatusCode::CREATED, created);
 
         // 3. Right after the 201: the credentials, and the claim removed.
@@ -177,6 +199,19 @@ async fn new_object_claims_registers_writes_then_reports() {
         let id = b64(&body["data"]["client_id"]);
         let secret = b64(&body["data"]["client_secret"]);
         assert_eq!(b64(&body["data"]["client_name"]), "billing-etl");
+        // What the metadata-only watch relies on: the id and a digest of
+        // the rendering's inputs, never the secret.
+        let rendered = body["metadata"]["annotations"]["oauth.collibra.dev/rendered"]
+            .as_str()
+            .expect("the rendering recorded")
+            .to_owned();
+        assert!(
+            rendered.contains(&id) && !rendered.contains(&secret),
+            "{rendered}"
+        );
+        let mut stored = created_claim.clone();
+        merge(&mut stored, &body);
+        stored["metadata"]["resourceVersion"] = json!("12");
         let mut patched = body.clone();
         patched["metadata"]["annotations"] = json!({});
         patched["metadata"]["name"] = json!("billing");
@@ -224,13 +259,13 @@ async fn new_object_claims_registers_writes_then_reports() {
                 "spec": {"clientName": "billing-etl"}, "status": body["status"].clone()
             }),
         );
-        (id, secret)
+        (id, secret, stored, body["status"].clone())
     });
 
     let action = reconcile(Arc::new(object()), ctx.clone())
         .await
         .expect("reconciled");
-    let (id, secret) = server.await.expect("mock server assertions");
+    let (id, secret, stored, status) = server.await.expect("mock server assertions");
     assert_eq!(
         action,
         kube::runtime::controller::Action::requeue(Duration::from_secs(600))
@@ -238,6 +273,89 @@ async fn new_object_claims_registers_writes_then_reports() {
     assert!(collibra.verify_credentials(&id, &secret));
     assert_eq!(collibra.stats().requests_for("list"), 1);
     assert_eq!(collibra.stats().requests_for("register"), 1);
+
+    // A resync once the watch shows the Secret (metadata only): its
+    // metadata vouches for the data, so nothing is read or written.
+    let mut ready = object();
+    ready.status = Some(serde_json::from_value(status).expect("status"));
+    let meta: ObjectMeta = serde_json::from_value(stored["metadata"].clone()).expect("metadata");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context_showing(
+        Client::new(service, "default"),
+        &sim,
+        true,
+        Some(meta.clone()),
+    )
+    .await;
+    let resync = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(ready.clone()), ctx.clone()),
+    )
+    .await
+    .expect("no request left waiting for an answer")
+    .expect("reconciled");
+    assert_eq!(
+        resync,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+    );
+    no_request(&mut handle, "a settled Secret costs no request").await;
+
+    // Someone else wrote it since: its data is read (never from the cache),
+    // found as it should be, and nothing is written.
+    ctx.own_writes("team-a")
+        .expect("scope")
+        .touched_by_others("team-a", "billing");
+    let server = tokio::spawn(async move {
+        let (p, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("GET", "/api/v1/namespaces/team-a/secrets/billing")
+        );
+        let accept = p
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(!accept.contains("PartialObjectMetadata"), "{accept}");
+        respond(send, StatusCode::OK, stored);
+        handle
+    });
+    let verified = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(ready), ctx))
+        .await
+        .expect("nothing but the read")
+        .expect("reconciled");
+    assert_eq!(
+        verified,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+    );
+    let mut handle = server.await.expect("mock server assertions");
+    no_request(&mut handle, "the Secret was as it should be: no write").await;
+    assert_eq!(collibra.stats().requests_for("register"), 1);
+}
+
+/// Fails if a request reached the mock API server (`why`: why none should).
+async fn no_request(handle: &mut Handle, why: &str) {
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await
+    {
+        panic!("{why}, yet: {} {}", req.method(), req.uri());
+    }
+}
+
+/// RFC 7386 JSON merge patch of `patch` into `target`.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! per-object backoff, the Ready reason last reported).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,6 +12,7 @@ use collibra_client::{CollibraClient, IssuedClient};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::reflector::{ObjectRef, Store},
 };
 
@@ -41,8 +42,10 @@ pub struct Scope {
     pub oauth_clients: Store<OAuthClient>,
     /// Which OAuthClients of the scope claim each clientName.
     pub names: Arc<NameIndex>,
-    /// Secrets in the scope that carry the managed-by label.
-    pub secrets: Store<Secret>,
+    /// Secrets in the scope that carry the managed-by label, as metadata
+    /// only: their data is read when the metadata cannot tell (see
+    /// `secret::settled`).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Asks the scope's controller to reconcile an object now.
     pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
     /// The Secret versions this process wrote, whose watch events wake no
@@ -63,6 +66,9 @@ pub struct OwnWrites {
     written: Mutex<HashMap<(String, String), Vec<String>>>,
     /// Writes sent and not answered yet, by namespace and name.
     in_flight: Mutex<HashMap<(String, String), u32>>,
+    /// Secrets someone else wrote since the operator last read or wrote
+    /// their data: their metadata no longer vouches for it.
+    touched: Mutex<HashSet<(String, String)>>,
 }
 
 /// A Secret write in flight ([`OwnWrites::begin`]); dropping it without
@@ -108,12 +114,30 @@ impl OwnWrites {
         ) else {
             return;
         };
+        lock(&self.touched).remove(&(ns.clone(), name.clone()));
         let mut written = lock(&self.written);
         let versions = written.entry((ns, name)).or_default();
         versions.push(rv);
         if versions.len() > OWN_WRITES_KEPT {
             versions.remove(0);
         }
+    }
+
+    /// Notes that someone else wrote `ns/name` (a watch event that was not
+    /// this process's write).
+    pub fn touched_by_others(&self, ns: &str, name: &str) {
+        lock(&self.touched).insert((ns.to_owned(), name.to_owned()));
+    }
+
+    /// Whether someone else wrote `ns/name` since it was last read or
+    /// written here.
+    pub fn is_touched(&self, ns: &str, name: &str) -> bool {
+        lock(&self.touched).contains(&(ns.to_owned(), name.to_owned()))
+    }
+
+    /// The Secret's data is about to be read: what it holds is known again.
+    pub fn reading(&self, ns: &str, name: &str) {
+        lock(&self.touched).remove(&(ns.to_owned(), name.to_owned()));
     }
 
     /// Marks a write of `ns/name` as sent.
@@ -246,13 +270,21 @@ impl Context {
         }
     }
 
-    /// The managed Secret `ns/name` as last seen by the watch.
-    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+    /// The managed Secret `ns/name`'s metadata as last seen by the watch.
+    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<PartialObjectMeta<Secret>>> {
         let key = ObjectRef::new(name).within(ns);
         self.scopes
             .iter()
             .find(|s| s.covers(ns))
             .and_then(|s| s.secrets.get(&key))
+    }
+
+    /// The [`OwnWrites`] of the scope covering `ns`.
+    pub fn own_writes(&self, ns: &str) -> Option<&OwnWrites> {
+        self.scopes
+            .iter()
+            .find(|s| s.covers(ns))
+            .map(|s| s.own_writes.as_ref())
     }
 
     /// Marks a write of the Secret `ns/name` as sent (see [`OwnWrites`]).

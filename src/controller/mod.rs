@@ -30,6 +30,7 @@ use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, Predicate, WatchStreamExt,
         events::Reporter,
@@ -143,7 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut controllers = Vec::new();
     let mut scopes = Vec::new();
     for ns in &namespaces {
-        let (oauth_api, secret_api): (Api<OAuthClient>, Api<Secret>) = match ns {
+        let (oauth_api, secret_api): (Api<OAuthClient>, Api<PartialObjectMeta<Secret>>) = match ns {
             Some(n) => (
                 Api::namespaced(client.clone(), n),
                 Api::namespaced(client.clone(), n),
@@ -180,6 +181,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // wrote it knows it already (docs/design.md, "Requests per
         // registration"). Deletions and everyone else's writes do.
         let own_writes = Arc::new(OwnWrites::default());
+        // Metadata only: no Secret's data is held in memory (docs/design.md,
+        // "Memory"); a reconcile reads it when the metadata cannot vouch
+        // for it (`secret::settled`).
         let secret_stream = watcher(
             secret_api,
             watcher::Config::default().labels(&label).streaming_lists(),
@@ -207,9 +211,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let controller =
             Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
         let mapper_store = oauth_store.clone();
-        let controller = controller.watches_stream(secret_stream, move |s: Secret| {
-            secret_owners(&mapper_store, &s)
-        });
+        let controller = controller
+            .watches_stream(secret_stream, move |s: PartialObjectMeta<Secret>| {
+                secret_owners(&mapper_store, &s)
+            });
         scopes.push(Scope {
             namespace: ns.clone(),
             oauth_clients: oauth_store,
@@ -372,24 +377,39 @@ fn slim<K: kube::Resource>(o: &mut K) {
 const OWN_WRITE_EVENTS_WAITING: usize = 1024;
 
 /// The Secret a watch event is about, unless it only shows a version this
-/// process wrote. Deletions always count.
-async fn not_own_write(own_writes: &OwnWrites, e: watcher::Event<Secret>) -> Option<Secret> {
-    match e {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-            let ns = s.namespace().unwrap_or_default();
-            let own = own_writes
-                .settled(&ns, &s.name_any(), s.resource_version().as_deref())
-                .await;
-            (!own).then_some(s)
-        }
-        watcher::Event::Delete(s) => Some(s),
-        watcher::Event::Init | watcher::Event::InitDone => None,
+/// process wrote. Deletions always count. A version someone else wrote
+/// while the watch ran is noted: its metadata no longer vouches for its
+/// data ([`OwnWrites::is_touched`]).
+async fn not_own_write<S: kube::Resource>(
+    own_writes: &OwnWrites,
+    e: watcher::Event<S>,
+) -> Option<S> {
+    let (s, live) = match e {
+        watcher::Event::Apply(s) => (s, true),
+        watcher::Event::InitApply(s) => (s, false),
+        watcher::Event::Delete(s) => return Some(s),
+        watcher::Event::Init | watcher::Event::InitDone => return None,
+    };
+    let ns = s.namespace().unwrap_or_default();
+    let name = s.name_any();
+    let own = own_writes
+        .settled(&ns, &name, s.resource_version().as_deref())
+        .await;
+    if own {
+        return None;
     }
+    if live {
+        own_writes.touched_by_others(&ns, &name);
+    }
+    Some(s)
 }
 
 /// Which OAuthClients a Secret event concerns: its controller owner, or,
 /// for a pre-created Secret without owner, the objects that name it.
-fn secret_owners(store: &Store<OAuthClient>, s: &Secret) -> Vec<ObjectRef<OAuthClient>> {
+fn secret_owners(
+    store: &Store<OAuthClient>,
+    s: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<OAuthClient>> {
     let ns = s.namespace().unwrap_or_default();
     let owner = s
         .owner_references()
@@ -458,6 +478,24 @@ mod tests {
         assert!(woken(watcher::Event::Delete(secret("14"))), "a deletion");
         assert!(!woken(watcher::Event::Init));
         assert!(!woken(watcher::Event::InitDone));
+    }
+
+    #[test]
+    fn a_live_write_by_someone_else_is_noted_until_read_or_written_again() {
+        let own = OwnWrites::default();
+        let event = |e| futures::FutureExt::now_or_never(not_own_write(&own, e)).flatten();
+        assert!(event(watcher::Event::InitApply(secret("30"))).is_some());
+        assert!(!own.is_touched("team-a", "billing"), "listed, not written");
+        own.record(&secret("31"));
+        assert!(event(watcher::Event::Apply(secret("31"))).is_none());
+        assert!(!own.is_touched("team-a", "billing"), "our own write");
+        assert!(event(watcher::Event::Apply(secret("32"))).is_some());
+        assert!(own.is_touched("team-a", "billing"), "someone else's");
+        own.reading("team-a", "billing");
+        assert!(!own.is_touched("team-a", "billing"), "read again");
+        assert!(event(watcher::Event::Apply(secret("33"))).is_some());
+        own.record(&secret("34"));
+        assert!(!own.is_touched("team-a", "billing"), "written again");
     }
 
     #[tokio::test]

@@ -21,6 +21,54 @@ use crate::{
 /// Annotation recording which rotation request the credentials answer.
 pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
 
+/// Annotation recording what the operator last rendered into the Secret:
+/// the client id and a digest of every input of the rendering except the
+/// secret ([`Rendered`]). With it the Secret's metadata alone tells whether
+/// its data is up to date, so the watch holds no data (docs/design.md,
+/// "Memory").
+pub const RENDERED_ANNOTATION: &str = "oauth.collibra.dev/rendered";
+
+/// Bumped whenever what [`desired`] writes changes for the same inputs, so
+/// that Secrets written by an older operator are read and rewritten once.
+const RENDERING_VERSION: u32 = 1;
+
+/// The value of [`RENDERED_ANNOTATION`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rendered {
+    /// The client id the Secret holds.
+    pub client_id: String,
+    /// [`inputs_digest`] of the rendering.
+    pub inputs: String,
+}
+
+impl Rendered {
+    fn of(meta: &ObjectMeta) -> Option<Rendered> {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(RENDERED_ANNOTATION))
+            .and_then(|v| serde_json::from_str(v).ok())
+    }
+}
+
+/// A digest of what the Secret's contents are rendered from, besides the
+/// secret itself: the template, the descriptive facts and the client id.
+pub fn inputs_digest(owner: &OAuthClient, endpoint: Endpoint<'_>, client_id: &str) -> String {
+    use sha2::Digest;
+    let input = serde_json::json!({
+        "version": RENDERING_VERSION,
+        "template": owner.spec.secret_template,
+        "clientName": owner.spec.client_name,
+        "grantTypes": grant_types(owner),
+        "tokenUrl": endpoint.token_url,
+        "collibraUrl": endpoint.collibra_url,
+        "tokenEndpointAuthMethod": TOKEN_ENDPOINT_AUTH_METHOD,
+        "clientId": client_id,
+    });
+    let digest = sha2::Sha256::digest(input.to_string().as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Secret data keys (docs/design.md, "The Secret").
 pub const KEY_CLIENT_ID: &str = "client_id";
 /// See [`KEY_CLIENT_ID`].
@@ -53,14 +101,13 @@ pub fn unlabeled(secret_name: &str) -> String {
     )
 }
 
-/// Classifies an existing Secret from `owner`'s point of view. Only the
-/// metadata decides whether it is ours; data is read only from ours.
-pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
-    let meta = &secret.metadata;
+/// Whose a Secret is, from its metadata alone: `Err` with why it is
+/// foreign, or whether `owner` is its controller owner (`false`: it has
+/// none, so it is pre-created or orphaned and may be adopted).
+pub fn classify(owner: &OAuthClient, meta: &ObjectMeta) -> Result<bool, String> {
+    let name = meta.name.as_deref().unwrap_or_default();
     if !is_labeled(meta) {
-        return SecretView::Foreign {
-            why: unlabeled(&secret.name_any()),
-        };
+        return Err(unlabeled(name));
     }
     let uid = owner.metadata.uid.as_deref();
     let controller = meta
@@ -68,21 +115,21 @@ pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true));
-    let owned = match controller {
-        None => false,
-        Some(r) if Some(r.uid.as_str()) == uid => true,
-        Some(r) => {
-            return SecretView::Foreign {
-                why: format!(
-                    "Secret {} belongs to {} {}",
-                    secret.name_any(),
-                    r.kind,
-                    r.name
-                ),
-            };
-        }
+    match controller {
+        None => Ok(false),
+        Some(r) if Some(r.uid.as_str()) == uid => Ok(true),
+        Some(r) => Err(format!("Secret {name} belongs to {} {}", r.kind, r.name)),
+    }
+}
+
+/// Classifies an existing Secret from `owner`'s point of view. Only the
+/// metadata decides whether it is ours; data is read only from ours.
+pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
+    let owned = match classify(owner, &secret.metadata) {
+        Ok(owned) => owned,
+        Err(why) => return SecretView::Foreign { why },
     };
-    let annotations = meta.annotations.as_ref();
+    let annotations = secret.metadata.annotations.as_ref();
     SecretView::Managed(ManagedSecret {
         // Wherever the Secret's shape put them (renamed keys, the id in an
         // annotation); both must be there and non-empty.
@@ -94,6 +141,36 @@ pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
             .and_then(|a| a.get(ROTATED_FOR_ANNOTATION))
             .cloned(),
         owned,
+    })
+}
+
+/// The Secret as [`view`] would see it, from its metadata alone, when the
+/// metadata shows it settled: `owner`'s, no registration under way, and
+/// rendered by this operator from exactly today's inputs
+/// ([`RENDERED_ANNOTATION`]). Its data is then what [`desired`] would
+/// write, unless someone else changed it, which the caller rules out.
+/// `None`: the data must be read to know.
+pub fn settled(
+    owner: &OAuthClient,
+    meta: &ObjectMeta,
+    endpoint: Endpoint<'_>,
+) -> Option<ManagedSecret> {
+    if classify(owner, meta) != Ok(true) {
+        return None;
+    }
+    let annotations = meta.annotations.as_ref()?;
+    if annotations.contains_key(REGISTERING_ANNOTATION) {
+        return None;
+    }
+    let rendered = Rendered::of(meta)?;
+    if rendered.inputs != inputs_digest(owner, endpoint, &rendered.client_id) {
+        return None;
+    }
+    Some(ManagedSecret {
+        client_id: Some(rendered.client_id),
+        registering_since: None,
+        rotated_for: annotations.get(ROTATED_FOR_ANNOTATION).cloned(),
+        owned: true,
     })
 }
 
@@ -158,24 +235,22 @@ pub fn desired(
             extra.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.clone());
         }
     };
-    let shape = match contents {
+    let creds = match contents {
         Contents::Claim { since, keep } => {
             extra.insert(REGISTERING_ANNOTATION.to_owned(), since.to_string());
-            let creds = keep.and_then(secret_template::stored_credentials);
             if let Some(s) = keep {
                 rotated_from(s, &mut extra);
             }
-            secret_template::render_lenient(template, &facts, creds.as_ref())
+            keep.and_then(secret_template::stored_credentials)
         }
         Contents::Credentials { creds, rotated_for } => {
             if let Some(r) = rotated_for {
                 extra.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.to_owned());
             }
-            let creds = secret_template::Credentials {
+            Some(secret_template::Credentials {
                 client_id: creds.client_id.to_owned(),
                 client_secret: creds.client_secret.clone(),
-            };
-            secret_template::render_lenient(template, &facts, Some(&creds))
+            })
         }
         Contents::Refresh {
             current,
@@ -189,10 +264,23 @@ pub fn desired(
             {
                 extra.insert(REGISTERING_ANNOTATION.to_owned(), since.clone());
             }
-            let creds = secret_template::stored_credentials(current);
-            secret_template::render_lenient(template, &facts, creds.as_ref())
+            secret_template::stored_credentials(current)
         }
     };
+    // Recorded only for a rendering without problems: one with a problem
+    // must be read and reported again on every reconcile.
+    let rendered = creds
+        .as_ref()
+        .filter(|c| secret_template::render(template, &facts, Some(c)).is_ok())
+        .map(|c| Rendered {
+            client_id: c.client_id.clone(),
+            inputs: inputs_digest(owner, endpoint, &c.client_id),
+        })
+        .and_then(|r| serde_json::to_string(&r).ok());
+    if let Some(r) = rendered {
+        extra.insert(RENDERED_ANNOTATION.to_owned(), r);
+    }
+    let shape = secret_template::render_lenient(template, &facts, creds.as_ref());
     let mut labels = shape.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
     let mut annotations = shape.annotations;
@@ -312,8 +400,9 @@ pub fn merge_patch(want: &Secret, current: Option<&Secret>) -> serde_json::Value
     owners.extend(ours);
     if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         if let Some(ann) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
-            ann.entry(REGISTERING_ANNOTATION)
-                .or_insert(serde_json::Value::Null);
+            for key in [REGISTERING_ANNOTATION, RENDERED_ANNOTATION] {
+                ann.entry(key).or_insert(serde_json::Value::Null);
+            }
         }
         meta.insert(
             "ownerReferences".to_owned(),
@@ -337,12 +426,15 @@ pub fn needs_update(have: &Secret, want: &Secret) -> bool {
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
     let have_ann = have.metadata.annotations.clone().unwrap_or_default();
-    let stale_claim = have_ann.contains_key(REGISTERING_ANNOTATION)
-        && !want
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(REGISTERING_ANNOTATION));
+    let stale = |key: &str| {
+        have_ann.contains_key(key)
+            && !want
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(key))
+    };
+    let stale_claim = stale(REGISTERING_ANNOTATION) || stale(RENDERED_ANNOTATION);
     let owners = |s: &Secret| -> Vec<String> {
         s.metadata
             .owner_references
@@ -465,6 +557,106 @@ mod tests {
         );
         assert!(orphan.metadata.owner_references.is_none());
         assert_eq!(data(&orphan, KEY_CLIENT_SECRET).as_deref(), Some("s3cr3t"));
+    }
+
+    fn issued(o: &OAuthClient, endpoint: Endpoint<'_>) -> Secret {
+        let secret = SecretString::from("s3cr3t");
+        desired(
+            o,
+            endpoint,
+            Contents::Credentials {
+                creds: Credentials {
+                    client_id: "id1",
+                    client_secret: &secret,
+                },
+                rotated_for: Some("r1"),
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn metadata_vouches_for_data_only_while_every_input_is_unchanged() {
+        let o = owner();
+        let s = issued(&o, ep("https://c/token"));
+        let m = settled(&o, &s.metadata, ep("https://c/token")).expect("settled");
+        assert_eq!(m.client_id.as_deref(), Some("id1"));
+        assert_eq!(m.rotated_for.as_deref(), Some("r1"));
+        assert!(m.owned && m.registering_since.is_none());
+        let rendered =
+            s.metadata.annotations.as_ref().expect("annotations")[RENDERED_ANNOTATION].clone();
+        assert!(!rendered.contains("s3cr3t"), "never the secret: {rendered}");
+
+        // Another endpoint, template, name or grant: the data must be read.
+        assert!(settled(&o, &s.metadata, ep("https://other/token")).is_none());
+        let mut t = o.clone();
+        t.spec.secret_template = None;
+        assert!(settled(&t, &s.metadata, ep("https://c/token")).is_none());
+        let mut n = o.clone();
+        n.spec.client_name = "other".into();
+        assert!(settled(&n, &s.metadata, ep("https://c/token")).is_none());
+        // Another owner, no label, a claim under way: not settled either.
+        let mut other = o.clone();
+        other.metadata.uid = Some("uid-2".into());
+        assert!(settled(&other, &s.metadata, ep("https://c/token")).is_none());
+        let mut unlabeled = s.metadata.clone();
+        unlabeled.labels = None;
+        assert!(settled(&o, &unlabeled, ep("https://c/token")).is_none());
+        let mut claim = s.metadata.clone();
+        claim
+            .annotations
+            .get_or_insert_default()
+            .insert(REGISTERING_ANNOTATION.into(), "2026-01-01T00:00:00Z".into());
+        assert!(settled(&o, &claim, ep("https://c/token")).is_none());
+        // A forged or garbled record vouches for nothing.
+        let mut forged = s.metadata.clone();
+        forged.annotations.get_or_insert_default().insert(
+            RENDERED_ANNOTATION.into(),
+            r#"{"clientId":"id2","inputs":"00"}"#.into(),
+        );
+        assert!(settled(&o, &forged, ep("https://c/token")).is_none());
+    }
+
+    #[test]
+    fn a_claim_without_credentials_records_no_rendering_and_a_patch_removes_it() {
+        let o = owner();
+        let done = issued(&o, ep("u"));
+        let claim = desired(
+            &o,
+            ep("u"),
+            Contents::Claim {
+                since: Timestamp::now(),
+                keep: None,
+            },
+            false,
+        );
+        assert!(
+            !claim
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(RENDERED_ANNOTATION))
+        );
+        let patch = merge_patch(&claim, Some(&done));
+        assert!(patch["metadata"]["annotations"][RENDERED_ANNOTATION].is_null());
+        assert!(needs_update(&done, &claim));
+    }
+
+    #[test]
+    fn a_template_that_cannot_be_rendered_records_no_rendering() {
+        let mut o = owner();
+        o.spec.secret_template = Some(
+            serde_json::from_value(serde_json::json!({
+                "data": {"cfg": "{{ no_such_fact.x }}"}
+            }))
+            .expect("template"),
+        );
+        assert!(
+            template_problem(&o, ep("u"), None).is_some(),
+            "the template is broken"
+        );
+        let s = issued(&o, ep("u"));
+        assert!(settled(&o, &s.metadata, ep("u")).is_none());
     }
 
     #[test]

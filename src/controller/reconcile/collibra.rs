@@ -237,9 +237,12 @@ impl Reconciler<'_> {
 
     /// The client exists and the Secret holds its credentials: refresh the
     /// Secret's metadata, fix or report grant type drift, report Ready.
+    /// `current` is the Secret when its data was read (it is brought up to
+    /// date); `rotated_for` what its metadata records when it was not.
     pub(super) async fn in_sync(
         &self,
         current: Option<&Secret>,
+        rotated_for: Option<&str>,
         entry: &Listed,
         adopt: bool,
         drift: Option<GrantDrift>,
@@ -263,6 +266,7 @@ impl Reconciler<'_> {
         // A Secret re-created without the rotate record keeps status's.
         facts.last_rotation = current
             .and_then(|c| c.annotations().get(secret::ROTATED_FOR_ANNOTATION).cloned())
+            .or(rotated_for.map(str::to_owned))
             .or(facts.last_rotation.take());
         let mut notes = Vec::new();
         match drift {

@@ -191,6 +191,35 @@ impl<'a> Reconciler<'a> {
         if let Some(outcome) = self.before_deciding().await? {
             return Ok(outcome);
         }
+        if let Some(view) = self.observe_settled() {
+            // The watch's metadata vouches for the data: no read, and
+            // nothing to write unless the decision is more than "in sync".
+            let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
+                Ok(l) => l,
+                Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
+            };
+            if let (
+                Plan::InSync {
+                    adopt: false,
+                    drift,
+                    rotation_unsupported,
+                },
+                Some(entry),
+                SecretView::Managed(m),
+            ) = (self.decide(&view, listed.as_ref()), listed, &view)
+            {
+                return self
+                    .in_sync(
+                        None,
+                        m.rotated_for.as_deref(),
+                        &entry,
+                        false,
+                        drift,
+                        rotation_unsupported,
+                    )
+                    .await;
+            }
+        }
         let (mut view, mut current) = self.observe_secret().await?;
         if let Some(outcome) = self.shape_secret(&mut view, &mut current).await? {
             return Ok(outcome);
@@ -361,7 +390,7 @@ impl<'a> Reconciler<'a> {
                         self.ctx.backoffs.next_delay(&self.uid, None),
                     ));
                 };
-                self.in_sync(current, &entry, adopt, drift, rotation_unsupported)
+                self.in_sync(current, None, &entry, adopt, drift, rotation_unsupported)
                     .await
             }
         }

@@ -68,47 +68,51 @@ impl Reconciler<'_> {
         secret::template_problem(&self.obj, endpoint, held.as_ref())
     }
 
-    /// The Secret as the operator may know it. The watch cache answers when
-    /// it shows credentials or a foreign owner, and when it shows no Secret
-    /// at all once it has listed: the watch sees only labelled Secrets, but
-    /// a registration starts with creating the claim, which fails on any
-    /// existing Secret ([`Self::claim`]). Otherwise the API server is
-    /// asked, reading the data only of a Secret that carries the
-    /// managed-by label. An object that last reported `SecretConflict`
-    /// asks first, so that a foreign Secret costs no Collibra list.
+    /// The Secret as the operator may know it, with its data when it is
+    /// ours or adoptable. The watch cache (metadata only) answers when it
+    /// shows a foreign owner, and when it shows no Secret at all once it
+    /// has listed: the watch sees only labelled Secrets, but a registration
+    /// starts with creating the claim, which fails on any existing Secret
+    /// ([`Self::claim`]). Otherwise the API server is asked, reading the
+    /// data only of a Secret that carries the managed-by label. An object
+    /// that last reported `SecretConflict` asks first, so that a foreign
+    /// Secret costs no Collibra list. Where the metadata alone suffices,
+    /// see [`Self::observe_settled`].
     pub(super) async fn observe_secret(&self) -> Result<(SecretView, Option<Secret>)> {
-        let api = self.secrets();
         match self.ctx.cached_secret(&self.ns, &self.secret_name) {
-            Some(s) => {
-                let v = secret::view(&self.obj, &s);
-                if matches!(&v, SecretView::Managed(m) if m.client_id.is_some())
-                    || matches!(v, SecretView::Foreign { .. })
-                {
-                    return Ok((v, Some((*s).clone())));
-                }
-                // Labelled (ours or adoptable), without credentials in the
-                // cache: the API server has the latest data.
-                return match api
-                    .get_opt(&self.secret_name)
-                    .await
-                    .map_err(Error::kube(KubeCall::GetSecret))?
-                {
-                    None => Ok((SecretView::Missing, None)),
-                    Some(s) if !secret::is_labeled(&s.metadata) => Ok((
-                        SecretView::Foreign {
-                            why: secret::unlabeled(&self.secret_name),
-                        },
-                        None,
-                    )),
-                    Some(s) => Ok((secret::view(&self.obj, &s), Some(s))),
-                };
-            }
+            Some(meta) => match secret::classify(&self.obj, &meta.metadata) {
+                Err(why) => Ok((SecretView::Foreign { why }, None)),
+                // Labelled, ours or adoptable: the API server has the data.
+                Ok(_) => self.read_labelled().await,
+            },
             None if self.ctx.secrets_synced(&self.ns) && !self.last_saw_conflict() => {
-                return Ok((SecretView::Missing, None));
+                Ok((SecretView::Missing, None))
             }
-            None => {}
+            None => self.observe_uncached().await,
         }
-        self.observe_uncached().await
+    }
+
+    /// The Secret as [`Self::observe_secret`] would see it, from the watch's
+    /// metadata alone, when that metadata vouches for the data
+    /// ([`secret::settled`]) and nobody else wrote the Secret since the
+    /// operator last read or wrote it. `None`: read it.
+    pub(super) fn observe_settled(&self) -> Option<SecretView> {
+        let meta = self.ctx.cached_secret(&self.ns, &self.secret_name)?;
+        let own = self.ctx.own_writes(&self.ns)?;
+        if own.is_touched(&self.ns, &self.secret_name) {
+            return None;
+        }
+        // A type replacement left unfinished needs the full walk.
+        let backup = type_change::backup_name(&self.obj);
+        if self.ctx.cached_secret(&self.ns, &backup).is_some() {
+            return None;
+        }
+        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
+        let endpoint = secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        };
+        secret::settled(&self.obj, &meta.metadata, endpoint).map(SecretView::Managed)
     }
 
     /// Whether the last Ready reason reported was `SecretConflict`.
@@ -123,8 +127,8 @@ impl Reconciler<'_> {
     /// The Secret from the API server: its metadata first, its data only
     /// when it carries the managed-by label.
     pub(super) async fn observe_uncached(&self) -> Result<(SecretView, Option<Secret>)> {
-        let api = self.secrets();
-        let meta = api
+        let meta = self
+            .secrets()
             .get_metadata_opt(&self.secret_name)
             .await
             .map_err(Error::kube(KubeCall::GetSecretMetadata))?;
@@ -136,14 +140,30 @@ impl Reconciler<'_> {
                 },
                 None,
             )),
-            Some(_) => match api
-                .get_opt(&self.secret_name)
-                .await
-                .map_err(Error::kube(KubeCall::GetSecret))?
-            {
-                None => Ok((SecretView::Missing, None)),
-                Some(s) => Ok((secret::view(&self.obj, &s), Some(s))),
-            },
+            Some(_) => self.read_labelled().await,
+        }
+    }
+
+    /// Reads a Secret known to carry the managed-by label, data included.
+    async fn read_labelled(&self) -> Result<(SecretView, Option<Secret>)> {
+        if let Some(own) = self.ctx.own_writes(&self.ns) {
+            // From here on, a write by someone else is noted again.
+            own.reading(&self.ns, &self.secret_name);
+        }
+        match self
+            .secrets()
+            .get_opt(&self.secret_name)
+            .await
+            .map_err(Error::kube(KubeCall::GetSecret))?
+        {
+            None => Ok((SecretView::Missing, None)),
+            Some(s) if !secret::is_labeled(&s.metadata) => Ok((
+                SecretView::Foreign {
+                    why: secret::unlabeled(&self.secret_name),
+                },
+                None,
+            )),
+            Some(s) => Ok((secret::view(&self.obj, &s), Some(s))),
         }
     }
 
