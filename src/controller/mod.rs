@@ -189,7 +189,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             watcher::Config::default().labels(&label).streaming_lists(),
         )
         .default_backoff()
-        .modify(slim)
+        .modify(slim_secret)
         .reflect(secret_writer)
         .map({
             let own_writes = own_writes.clone();
@@ -373,6 +373,24 @@ fn slim<K: kube::Resource>(o: &mut K) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// Keeps of a cached Secret's metadata only what decisions read from the
+/// cache (`secret::classify` and `secret::settled`, the owner mapping and
+/// `OwnWrites`): identity, version, the managed-by label, owners and the
+/// operator's own annotations. Everything else is read with the data when
+/// it is needed.
+fn slim_secret(s: &mut PartialObjectMeta<Secret>) {
+    let m = &mut s.metadata;
+    m.managed_fields = None;
+    m.creation_timestamp = None;
+    m.generation = None;
+    if let Some(labels) = m.labels.as_mut() {
+        labels.retain(|k, _| k == MANAGED_BY_LABEL);
+    }
+    if let Some(annotations) = m.annotations.as_mut() {
+        annotations.retain(|k, _| secret::SETTLED_ANNOTATIONS.contains(&k.as_str()));
+    }
+}
+
 /// Secret events that may wait at once for a write in flight.
 const OWN_WRITE_EVENTS_WAITING: usize = 1024;
 
@@ -496,6 +514,52 @@ mod tests {
         assert!(event(watcher::Event::Apply(secret("33"))).is_some());
         own.record(&secret("34"));
         assert!(!own.is_touched("team-a", "billing"), "written again");
+    }
+
+    #[test]
+    fn a_slimmed_secret_still_tells_whether_it_is_settled() {
+        let mut owner = OAuthClient::new(
+            "billing",
+            serde_json::from_value(serde_json::json!({
+                "clientName": "billing-etl",
+                "secretTemplate": {"labels": {"team": "a"}, "annotations": {"note": "x"}}
+            }))
+            .expect("spec"),
+        );
+        owner.metadata.namespace = Some("team-a".into());
+        owner.metadata.uid = Some("uid-1".into());
+        let endpoint = secret::Endpoint {
+            token_url: "https://c/token",
+            collibra_url: "https://c",
+        };
+        let key = secrecy::SecretString::from("s3cr3t");
+        let written = secret::desired(
+            &owner,
+            endpoint,
+            secret::Contents::Credentials {
+                creds: secret::Credentials {
+                    client_id: "id1",
+                    client_secret: &key,
+                },
+                rotated_for: None,
+            },
+            false,
+        );
+        let mut cached = PartialObjectMeta::<Secret> {
+            types: None,
+            metadata: written.metadata.clone(),
+            _phantom: std::marker::PhantomData,
+        };
+        slim_secret(&mut cached);
+        let kept = cached.metadata.annotations.clone().unwrap_or_default();
+        assert!(!kept.contains_key("note"), "template annotations go");
+        assert_eq!(
+            cached.metadata.labels.clone().unwrap_or_default().len(),
+            1,
+            "only the managed-by label stays"
+        );
+        let m = secret::settled(&owner, &cached.metadata, endpoint).expect("still settled");
+        assert_eq!(m.client_id.as_deref(), Some("id1"));
     }
 
     #[tokio::test]

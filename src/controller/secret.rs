@@ -28,6 +28,13 @@ pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
 /// "Memory").
 pub const RENDERED_ANNOTATION: &str = "oauth.collibra.dev/rendered";
 
+/// The annotations [`settled`] reads: all a cached Secret needs to keep.
+pub const SETTLED_ANNOTATIONS: [&str; 3] = [
+    RENDERED_ANNOTATION,
+    REGISTERING_ANNOTATION,
+    ROTATED_FOR_ANNOTATION,
+];
+
 /// Bumped whenever what [`desired`] writes changes for the same inputs, so
 /// that Secrets written by an older operator are read and rewritten once.
 const RENDERING_VERSION: u32 = 1;
@@ -492,19 +499,7 @@ mod tests {
     #[test]
     fn credentials_secret_has_documented_keys_owner_and_template() {
         let o = owner();
-        let secret = SecretString::from("s3cr3t");
-        let s = desired(
-            &o,
-            ep("https://c/rest/oauth/v2/token"),
-            Contents::Credentials {
-                creds: Credentials {
-                    client_id: "id1",
-                    client_secret: &secret,
-                },
-                rotated_for: Some("r1"),
-            },
-            false,
-        );
+        let s = issued(&o, ep("https://c/rest/oauth/v2/token"));
         assert_eq!(data(&s, KEY_CLIENT_ID).as_deref(), Some("id1"));
         assert_eq!(data(&s, KEY_CLIENT_SECRET).as_deref(), Some("s3cr3t"));
         assert_eq!(data(&s, KEY_CLIENT_NAME).as_deref(), Some("billing-etl"));
