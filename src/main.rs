@@ -9,11 +9,11 @@ use collibra_oauth_operator::{
     controller, telemetry,
 };
 
-/// mimalloc rather than glibc's malloc: with the watch caches and many
-/// threads, glibc's per-thread arenas kept about 40 MiB more resident at
+/// jemalloc rather than glibc's malloc: with the watch caches and many
+/// threads, glibc's per-thread arenas kept about 30 MiB more resident at
 /// 10,000 objects for the same live heap (docs/design.md, "Memory").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
