@@ -514,18 +514,18 @@ mod tests {
         let stopped = Arc::new(AtomicUsize::new(0));
         let mut t = Table::default();
         let creds = Watched::secret("team", "creds");
-        let a = track(&mut t, &stopped, &conn("a"), &[creds.clone()]);
+        let a = track(&mut t, &stopped, &conn("a"), std::slice::from_ref(&creds));
         assert_eq!(a.started.len(), 1);
         assert_eq!(a.started[0].0, creds);
         assert!(a.stopped.is_empty());
-        let b = track(&mut t, &stopped, &conn("b"), &[creds.clone()]);
+        let b = track(&mut t, &stopped, &conn("b"), std::slice::from_ref(&creds));
         assert_eq!(b, Changes::default(), "the second reader shares the watch");
         // Tracking the same again changes nothing either.
         assert_eq!(
-            track(&mut t, &stopped, &conn("a"), &[creds.clone()]),
+            track(&mut t, &stopped, &conn("a"), std::slice::from_ref(&creds)),
             Changes::default()
         );
-        assert_eq!(t.watched(), [creds.clone()]);
+        assert_eq!(t.watched(), std::slice::from_ref(&creds));
         assert_eq!(t.users(&creds), 2);
         assert_eq!(stopped.load(Ordering::SeqCst), 0);
     }
@@ -535,14 +535,14 @@ mod tests {
         let stopped = Arc::new(AtomicUsize::new(0));
         let mut t = Table::default();
         let creds = Watched::secret("team", "creds");
-        track(&mut t, &stopped, &conn("a"), &[creds.clone()]);
-        track(&mut t, &stopped, &conn("b"), &[creds.clone()]);
+        track(&mut t, &stopped, &conn("a"), std::slice::from_ref(&creds));
+        track(&mut t, &stopped, &conn("b"), std::slice::from_ref(&creds));
         let a_gone = track(&mut t, &stopped, &conn("a"), &[]);
         assert_eq!(a_gone, Changes::default(), "b still reads it");
         assert_eq!(stopped.load(Ordering::SeqCst), 0);
         assert_eq!(t.users(&creds), 1);
         let b_gone = track(&mut t, &stopped, &conn("b"), &[]);
-        assert_eq!(b_gone.stopped, [creds.clone()]);
+        assert_eq!(b_gone.stopped, std::slice::from_ref(&creds));
         assert_eq!(stopped.load(Ordering::SeqCst), 1, "the guard was dropped");
         assert!(t.watched().is_empty());
         // Forgetting a connection that reads nothing is harmless.
@@ -558,7 +558,7 @@ mod tests {
         let ca = Watched::config_map("team", "ca");
         track(&mut t, &stopped, &conn("a"), &[old.clone(), ca.clone()]);
         let moved = track(&mut t, &stopped, &conn("a"), &[new.clone(), ca.clone()]);
-        assert_eq!(moved.stopped, [old.clone()]);
+        assert_eq!(moved.stopped, std::slice::from_ref(&old));
         assert_eq!(
             moved.started.iter().map(|(w, _)| w).collect::<Vec<_>>(),
             [&new]
@@ -567,7 +567,12 @@ mod tests {
         assert_eq!(t.watched(), [new.clone(), ca.clone()]);
         // A Secret and a ConfigMap of the same name are two objects.
         let same_name = Watched::config_map("team", "new");
-        let c = track(&mut t, &stopped, &conn("b"), &[same_name.clone()]);
+        let c = track(
+            &mut t,
+            &stopped,
+            &conn("b"),
+            std::slice::from_ref(&same_name),
+        );
         assert_eq!(c.started.len(), 1);
         assert_eq!(t.watched().len(), 3);
     }
@@ -577,9 +582,9 @@ mod tests {
         let stopped = Arc::new(AtomicUsize::new(0));
         let mut t = Table::default();
         let creds = Watched::secret("team", "creds");
-        let first = track(&mut t, &stopped, &conn("a"), &[creds.clone()]).started[0].1;
+        let first = track(&mut t, &stopped, &conn("a"), std::slice::from_ref(&creds)).started[0].1;
         track(&mut t, &stopped, &conn("a"), &[]);
-        let second = track(&mut t, &stopped, &conn("a"), &[creds.clone()]).started[0].1;
+        let second = track(&mut t, &stopped, &conn("a"), std::slice::from_ref(&creds)).started[0].1;
         assert_ne!(first, second);
         t.used(&conn("a"), &creds, version("1"));
         assert!(t.observe(&creds, first, Some(version("9"))).is_empty());
@@ -594,9 +599,9 @@ mod tests {
     fn events_wake_the_readers_of_another_version_only() {
         let mut t: Table<()> = Table::default();
         let creds = Watched::secret("team", "creds");
-        let id = t.track(&conn("a"), &[creds.clone()]).started[0].1;
-        t.track(&conn("b"), &[creds.clone()]);
-        t.track(&conn("c"), &[creds.clone()]);
+        let id = t.track(&conn("a"), std::slice::from_ref(&creds)).started[0].1;
+        t.track(&conn("b"), std::slice::from_ref(&creds));
+        t.track(&conn("c"), std::slice::from_ref(&creds));
         assert!(!t.used(&conn("a"), &creds, version("1")));
         assert!(!t.used(&conn("b"), &creds, version("1")));
         // c has not recorded a version yet: its reconcile is under way.
@@ -656,30 +661,18 @@ mod tests {
             ConnectionKey::Cluster { name: "c".into() },
             ConnectionKey::Default,
         ]);
-        let team = team_rx
-            .try_next()
-            .ok()
-            .flatten()
-            .expect("team's controller");
+        let team = team_rx.try_recv().expect("team's controller");
         assert_eq!(
             (team.name.as_str(), team.namespace.as_deref()),
             ("a", Some("team"))
         );
-        let all = all_rx
-            .try_next()
-            .ok()
-            .flatten()
-            .expect("the all-namespaces controller");
+        let all = all_rx.try_recv().expect("the all-namespaces controller");
         assert_eq!(
             (all.name.as_str(), all.namespace.as_deref()),
             ("b", Some("other"))
         );
-        let cluster = cluster_rx
-            .try_next()
-            .ok()
-            .flatten()
-            .expect("cluster controller");
+        let cluster = cluster_rx.try_recv().expect("cluster controller");
         assert_eq!(cluster.name, "c");
-        assert!(team_rx.try_next().is_err() && all_rx.try_next().is_err());
+        assert!(team_rx.try_recv().is_err() && all_rx.try_recv().is_err());
     }
 }
