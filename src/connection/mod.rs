@@ -46,7 +46,7 @@ pub struct ConnectionArgs {
     /// The longest a connection goes without a check. A fallback only: the
     /// credentials Secret and CA bundle a connection reads are watched (by
     /// name, metadata only), and a change is used at once (docs/design.md,
-    /// "Credentials watched, not polled").
+    /// "Connections").
     #[arg(long, env = "CONNECTION_RECHECK", default_value = "10m", value_parser = positive_duration)]
     pub connection_recheck: std::time::Duration,
 

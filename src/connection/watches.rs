@@ -1,7 +1,7 @@
 //! The Secrets and ConfigMaps connections read, watched by name and
 //! metadata only, so that a changed credential is used at once and a
 //! healthy connection reads nothing from the API server between checks
-//! (docs/design.md, "Credentials watched, not polled").
+//! (docs/design.md, "Connections": `watches.rs`).
 //!
 //! One watch per object (namespace, kind, name) however many connections
 //! read it: started when the first connection names it, stopped when the
