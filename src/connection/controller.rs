@@ -66,8 +66,9 @@ pub struct ConnectionContext {
     pub cluster_namespace: String,
     /// How often a healthy connection lists its instance again.
     pub resync: Duration,
-    /// The longest a connection waits for its next check: a fallback, since
-    /// the Secrets and ConfigMaps it reads are watched (see [`watches`](super::watches)).
+    /// The longest a connection waits for its next check: a fallback,
+    /// since the Secrets and ConfigMaps it reads are watched (see
+    /// [`watches`](super::watches)).
     pub recheck: Duration,
     /// The watched scopes: who uses which connection, and how to wake them.
     pub scopes: Vec<Scope>,
@@ -180,8 +181,8 @@ where
     let (store, writer) = reflector::store::<K>();
     // Only spec and finalizer changes wake a reconcile: the controller's own
     // status writes do not. A change of a Secret or ConfigMap a connection
-    // reads wakes it through `woken` (see [`watches`](super::watches)); the timer in
-    // `apply` is the fallback.
+    // reads wakes it through `woken` (see [`watches`](super::watches)); the
+    // timer in `apply` is the fallback.
     let stream = watcher(conns, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -352,8 +353,8 @@ async fn apply<K: ConnectionResource>(
     let health = conn.health();
     report(api, obj, ctx, &conn, &health, counts).await?;
     // A changed Secret or ConfigMap wakes the connection at once (see
-    // [`watches`](super::watches)); the re-check interval bounds the wait should a watch
-    // event be missed or a watch not be allowed.
+    // [`watches`](super::watches)); the re-check interval bounds the wait
+    // should a wake-up be lost or a watch not be allowed.
     let next = if health.reason.is_ready() {
         ctx.resync
     } else {
