@@ -25,7 +25,7 @@ use kube::{
     },
 };
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     ConnectionArgs, accounting,
@@ -35,6 +35,7 @@ use super::{
     metrics::ConnectionObserver,
     registry::{ConnectionState, Fingerprint, Registry, Version},
     status::{self, ConnectionReason, Counts, Health},
+    watches::{Kind, Seen, Watched},
 };
 use crate::{
     api::{
@@ -65,8 +66,9 @@ pub struct ConnectionContext {
     pub cluster_namespace: String,
     /// How often a healthy connection lists its instance again.
     pub resync: Duration,
-    /// How often a connection's Secrets are looked at again (by name,
-    /// metadata only unless they changed).
+    /// The longest a connection waits for its next check: a fallback,
+    /// since the Secrets and ConfigMaps it reads are watched (see
+    /// [`watches`](super::watches)).
     pub recheck: Duration,
     /// The watched scopes: who uses which connection, and how to wake them.
     pub scopes: Vec<Scope>,
@@ -123,7 +125,9 @@ where
         if !servable(&api, "collibraconnections", ns.as_deref()).await {
             continue;
         }
-        runs.push(run_one(api, ctx.clone(), stopped()));
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        ctx.registry.watches().wake_namespaced(ns.clone(), wake);
+        runs.push(run_one(api, woken, ctx.clone(), stopped()));
     }
     runs.push(count_default_instance(ctx.clone(), stopped()));
     let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());
@@ -148,21 +152,37 @@ where
             }
             .boxed(),
         );
-        runs.push(run_one(cluster_api, ctx, stopped()));
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        ctx.registry.watches().wake_cluster(wake);
+        runs.push(run_one(cluster_api, woken, ctx.clone(), stopped()));
     }
+    // The watches of the connections' Secrets stop with the controllers.
+    let stop = stopped();
+    runs.push(
+        async move {
+            stop.await;
+            ctx.registry.watches().clear();
+        }
+        .boxed(),
+    );
     runs
 }
 
-fn run_one<K, S>(conns: Api<K>, ctx: Arc<ConnectionContext>, stopped: S) -> BoxFuture<'static, ()>
+fn run_one<K, S>(
+    conns: Api<K>,
+    woken: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
+    ctx: Arc<ConnectionContext>,
+    stopped: S,
+) -> BoxFuture<'static, ()>
 where
     K: ConnectionResource,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
     // Only spec and finalizer changes wake a reconcile: the controller's own
-    // status writes do not. Credentials are re-checked by name on a timer
-    // (see `apply`): the operator never lists or watches Secrets it does
-    // not label, so it cannot be told when one changes.
+    // status writes do not. A change of a Secret or ConfigMap a connection
+    // reads wakes it through `woken` (see [`watches`](super::watches)); the
+    // timer in `apply` is the fallback.
     let stream = watcher(conns, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -172,12 +192,17 @@ where
             Default::default(),
         );
     Controller::for_stream(stream, store)
+        .reconcile_on(woken)
         .graceful_shutdown_on(stopped)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|r| {
             if let Err(e) = r {
                 match e {
                     kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    // Woken by a watch for a connection deleted meanwhile.
+                    kube::runtime::controller::Error::ObjectNotFound(r) => {
+                        debug!(connection = %r, "woken, but gone");
+                    }
                     other => warn!(error = %other, "connection controller"),
                 }
             }
@@ -327,8 +352,9 @@ async fn apply<K: ConnectionResource>(
     let (conn, counts) = check(obj, ctx).await;
     let health = conn.health();
     report(api, obj, ctx, &conn, &health, counts).await?;
-    // Back again within the re-check interval at the latest, so a changed
-    // Secret (fixed credentials above all) takes effect without a restart.
+    // A changed Secret or ConfigMap wakes the connection at once (see
+    // [`watches`](super::watches)); the re-check interval bounds the wait
+    // should a wake-up be lost or a watch not be allowed.
     let next = if health.reason.is_ready() {
         ctx.resync
     } else {
@@ -347,6 +373,7 @@ async fn cleanup<K: ConnectionResource>(
     if holders.is_empty() {
         info!(connection = %key, "connection deleted; nothing uses it any more");
         ctx.registry.remove(&key);
+        ctx.registry.watches().forget(&key);
         ctx.metrics.connections.forget(&key.label());
         return Ok(Action::await_change());
     }
@@ -465,24 +492,35 @@ async fn probe<K: ConnectionResource>(
 ) -> Result<Counts, Health> {
     let key = obj.key();
     let settings = obj.settings();
-    let url = client_config::url(settings)?;
-    if matches!(key, ConnectionKey::Namespaced { .. }) {
-        client_config::check_host(&url, &ctx.allowed_hosts)?;
-    }
-    let selector = obj
-        .namespace_selector()
-        .map_err(|e| Health::new(ConnectionReason::InvalidSpec, e))?;
-    conn.set_namespace_selector(selector);
     let ns = secret_namespace(obj, &ctx.cluster_namespace);
+    if let Err(h) = usable_spec(obj, ctx, conn) {
+        // Nothing is read for a connection that cannot be used.
+        ctx.registry.watches().forget(&key);
+        return Err(h);
+    }
+    track(ctx, &key, settings, &ns);
     let secret_name = &settings.auth.secret_name;
-    // Metadata first: the data is read only when something changed.
+    // Metadata first: the data is read only when something changed. The
+    // versions come from the watches once they have listed the objects, by
+    // name from the API server until then.
     let seen = Fingerprint {
         generation: obj.meta().generation,
-        credentials: credentials_version(&ctx.client, settings, &ns).await?,
-        ca_bundle: ca_bundle_version(&ctx.client, settings, &ns).await?,
+        credentials: credentials_version(ctx, &key, settings, &ns).await?,
+        ca_bundle: ca_bundle_version(ctx, &key, settings, &ns).await?,
     };
     if !conn.built_from(&seen) {
         let loaded = load(&ctx.client, settings, &ns).await?;
+        // The versions the client is built from are the ones used.
+        let (creds, ca) = read_objects(settings, &ns);
+        let watches = ctx.registry.watches();
+        watches.used(
+            &key,
+            &creds,
+            Seen::of(loaded.credentials.as_ref().map(|s| &s.metadata)),
+        );
+        if let (Some(ca), Some((_, v))) = (ca, &loaded.ca_bundle) {
+            watches.used(&key, &ca, Seen::Present(v.clone()));
+        }
         let fingerprint = Fingerprint {
             generation: obj.meta().generation,
             credentials: loaded
@@ -510,6 +548,24 @@ async fn probe<K: ConnectionResource>(
         &listed_clients(listed),
         &claims(ctx, &key),
     ))
+}
+
+/// Whether the spec may be used at all: a valid URL, on the allow-list
+/// for a namespaced connection, a valid namespaceSelector (recorded).
+fn usable_spec<K: ConnectionResource>(
+    obj: &K,
+    ctx: &ConnectionContext,
+    conn: &ConnectionState,
+) -> Result<(), Health> {
+    let url = client_config::url(obj.settings())?;
+    if matches!(obj.key(), ConnectionKey::Namespaced { .. }) {
+        client_config::check_host(&url, &ctx.allowed_hosts)?;
+    }
+    let selector = obj
+        .namespace_selector()
+        .map_err(|e| Health::new(ConnectionReason::InvalidSpec, e))?;
+    conn.set_namespace_selector(selector);
+    Ok(())
 }
 
 /// The objects a connection's configuration reads, as fetched.
@@ -543,17 +599,74 @@ impl Loaded {
     }
 }
 
+/// The objects a connection reads: its credentials Secret and, if it has
+/// one, its CA bundle's ConfigMap or Secret, all in `ns`.
+pub fn read_objects(
+    settings: &crate::api::connection::ConnectionSettings,
+    ns: &str,
+) -> (Watched, Option<Watched>) {
+    let credentials = Watched::secret(ns, &settings.auth.secret_name);
+    let ca = settings.ca_bundle.as_ref().map(|b| match &b.config_map {
+        Some(name) => Watched::config_map(ns, name),
+        None => Watched::secret(ns, b.secret.as_deref().unwrap_or_default()),
+    });
+    (credentials, ca)
+}
+
+/// Watches what `key` reads now (and nothing it no longer reads).
+fn track(
+    ctx: &ConnectionContext,
+    key: &ConnectionKey,
+    settings: &crate::api::connection::ConnectionSettings,
+    ns: &str,
+) {
+    let (credentials, ca) = read_objects(settings, ns);
+    let wanted: Vec<Watched> = std::iter::once(credentials).chain(ca).collect();
+    ctx.registry.watches().track(&ctx.client, key, &wanted);
+}
+
+/// The version of `what`: from its watch once that has listed it, else
+/// read by name (metadata only). Recorded as the one `key` uses.
+async fn version_of(
+    ctx: &ConnectionContext,
+    key: &ConnectionKey,
+    what: &Watched,
+) -> Result<Seen, kube::Error> {
+    let watches = ctx.registry.watches();
+    let seen = match watches.seen(what) {
+        Some(seen) => seen,
+        None => {
+            let meta = match what.kind {
+                Kind::Secret => Api::<Secret>::namespaced(ctx.client.clone(), &what.namespace)
+                    .get_metadata_opt(&what.name)
+                    .await?
+                    .map(|m| m.metadata),
+                Kind::ConfigMap => {
+                    Api::<ConfigMap>::namespaced(ctx.client.clone(), &what.namespace)
+                        .get_metadata_opt(&what.name)
+                        .await?
+                        .map(|m| m.metadata)
+                }
+            };
+            Seen::of(meta.as_ref())
+        }
+    };
+    watches.used(key, what, seen.clone());
+    Ok(seen)
+}
+
 /// uid and resourceVersion of the credentials Secret (metadata only).
 async fn credentials_version(
-    client: &Client,
+    ctx: &ConnectionContext,
+    key: &ConnectionKey,
     settings: &crate::api::connection::ConnectionSettings,
     ns: &str,
 ) -> Result<Version, Health> {
     let name = &settings.auth.secret_name;
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    match api.get_metadata_opt(name).await {
-        Ok(Some(m)) => Ok((m.metadata.uid, m.metadata.resource_version)),
-        Ok(None) => Err(Health::new(
+    let (what, _) = read_objects(settings, ns);
+    match version_of(ctx, key, &what).await {
+        Ok(Seen::Present(v)) => Ok(v),
+        Ok(Seen::Absent) => Err(Health::new(
             ConnectionReason::CredentialsNotFound,
             format!("spec.auth.secretName: Secret {ns}/{name} does not exist"),
         )),
@@ -567,30 +680,22 @@ async fn credentials_version(
 /// uid and resourceVersion of the CA bundle's ConfigMap or Secret, if one
 /// is configured (metadata only).
 async fn ca_bundle_version(
-    client: &Client,
+    ctx: &ConnectionContext,
+    key: &ConnectionKey,
     settings: &crate::api::connection::ConnectionSettings,
     ns: &str,
 ) -> Result<Option<Version>, Health> {
-    let Some(b) = &settings.ca_bundle else {
+    let (_, Some(what)) = read_objects(settings, ns) else {
         return Ok(None);
     };
-    let (field, name, meta) = if let Some(name) = &b.config_map {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let meta = api.get_metadata_opt(name).await;
-        (
-            "configMap",
-            name.as_str(),
-            meta.map(|m| m.map(|m| m.metadata)),
-        )
-    } else {
-        let name = b.secret.as_deref().unwrap_or_default();
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let meta = api.get_metadata_opt(name).await;
-        ("secret", name, meta.map(|m| m.map(|m| m.metadata)))
+    let field = match what.kind {
+        Kind::ConfigMap => "configMap",
+        Kind::Secret => "secret",
     };
-    match meta {
-        Ok(Some(m)) => Ok(Some((m.uid, m.resource_version))),
-        Ok(None) => Err(Health::new(
+    let name = &what.name;
+    match version_of(ctx, key, &what).await {
+        Ok(Seen::Present(v)) => Ok(Some(v)),
+        Ok(Seen::Absent) => Err(Health::new(
             ConnectionReason::CaBundleNotFound,
             format!("{ns}/{name} (spec.caBundle.{field}) does not exist"),
         )),

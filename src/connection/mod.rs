@@ -6,7 +6,9 @@
 //! - [`registry`]: per-connection state (client, list cache, capabilities,
 //!   health, backoff), keyed by [`ConnectionKey`].
 //! - [`client_config`]: spec + Secret + CA bundle to a client configuration.
-//! - [`controller`]: watches both kinds and their Secrets, probes, reports.
+//! - [`controller`]: watches both kinds, probes, reports.
+//! - [`watches`]: the Secrets and ConfigMaps connections read, watched by
+//!   name (metadata only), shared and reference-counted.
 //! - [`status`]: reasons and conditions; [`accounting`]: managed or not;
 //!   [`hosts`]: the allow-list; [`metrics`]: series by connection;
 //!   [`audit`]: the `audit` subcommand.
@@ -19,6 +21,7 @@ pub mod hosts;
 pub mod metrics;
 pub mod registry;
 pub mod status;
+pub mod watches;
 
 use clap::{ArgAction, Args};
 
@@ -40,10 +43,11 @@ pub struct ConnectionArgs {
     #[arg(long, env = "CLUSTER_CONNECTIONS", action = ArgAction::Set)]
     pub cluster_connections: Option<bool>,
 
-    /// How often a connection's credentials Secret and CA bundle are looked
-    /// at again (by name, metadata only unless they changed): the longest a
-    /// changed Secret takes to be used.
-    #[arg(long, env = "CONNECTION_RECHECK", default_value = "30s", value_parser = positive_duration)]
+    /// The longest a connection goes without a check. A fallback only: the
+    /// credentials Secret and CA bundle a connection reads are watched (by
+    /// name, metadata only), and a change is used at once (docs/design.md,
+    /// "Connections").
+    #[arg(long, env = "CONNECTION_RECHECK", default_value = "10m", value_parser = positive_duration)]
     pub connection_recheck: std::time::Duration,
 
     /// Namespace of ClusterCollibraConnections' credentials Secrets and CA
@@ -104,7 +108,10 @@ mod tests {
         assert!(unset.cluster_connections(true));
         assert!(!unset.cluster_connections(false));
         assert!(unset.namespaced_connection_hosts.is_empty());
-        assert_eq!(unset.connection_recheck, std::time::Duration::from_secs(30));
+        assert_eq!(
+            unset.connection_recheck,
+            std::time::Duration::from_secs(600)
+        );
         let on = Wrap::try_parse_from(["x", "--cluster-connections=true"])
             .expect("parses")
             .args;

@@ -21,7 +21,10 @@ use kube::{
 };
 use rand::Rng;
 
-use super::status::{ConnectionReason, Health};
+use super::{
+    status::{ConnectionReason, Health},
+    watches::Watches,
+};
 use crate::{
     api::connection::{Capabilities, ConnectionKey},
     controller::{connection::Connection as Collibra, decide::Listed},
@@ -239,6 +242,8 @@ pub struct Registry {
     /// Namespace labels, for `namespaceSelector` (set when cluster
     /// connections are served).
     namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
+    /// The watches of the Secrets and ConfigMaps the connections read.
+    watches: Watches,
 }
 
 impl Registry {
@@ -250,7 +255,13 @@ impl Registry {
             connections: RwLock::new(HashMap::new()),
             creating: Mutex::new(()),
             namespaces: OnceLock::new(),
+            watches: Watches::default(),
         }
+    }
+
+    /// The watches of the Secrets and ConfigMaps the connections read.
+    pub fn watches(&self) -> &Watches {
+        &self.watches
     }
 
     /// Uses `store` for namespace labels (`namespaceSelector`).

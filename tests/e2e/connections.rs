@@ -18,6 +18,8 @@ test_support::tests!(
     Env;
     connection_same_client_name_in_two_instances,
     connection_wrong_credentials_then_fixed,
+    connection_fixed_credentials_are_used_at_once,
+    connection_missing_credentials_created_are_used_at_once,
     connection_host_not_on_the_allow_list_is_refused,
     connection_of_another_namespace_is_refused,
     connection_deleted_while_in_use_waits_for_its_users,
@@ -203,6 +205,119 @@ async fn connection_wrong_credentials_then_fixed(env: Arc<Env>) -> anyhow::Resul
             f.collibra.clients().is_empty(),
             "nothing in the default instance"
         );
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+/// Loopback allowed, and a re-check timer far longer than any test: what
+/// wakes a connection is the watch of its Secret, or its own backoff.
+fn watched_not_polled() -> Options {
+    let mut o = allowing_loopback();
+    o.extra_args
+        .extend(["--connection-recheck".to_owned(), "1h".to_owned()]);
+    o
+}
+
+/// How long a failing connection is left alone before its Secret is fixed,
+/// and how soon after the fix it must be Connected. Its backoff doubles
+/// from 2 s (±20 %), so its checks fall at most 36 s and at least 49.6 s
+/// after the first failure: fixed at 40 s and Connected by 48 s, only the
+/// watch can have woken it.
+const LEFT_FAILING: Duration = Duration::from_secs(40);
+const USED_WITHIN: Duration = Duration::from_secs(8);
+
+/// Waits (at most `within`) until connection `name` has Ready reason `reason`.
+async fn connected_within(f: &Fixture, name: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(c) = connections(f).get_opt(name).await? {
+            if connection_reason(&c).as_deref() == Some(ConnectionReason::Connected.as_str()) {
+                return Ok(());
+            }
+            last = connection_reason(&c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "connection {name} not Connected within {within:?} of the Secret's fix (last reason {last:?}); the watch of its Secret did not wake it\n--- operator log (tail) ---\n{}",
+        tail(&f.op.log(), 40)
+    )
+}
+
+async fn connection_fixed_credentials_are_used_at_once(env: Arc<Env>) -> anyhow::Result<()> {
+    let f = Fixture::with(env, "conn-fixed", watched_not_polled()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        credentials(&f, "sim-b", "wrong").await?;
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        wait_connection_reason(&f, "sim-b", ConnectionReason::AuthenticationFailed).await?;
+        f.apply(&manifest("app", "app", &via("sim-b"))).await?;
+        tokio::time::sleep(LEFT_FAILING).await;
+        let c = connections(&f).get("sim-b").await?;
+        ensure!(
+            connection_reason(&c).as_deref()
+                == Some(ConnectionReason::AuthenticationFailed.as_str()),
+            "still failing before the fix: {:?}",
+            connection_reason(&c)
+        );
+        credentials(&f, "sim-b", "operator-secret").await?;
+        connected_within(&f, "sim-b", USED_WITHIN).await?;
+        f.wait_reason("app", Reason::Registered.as_str()).await?;
+        ensure!(other.handle().clients().len() == 1);
+        Ok(())
+    }
+    .await;
+    other.shutdown().await;
+    f.finish().await?;
+    result
+}
+
+async fn connection_missing_credentials_created_are_used_at_once(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let f = Fixture::with(env, "conn-created", watched_not_polled()).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    let result = async {
+        f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
+        let c = wait_connection_reason(&f, "sim-b", ConnectionReason::CredentialsNotFound).await?;
+        let message = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.contains("sim-b"),
+            "the message names the Secret: {message}"
+        );
+        tokio::time::sleep(LEFT_FAILING).await;
+        credentials(&f, "sim-b", "operator-secret").await?;
+        connected_within(&f, "sim-b", USED_WITHIN).await?;
+        // Deleted again: the watch tells the connection at once too.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(f.env.client.clone(), &f.ns);
+        secrets.delete("sim-b", &DeleteParams::default()).await?;
+        let deadline = Instant::now() + USED_WITHIN;
+        loop {
+            let c = connections(&f).get("sim-b").await?;
+            if connection_reason(&c).as_deref()
+                == Some(ConnectionReason::CredentialsNotFound.as_str())
+            {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the deleted Secret is not noticed within {USED_WITHIN:?}: {:?}\n{}",
+                connection_reason(&c),
+                tail(&f.op.log(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(())
     }
     .await;

@@ -775,6 +775,13 @@ async fn packaging_namespaced_mode_with_only_the_charts_roles(env: Arc<Env>) -> 
             ),
             (vec!["list", "namespaces"], false),
             (vec!["get", "configmaps", "-n", &watched], true),
+            // Connections' Secrets and CA bundle ConfigMaps are watched by
+            // name: list and watch in the watched namespace, nowhere else.
+            (vec!["watch", "configmaps", "-n", &watched], true),
+            (vec!["list", "configmaps", "-n", &watched], true),
+            (vec!["watch", "secrets", "-n", &watched], true),
+            (vec!["list", "configmaps", "--all-namespaces"], false),
+            (vec!["watch", "configmaps", "-n", "default"], false),
             (
                 vec!["update", "oauthclients.oauth.collibra.dev", "-n", &watched],
                 false,

@@ -312,8 +312,15 @@ async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Re
             vec!["create", "events.events.k8s.io", "--all-namespaces"],
             true,
         ),
-        (vec!["list", "configmaps", "--all-namespaces"], false),
+        // CA bundle ConfigMaps are read and watched by name (metadata only,
+        // a field selector on metadata.name), wherever connections live;
+        // a name-selected watch takes list and watch. Never written.
         (vec!["get", "configmaps", "-n", "team-a"], true),
+        (vec!["list", "configmaps", "--all-namespaces"], true),
+        (vec!["watch", "configmaps", "--all-namespaces"], true),
+        (vec!["create", "configmaps", "--all-namespaces"], false),
+        (vec!["patch", "configmaps", "--all-namespaces"], false),
+        (vec!["delete", "configmaps", "--all-namespaces"], false),
         (
             vec![
                 "watch",

@@ -93,18 +93,19 @@ The rules the operator needs, and nothing more. Used by the ClusterRole
   resources: ["events"]
   verbs: ["create", "patch"]
 # CollibraConnections: watched, the finalizer patched, status written.
-# Their credentials Secrets are read (and their changes watched) with the
-# Secret rule above.
+# Their credentials Secrets are read, and watched by name (metadata only,
+# a field selector on metadata.name), with the Secret rule above.
 - apiGroups: ["oauth.collibra.dev"]
   resources: ["collibraconnections"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["oauth.collibra.dev"]
   resources: ["collibraconnections/status"]
   verbs: ["get", "patch"]
-# A connection's CA bundle may be in a ConfigMap: read by name, never listed.
+# A connection's CA bundle may be in a ConfigMap: read by name, and watched
+# by name (metadata only); a name-selected watch takes list and watch.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/*
