@@ -74,6 +74,14 @@ fn connection_reason(c: &CollibraConnection) -> Option<String> {
         .map(|c| c.reason.clone())
 }
 
+fn connection_message(c: &CollibraConnection) -> String {
+    c.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 /// Waits until connection `name` satisfies `pred`.
 async fn wait_connection(
     f: &Fixture,
@@ -285,12 +293,7 @@ async fn connection_missing_credentials_created_are_used_at_once(
     let result = async {
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
         let c = wait_connection_reason(&f, "sim-b", ConnectionReason::CredentialsNotFound).await?;
-        let message = c
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = connection_message(&c);
         ensure!(
             message.contains("sim-b"),
             "the message names the Secret: {message}"
@@ -334,12 +337,7 @@ async fn connection_host_not_on_the_allow_list_is_refused(env: Arc<Env>) -> anyh
         credentials(&f, "sim-b", "operator-secret").await?;
         f.apply(&connection("sim-b", &other.url(), "sim-b")).await?;
         let c = wait_connection_reason(&f, "sim-b", ConnectionReason::HostNotAllowed).await?;
-        let message = c
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = connection_message(&c);
         ensure!(
             message.contains("--namespaced-connection-hosts"),
             "the message says what the admin controls: {message}"
@@ -410,12 +408,7 @@ async fn connection_deleted_while_in_use_waits_for_its_users(env: Arc<Env>) -> a
             .delete("sim-b", &DeleteParams::default())
             .await?;
         let c = wait_connection_reason(&f, "sim-b", ConnectionReason::InUse).await?;
-        let message = c
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = connection_message(&c);
         ensure!(
             message.contains(&format!("{}/app", f.ns)),
             "InUse names the OAuthClient that holds it: {message}"
