@@ -120,6 +120,26 @@ impl Metrics {
     }
 }
 
+/// Runs a benchmark's async main on a two-thread runtime (the machine's
+/// cores), with rustls' ring provider installed; Ctrl-C ends it with an
+/// error instead of leaving control planes behind.
+pub fn run<F>(bench: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::select! {
+            r = bench => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })
+}
+
 /// Rounds to three decimals, for reports.
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

@@ -88,17 +88,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        tokio::select! {
-            r = bench(args) => r,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        }
-    })
+    collibra_oauth_bench::run(bench(args))
 }
 
 /// The running operator's resource use.

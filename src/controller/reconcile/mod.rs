@@ -208,6 +208,7 @@ impl<'a> Reconciler<'a> {
                 SecretView::Managed(m),
             ) = (self.decide(&view, listed.as_ref()), listed, &view)
             {
+                tracing::debug!(object = %self.obj.name_any(), plan = "InSync", "decided from the Secret's metadata");
                 return self
                     .in_sync(
                         None,

@@ -120,17 +120,7 @@ fn main() -> anyhow::Result<()> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        tokio::select! {
-            r = bench(args) => r,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        }
-    })
+    collibra_oauth_bench::run(bench(args))
 }
 
 /// SIGTERM, then SIGKILL after this long.
