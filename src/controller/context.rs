@@ -270,36 +270,32 @@ impl Context {
         }
     }
 
+    /// The watched scope that covers namespace `ns`.
+    fn scope(&self, ns: &str) -> Option<&Scope> {
+        self.scopes.iter().find(|s| s.covers(ns))
+    }
+
     /// The managed Secret `ns/name`'s metadata as last seen by the watch.
     pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<PartialObjectMeta<Secret>>> {
-        let key = ObjectRef::new(name).within(ns);
-        self.scopes
-            .iter()
-            .find(|s| s.covers(ns))
-            .and_then(|s| s.secrets.get(&key))
+        self.scope(ns)
+            .and_then(|s| s.secrets.get(&ObjectRef::new(name).within(ns)))
     }
 
     /// The [`OwnWrites`] of the scope covering `ns`.
     pub fn own_writes(&self, ns: &str) -> Option<&OwnWrites> {
-        self.scopes
-            .iter()
-            .find(|s| s.covers(ns))
-            .map(|s| s.own_writes.as_ref())
+        self.scope(ns).map(|s| s.own_writes.as_ref())
     }
 
     /// Marks a write of the Secret `ns/name` as sent (see [`OwnWrites`]).
     pub fn own_write(&self, ns: &str, name: &str) -> Option<InFlight> {
-        self.scopes
-            .iter()
-            .find(|s| s.covers(ns))
-            .map(|s| s.own_writes.begin(ns, name))
+        self.scope(ns).map(|s| s.own_writes.begin(ns, name))
     }
 
     /// Whether the watch of managed Secrets covering `ns` has listed them
     /// all, so that a Secret absent from [`Context::cached_secret`] was
     /// absent when it listed (it may have been written since).
     pub fn secrets_synced(&self, ns: &str) -> bool {
-        self.scopes.iter().find(|s| s.covers(ns)).is_some_and(|s| {
+        self.scope(ns).is_some_and(|s| {
             futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
                 .is_some_and(|r| r.is_ok())
         })

@@ -43,14 +43,19 @@ impl Reconciler<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.ns)
     }
 
-    /// The Secret body for `contents`, with the Secret's owner unless `orphan`.
-    fn render(&self, contents: Contents<'_>, orphan: bool) -> Secret {
+    /// Calls `f` with the Collibra instance's URLs, which the Secret's
+    /// descriptive keys and templates read.
+    fn with_endpoint<R>(&self, f: impl FnOnce(secret::Endpoint<'_>) -> R) -> R {
         let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
-        let endpoint = secret::Endpoint {
+        f(secret::Endpoint {
             token_url: &token_url,
             collibra_url: &collibra_url,
-        };
-        secret::desired(&self.obj, endpoint, contents, orphan)
+        })
+    }
+
+    /// The Secret body for `contents`, with the Secret's owner unless `orphan`.
+    fn render(&self, contents: Contents<'_>, orphan: bool) -> Secret {
+        self.with_endpoint(|endpoint| secret::desired(&self.obj, endpoint, contents, orphan))
     }
 
     /// Why the template cannot be rendered (with the credentials `current`
@@ -60,12 +65,7 @@ impl Reconciler<'_> {
         current: Option<&Secret>,
     ) -> Option<secret_template::TemplateError> {
         let held = current.and_then(secret_template::stored_credentials);
-        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
-        let endpoint = secret::Endpoint {
-            token_url: &token_url,
-            collibra_url: &collibra_url,
-        };
-        secret::template_problem(&self.obj, endpoint, held.as_ref())
+        self.with_endpoint(|endpoint| secret::template_problem(&self.obj, endpoint, held.as_ref()))
     }
 
     /// The Secret as the operator may know it, with its data when it is
@@ -107,12 +107,8 @@ impl Reconciler<'_> {
         if self.ctx.cached_secret(&self.ns, &backup).is_some() {
             return None;
         }
-        let (token_url, collibra_url) = (self.collibra.token_url(), self.collibra.base_url());
-        let endpoint = secret::Endpoint {
-            token_url: &token_url,
-            collibra_url: &collibra_url,
-        };
-        secret::settled(&self.obj, &meta.metadata, endpoint).map(SecretView::Managed)
+        self.with_endpoint(|endpoint| secret::settled(&self.obj, &meta.metadata, endpoint))
+            .map(SecretView::Managed)
     }
 
     /// Whether the last Ready reason reported was `SecretConflict`.
