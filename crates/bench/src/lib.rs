@@ -6,6 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -18,6 +19,55 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use test_support::Operator;
+
+/// The flags `collibra-oauth-bench` and `collibra-oauth-bench-connections`
+/// share: the rollout, the simulators, the operator and where to write.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RolloutArgs {
+    /// Number of OAuthClients to create.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// The operator's --resync-interval; also the steady-state window.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub resync: Duration,
+    /// Each simulator's rate limit (requests per second, Retry-After 1 s);
+    /// with connections, also each connection's `spec.rateLimit`.
+    #[arg(long, default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Each simulator's latency per request.
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// The operator binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/collibra-oauth-operator")]
+    pub operator: PathBuf,
+    /// Objects created at once by the benchmark (server-side apply).
+    #[arg(long, default_value_t = 32)]
+    pub create_concurrency: usize,
+    /// Longest wait for all objects to be Ready (default: 10 x N / rate +
+    /// 120 s; with connections, 10 x N / 50 + 120 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Copy the operator's log here at the end.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+/// Writes a benchmark's report as pretty JSON to `path`, if one was given;
+/// `who` names the benchmark in the message.
+pub fn write_report(
+    path: Option<&Path>,
+    report: &serde_json::Value,
+    who: &str,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")?;
+        eprintln!("{who}: wrote {}", path.display());
+    }
+    Ok(())
+}
 
 /// Resource use of a process, from /proc.
 #[derive(Clone, Copy, Debug, Default)]

@@ -21,14 +21,13 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use collibra_oauth_bench::{
-    Proc, load, meminfo_total, round3, scrape, wait_operator_ready, watch_ready,
+    Proc, RolloutArgs, load, meminfo_total, round3, scrape, wait_operator_ready, watch_ready,
 };
 use collibra_oauth_operator::api::OAuthClient;
 use collibra_sim::{Faults, RateLimit, SimConfig, Simulator, Stats};
@@ -43,33 +42,8 @@ use test_support::{Env, Operator, Rbac};
 #[derive(Parser, Debug)]
 #[command(about = "Rollout benchmark: N OAuthClients against the rate-limited simulator")]
 struct Args {
-    /// Number of OAuthClients to create.
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
-    /// The operator's --resync-interval; also the steady-state window.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    resync: Duration,
-    /// Simulator rate limit (requests per second, Retry-After 1 s).
-    #[arg(long, default_value_t = 50)]
-    rate_limit: u32,
-    /// Simulator latency per request.
-    #[arg(long, default_value_t = 20)]
-    latency_ms: u64,
-    /// The operator binary (build it with `cargo build --release`).
-    #[arg(long, default_value = "target/release/collibra-oauth-operator")]
-    operator: PathBuf,
-    /// Objects created at once by the benchmark (server-side apply).
-    #[arg(long, default_value_t = 32)]
-    create_concurrency: usize,
-    /// Longest wait for all objects to be Ready (default: 10 x N / rate + 120 s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Write the figures as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Copy the operator's log here at the end.
-    #[arg(long)]
-    log: Option<PathBuf>,
+    #[command(flatten)]
+    rollout: RolloutArgs,
     /// Skip the steady-state window.
     #[arg(long)]
     no_steady: bool,
@@ -176,27 +150,27 @@ fn delta(a: &Snapshot, b: &Snapshot) -> Value {
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
-    if !args.operator.exists() {
+    if !args.rollout.operator.exists() {
         bail!(
             "{} not found: run `cargo build --release` first (or pass --operator)",
-            args.operator.display()
+            args.rollout.operator.display()
         );
     }
-    let n = args.n;
+    let n = args.rollout.n;
     let began = Instant::now();
     let load_start = load();
     eprintln!("bench: N={n}, starting the control plane (load {load_start})");
     // The benchmark measures the chart's default (cluster-wide) RBAC.
-    let env = Env::start_with(args.operator.clone(), Rbac::ClusterWide).await?;
+    let env = Env::start_with(args.rollout.operator.clone(), Rbac::ClusterWide).await?;
     let dir = tempfile::tempdir()?;
     let ns = env.cp.create_namespace("bench").await?;
 
     let sim = Simulator::start(SimConfig::default()).await?;
     let collibra = sim.handle();
     collibra.set_faults(Faults {
-        latency_ms: args.latency_ms,
+        latency_ms: args.rollout.latency_ms,
         rate_limit: Some(RateLimit {
-            requests_per_second: args.rate_limit,
+            requests_per_second: args.rollout.rate_limit,
             retry_after_secs: Some(1),
         }),
         ..Faults::default()
@@ -208,7 +182,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "--watch-namespaces".to_owned(),
         ns.clone(),
         "--resync-interval".to_owned(),
-        humantime::format_duration(args.resync).to_string(),
+        humantime::format_duration(args.rollout.resync).to_string(),
     ];
     op_args.extend(args.operator_args.iter().cloned());
     let log = dir.path().join("operator.log");
@@ -218,11 +192,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let result = async {
-        let op = Operator::start(args.operator.clone(), log.clone(), op_args.clone(), envs)?;
+        let op = Operator::start(
+            args.rollout.operator.clone(),
+            log.clone(),
+            op_args.clone(),
+            envs,
+        )?;
         run_phases(&args, &env.client, &ns, &collibra, op, &http).await
     }
     .await;
-    if let Some(to) = &args.log {
+    if let Some(to) = &args.rollout.log {
         let _ = std::fs::copy(&log, to);
     }
     sim.shutdown().await;
@@ -248,10 +227,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
     report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
     print_table(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("bench: wrote {}", path.display());
-    }
+    collibra_oauth_bench::write_report(args.rollout.json.as_deref(), &report, "bench")?;
     Ok(())
 }
 
@@ -263,8 +239,8 @@ async fn run_phases(
     mut op: Operator,
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
-    let n = args.n;
-    let rate = f64::from(args.rate_limit);
+    let n = args.rollout.n;
+    let rate = f64::from(args.rollout.rate_limit);
     wait_operator_ready(&mut op, http, Duration::from_secs(60)).await?;
     let api: Api<OAuthClient> = Api::namespaced(admin.clone(), ns);
     let mut ready = watch_ready(api.clone());
@@ -275,7 +251,7 @@ async fn run_phases(
     eprintln!("bench: creating {n} OAuthClients");
     let creating = {
         let api = api.clone();
-        let c = args.create_concurrency.max(1);
+        let c = args.rollout.create_concurrency.max(1);
         async move {
             futures::stream::iter(0..n)
                 .map(|i| {
@@ -306,6 +282,7 @@ async fn run_phases(
     let created_in = creating.await?;
     eprintln!("bench: created in {:.1}s", created_in.as_secs_f64());
     let timeout = args
+        .rollout
         .timeout
         .unwrap_or_else(|| Duration::from_secs_f64(10.0 * n as f64 / rate + 120.0));
     let deadline = t0 + timeout;
@@ -347,8 +324,8 @@ async fn run_phases(
     let steady = if args.no_steady {
         Value::Null
     } else {
-        eprintln!("bench: steady-state window of {:?}", args.resync);
-        tokio::time::sleep(args.resync).await;
+        eprintln!("bench: steady-state window of {:?}", args.rollout.resync);
+        tokio::time::sleep(args.rollout.resync).await;
         let s2 = snapshot(&op, http, collibra).await?;
         let mut d = delta(&s1, &s2);
         let minutes = s2.at.duration_since(s1.at).as_secs_f64() / 60.0;
@@ -413,9 +390,9 @@ async fn run_phases(
     let first = restart["first_reconcile_seconds"].as_f64();
     Ok(json!({
         "n": n,
-        "resync_seconds": args.resync.as_secs_f64(),
-        "rate_limit_per_second": args.rate_limit,
-        "latency_ms": args.latency_ms,
+        "resync_seconds": args.rollout.resync.as_secs_f64(),
+        "rate_limit_per_second": args.rollout.rate_limit,
+        "latency_ms": args.rollout.latency_ms,
         "create_seconds": round3(created_in.as_secs_f64()),
         "converge_seconds": round3(converge.as_secs_f64()),
         "physical_limit_seconds": round3(limit),

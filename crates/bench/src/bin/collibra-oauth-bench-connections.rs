@@ -34,15 +34,14 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use collibra_oauth_bench::{
-    Metrics, Proc, Spread, counts, diff_counts, load, meminfo_total, place, ratios, round3, scrape,
-    wait_operator_ready, watch_ready,
+    Metrics, Proc, RolloutArgs, Spread, counts, diff_counts, load, meminfo_total, place, ratios,
+    round3, scrape, wait_operator_ready, watch_ready,
 };
 use collibra_oauth_operator::api::{
     OAuthClient,
@@ -71,40 +70,14 @@ enum Kind {
 #[derive(Parser, Debug)]
 #[command(about = "N OAuthClients over C connections, each its own rate-limited simulator")]
 struct Args {
-    /// Number of OAuthClients to create.
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
+    #[command(flatten)]
+    rollout: RolloutArgs,
     /// Number of connections (and simulators).
     #[arg(long, default_value_t = 10)]
     connections: usize,
     /// Which kind of connection to create.
     #[arg(long, value_enum, default_value_t = Kind::Namespaced)]
     kind: Kind,
-    /// The operator's --resync-interval; also the steady-state window.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    resync: Duration,
-    /// Each simulator's rate limit (requests per second, Retry-After 1 s);
-    /// also each connection's `spec.rateLimit`.
-    #[arg(long, default_value_t = 50)]
-    rate_limit: u32,
-    /// Each simulator's latency per request.
-    #[arg(long, default_value_t = 20)]
-    latency_ms: u64,
-    /// The operator binary (build it with `cargo build --release`).
-    #[arg(long, default_value = "target/release/collibra-oauth-operator")]
-    operator: PathBuf,
-    /// Objects created at once by the benchmark (server-side apply).
-    #[arg(long, default_value_t = 32)]
-    create_concurrency: usize,
-    /// Longest wait for all objects to be Ready (default: 10 x N / 50 + 120 s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Write the figures as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Copy the operator's log here at the end.
-    #[arg(long)]
-    log: Option<PathBuf>,
     /// Steady-state windows of one resync period each, one after the
     /// other (the first can still hold the status updates of the rollout's
     /// last counts); 0 skips them.
@@ -249,20 +222,20 @@ fn steady_window(a: &Snapshot, b: &Snapshot, connections: usize, n: usize) -> Va
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
-    if !args.operator.exists() {
+    if !args.rollout.operator.exists() {
         bail!(
             "{} not found: run `cargo build --release` first (or pass --operator)",
-            args.operator.display()
+            args.rollout.operator.display()
         );
     }
-    let (n, c) = (args.n, args.connections);
+    let (n, c) = (args.rollout.n, args.connections);
     let began = Instant::now();
     let load_start = load();
     eprintln!(
         "bench-connections: N={n}, C={c} ({:?}), starting the control plane (load {load_start})",
         args.kind
     );
-    let env = Env::start_with(args.operator.clone(), Rbac::ClusterWide).await?;
+    let env = Env::start_with(args.rollout.operator.clone(), Rbac::ClusterWide).await?;
     let dir = tempfile::tempdir()?;
     let ns = env.cp.create_namespace("bench").await?;
     let namespaces = Namespaces {
@@ -274,9 +247,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     };
 
     let faults = Faults {
-        latency_ms: args.latency_ms,
+        latency_ms: args.rollout.latency_ms,
         rate_limit: Some(RateLimit {
-            requests_per_second: args.rate_limit,
+            requests_per_second: args.rollout.rate_limit,
             retry_after_secs: Some(1),
         }),
         ..Faults::default()
@@ -295,7 +268,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "--watch-namespaces".to_owned(),
         ns.clone(),
         "--resync-interval".to_owned(),
-        humantime::format_duration(args.resync).to_string(),
+        humantime::format_duration(args.rollout.resync).to_string(),
     ];
     match args.kind {
         Kind::Namespaced => op_args.extend([
@@ -316,7 +289,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let result = async {
-        let op = Operator::start(args.operator.clone(), log.clone(), op_args.clone(), envs)?;
+        let op = Operator::start(
+            args.rollout.operator.clone(),
+            log.clone(),
+            op_args.clone(),
+            envs,
+        )?;
         run_phases(
             &args,
             &env.client,
@@ -329,7 +307,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .await
     }
     .await;
-    if let Some(to) = &args.log {
+    if let Some(to) = &args.rollout.log {
         let _ = std::fs::copy(&log, to);
     }
     for s in sims {
@@ -360,10 +338,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
     report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
     print_table(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("bench-connections: wrote {}", path.display());
-    }
+    collibra_oauth_bench::write_report(args.rollout.json.as_deref(), &report, "bench-connections")?;
     Ok(())
 }
 
@@ -412,7 +387,7 @@ async fn create_connections(
                 "spec": {
                     "url": sim.url(),
                     "auth": { "type": "oauth", "secretName": name },
-                    "rateLimit": f64::from(args.rate_limit),
+                    "rateLimit": f64::from(args.rollout.rate_limit),
                 },
             });
             async move {
@@ -421,7 +396,7 @@ async fn create_connections(
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(args.create_concurrency.max(1))
+        .buffer_unordered(args.rollout.create_concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await?;
     let deadline = t0 + Duration::from_secs(120) + Duration::from_millis(200 * sims.len() as u64);
@@ -611,7 +586,7 @@ async fn run_phases(
     mut op: Operator,
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
-    let (n, c) = (args.n, args.connections);
+    let (n, c) = (args.rollout.n, args.connections);
     let ns = &namespaces.objects;
     let handles: Vec<SimHandle> = sims.iter().map(Simulator::handle).collect();
     let default = default_sim.handle();
@@ -650,7 +625,7 @@ async fn run_phases(
                     .map(|_| ())
                 }
             })
-            .buffer_unordered(args.create_concurrency.max(1))
+            .buffer_unordered(args.rollout.create_concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
         t0.elapsed()
@@ -660,6 +635,7 @@ async fn run_phases(
         created_in.as_secs_f64()
     );
     let timeout = args
+        .rollout
         .timeout
         .unwrap_or_else(|| Duration::from_secs_f64(10.0 * n as f64 / 50.0 + 120.0));
     let deadline = t0 + timeout;
@@ -719,9 +695,9 @@ async fn run_phases(
         eprintln!(
             "bench-connections: steady-state window {} of {:?}",
             w + 1,
-            args.resync
+            args.rollout.resync
         );
-        tokio::time::sleep(args.resync).await;
+        tokio::time::sleep(args.rollout.resync).await;
         let next = snapshot(&op, http, &handles, &default).await?;
         windows.push(steady_window(&prev, &next, c, n));
         prev = next;
@@ -743,15 +719,15 @@ async fn run_phases(
         "n": n,
         "connections": c,
         "kind": format!("{:?}", args.kind),
-        "resync_seconds": args.resync.as_secs_f64(),
-        "rate_limit_per_second_per_connection": args.rate_limit,
-        "latency_ms": args.latency_ms,
+        "resync_seconds": args.rollout.resync.as_secs_f64(),
+        "rate_limit_per_second_per_connection": args.rollout.rate_limit,
+        "latency_ms": args.rollout.latency_ms,
         "connections_ready_seconds": round3(connected_in.as_secs_f64()),
         "connection_setup": setup,
         "create_seconds": round3(created_in.as_secs_f64()),
         "all_ready_seconds": round3(all_ready.as_secs_f64()),
         "converge_seconds": round3(converge.as_secs_f64()),
-        "physical_limit_seconds": round3(n as f64 / (f64::from(args.rate_limit) * c as f64)),
+        "physical_limit_seconds": round3(n as f64 / (f64::from(args.rollout.rate_limit) * c as f64)),
         "rollout": rollout,
         "audit": {
             "secrets_verified": checked.verified,

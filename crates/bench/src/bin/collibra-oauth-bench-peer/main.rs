@@ -177,10 +177,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     });
     report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
     table::print(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("bench-peer: wrote {}", path.display());
-    }
+    collibra_oauth_bench::write_report(args.json.as_deref(), &report, "bench-peer")?;
     Ok(())
 }
 
