@@ -10,13 +10,14 @@ use collibra_oauth_operator::{
     controller::{
         context::{Context, Scope, Settings},
         reconcile::reconcile,
+        secret_cache::SecretCache,
     },
     events::Recorder,
     metrics::Metrics,
 };
 use collibra_sim::{SimConfig, Simulator};
 use http::{Request, Response, StatusCode};
-use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Client,
     client::Body,
@@ -70,9 +71,9 @@ async fn context_showing(
     let (oauth_clients, _w1) = reflector::store::<OAuthClient>();
     // The Secret watch has listed (and found none): the operator's state
     // once its caches synced.
-    let (secrets, mut w2) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secrets = Arc::new(SecretCache::default());
     if let Some(metadata) = secret {
-        w2.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(
+        secrets.apply(&kube::runtime::watcher::Event::InitApply(
             PartialObjectMeta {
                 types: None,
                 metadata,
@@ -81,7 +82,7 @@ async fn context_showing(
         ));
     }
     if synced {
-        w2.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        secrets.apply(&kube::runtime::watcher::Event::InitDone);
     }
     let recorder = Recorder::new(
         client.clone(),

@@ -9,10 +9,11 @@ use std::{
 };
 
 use collibra_client::{CollibraClient, IssuedClient};
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, jiff::Timestamp,
+};
 use kube::{
     Client, ResourceExt,
-    core::PartialObjectMeta,
     runtime::reflector::{ObjectRef, Store},
 };
 
@@ -22,6 +23,7 @@ use super::{
     decide::{NameClaim, name_owner},
     names::NameIndex,
     reasons::Reason,
+    secret_cache::SecretCache,
 };
 use crate::{
     api::{OAuthClient, Replacement},
@@ -45,7 +47,7 @@ pub struct Scope {
     /// Secrets in the scope that carry the managed-by label, as metadata
     /// only: their data is read when the metadata cannot tell (see
     /// `secret::settled`).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub secrets: Arc<SecretCache>,
     /// Asks the scope's controller to reconcile an object now.
     pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
     /// The Secret versions this process wrote, whose watch events wake no
@@ -276,9 +278,8 @@ impl Context {
     }
 
     /// The managed Secret `ns/name`'s metadata as last seen by the watch.
-    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<PartialObjectMeta<Secret>>> {
-        self.scope(ns)
-            .and_then(|s| s.secrets.get(&ObjectRef::new(name).within(ns)))
+    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<ObjectMeta> {
+        self.scope(ns).and_then(|s| s.secrets.get(ns, name))
     }
 
     /// The [`OwnWrites`] of the scope covering `ns`.
@@ -295,10 +296,7 @@ impl Context {
     /// all, so that a Secret absent from [`Context::cached_secret`] was
     /// absent when it listed (it may have been written since).
     pub fn secrets_synced(&self, ns: &str) -> bool {
-        self.scope(ns).is_some_and(|s| {
-            futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
-                .is_some_and(|r| r.is_ok())
-        })
+        self.scope(ns).is_some_and(|s| s.secrets.synced())
     }
 
     /// Waits until the Secret watch covering `ns` has listed, at most

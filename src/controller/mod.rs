@@ -16,6 +16,7 @@ pub mod names;
 pub mod reasons;
 pub mod reconcile;
 pub mod secret;
+pub mod secret_cache;
 pub mod status;
 pub mod type_change;
 
@@ -175,7 +176,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .combine(predicates::finalizers),
                 Default::default(),
             );
-        let (secret_store, secret_writer) = reflector::store();
+        let secret_cache = Arc::new(secret_cache::SecretCache::default());
         let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
         // A version this process wrote wakes nothing: the reconcile that
         // wrote it knows it already (docs/design.md, "Requests per
@@ -190,7 +191,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .default_backoff()
         .modify(slim_secret)
-        .reflect(secret_writer)
+        .inspect_ok({
+            let cache = secret_cache.clone();
+            move |e| cache.apply(e)
+        })
         .map({
             let own_writes = own_writes.clone();
             move |e| {
@@ -219,7 +223,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: ns.clone(),
             oauth_clients: oauth_store,
             names,
-            secrets: secret_store,
+            secrets: secret_cache,
             wake,
             own_writes,
         });
@@ -272,8 +276,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let synced = |s: &Scope| {
                 futures::FutureExt::now_or_never(s.oauth_clients.wait_until_ready())
                     .is_some_and(|r| r.is_ok())
-                    && futures::FutureExt::now_or_never(s.secrets.wait_until_ready())
-                        .is_some_and(|r| r.is_ok())
+                    && s.secrets.synced()
             };
             while !scopes.iter().all(synced) {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -558,7 +561,11 @@ mod tests {
             1,
             "only the managed-by label stays"
         );
-        let m = secret::settled(&owner, &cached.metadata, endpoint).expect("still settled");
+        // What a reconcile sees: the compact cache's copy.
+        let cache = secret_cache::SecretCache::default();
+        cache.apply(&watcher::Event::Apply(cached));
+        let seen = cache.get("team-a", "billing").expect("cached");
+        let m = secret::settled(&owner, &seen, endpoint).expect("still settled");
         assert_eq!(m.client_id.as_deref(), Some("id1"));
     }
 

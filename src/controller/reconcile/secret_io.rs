@@ -80,7 +80,7 @@ impl Reconciler<'_> {
     /// see [`Self::observe_settled`].
     pub(super) async fn observe_secret(&self) -> Result<(SecretView, Option<Secret>)> {
         match self.ctx.cached_secret(&self.ns, &self.secret_name) {
-            Some(meta) => match secret::classify(&self.obj, &meta.metadata) {
+            Some(meta) => match secret::classify(&self.obj, &meta) {
                 Err(why) => Ok((SecretView::Foreign { why }, None)),
                 // Labelled, ours or adoptable: the API server has the data.
                 Ok(_) => self.read_labelled().await,
@@ -107,7 +107,7 @@ impl Reconciler<'_> {
         if self.ctx.cached_secret(&self.ns, &backup).is_some() {
             return None;
         }
-        self.with_endpoint(|endpoint| secret::settled(&self.obj, &meta.metadata, endpoint))
+        self.with_endpoint(|endpoint| secret::settled(&self.obj, &meta, endpoint))
             .map(SecretView::Managed)
     }
 
