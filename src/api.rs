@@ -348,8 +348,10 @@ pub struct OAuthClientSpec {
 
     /// The Secret's shape: labels, annotations, key names, extra templated
     /// keys and type. Unset gives the default Opaque Secret.
+    // Boxed: most objects have none, and an unboxed one is 200 bytes of
+    // every cached object (docs/design.md, "Memory").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
 
     /// `Delete` removes the Collibra client with this object; `Orphan`
     /// leaves it, and keeps the Secret.
@@ -397,8 +399,9 @@ pub struct OAuthClientStatus {
     pub last_handled_reconcile_at: Option<String>,
     /// The last time the client was deleted and registered again, naming
     /// the old and the new client.
+    // Boxed, as `OAuthClientSpec::secret_template` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_replacement: Option<Replacement>,
+    pub last_replacement: Option<Box<Replacement>>,
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

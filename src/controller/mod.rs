@@ -368,12 +368,28 @@ async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
         .build())
 }
 
-/// Drops what no reconcile reads from cached objects: managedFields and
-/// kubectl's last-applied copy (together often larger than the object).
-fn slim<K: kube::Resource>(o: &mut K) {
-    o.managed_fields_mut().clear();
-    o.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
+/// Drops what no reconcile reads from cached OAuthClients: managedFields,
+/// labels and every annotation but the operator's own (`oauth.collibra.dev/
+/// rotate`, `…/reconcile-requested-at`). What tools add there (kubectl's
+/// last-applied copy, Helm's and Argo CD's tracking) is often larger than
+/// the object, and a change to it need not wake a reconcile. Nothing
+/// writes a cached object back: status is applied and finalizers patched.
+fn slim(o: &mut OAuthClient) {
+    let m = &mut o.metadata;
+    m.managed_fields = None;
+    m.labels = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.retain(|k, _| is_operator_annotation(k));
+        if a.is_empty() {
+            m.annotations = None;
+        }
+    }
+}
+
+/// Whether an annotation key is in the operator's own prefix.
+fn is_operator_annotation(key: &str) -> bool {
+    key.strip_prefix(crate::api::GROUP)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Keeps of a cached Secret's metadata only what decisions read from the
@@ -517,6 +533,42 @@ mod tests {
         assert!(event(watcher::Event::Apply(secret("33"))).is_some());
         own.record(&secret("34"));
         assert!(!own.is_touched("team-a", "billing"), "written again");
+    }
+
+    #[test]
+    fn a_cached_oauth_client_keeps_only_the_operators_annotations() {
+        let mut o: OAuthClient = serde_json::from_value(serde_json::json!({
+            "apiVersion": "oauth.collibra.dev/v1alpha1", "kind": "OAuthClient",
+            "metadata": {
+                "name": "billing", "namespace": "team-a",
+                "labels": {"app.kubernetes.io/instance": "billing"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "meta.helm.sh/release-name": "billing",
+                    "oauth.collibra.dev/rotate": "2026-12-01",
+                    "oauth.collibra.dev/reconcile-requested-at": "now",
+                    "oauth.collibra.dev.example.com/other": "x"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {"clientName": "billing-etl"}
+        }))
+        .expect("object");
+        slim(&mut o);
+        assert_eq!(o.metadata.labels, None);
+        assert_eq!(o.metadata.managed_fields, None);
+        let kept: Vec<_> = o.annotations().keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            [
+                "oauth.collibra.dev/reconcile-requested-at",
+                "oauth.collibra.dev/rotate"
+            ]
+        );
+        let mut bare = OAuthClient::new("plain", o.spec.clone());
+        bare.metadata.annotations = Some([("a/b".to_owned(), "c".to_owned())].into());
+        slim(&mut bare);
+        assert_eq!(bare.metadata.annotations, None, "no empty map kept");
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub fn desired(
 ) -> Secret {
     let grant_types = grant_types(owner);
     let facts = facts(owner, endpoint, &grant_types);
-    let template = owner.spec.secret_template.as_ref();
+    let template = owner.spec.secret_template.as_deref();
     let mut extra = BTreeMap::new();
     let rotated_from = |s: &Secret, extra: &mut BTreeMap<String, String>| {
         if let Some(r) = s.annotations().get(ROTATED_FOR_ANNOTATION) {
@@ -334,7 +334,7 @@ pub fn template_problem(
 ) -> Option<secret_template::TemplateError> {
     let grant_types = grant_types(owner);
     let facts = facts(owner, endpoint, &grant_types);
-    secret_template::render(owner.spec.secret_template.as_ref(), &facts, creds).err()
+    secret_template::render(owner.spec.secret_template.as_deref(), &facts, creds).err()
 }
 
 /// The Secret type `owner`'s template asks for.

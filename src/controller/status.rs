@@ -55,7 +55,7 @@ impl Facts {
             grant_types: s.grant_types,
             last_rotation: s.last_rotation,
             credentials_issued_at: s.credentials_issued_at,
-            last_replacement: s.last_replacement,
+            last_replacement: s.last_replacement.map(|r| *r),
         }
     }
 }
@@ -158,7 +158,7 @@ pub fn build(
             .as_ref()
             .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_ANNOTATION))
             .cloned(),
-        last_replacement: facts.last_replacement,
+        last_replacement: facts.last_replacement.map(Box::new),
         observed_generation: generation,
         conditions,
     }
