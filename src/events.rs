@@ -3,8 +3,10 @@
 //! object (same type, reason and action) within six minutes becomes a
 //! series: a merge patch of its count instead of a new Event. kube's
 //! recorder keeps each whole Event for that (with a copy of its key) and
-//! scans them all on every publish; this one keeps a name and a count, and
-//! sweeps once a minute (docs/design.md, "Memory").
+//! scans them all on every publish; this one keeps, under a 64-bit hash of
+//! the key, the Event's time stamp (its name is the object's name and that
+//! stamp) and a count, about 60 bytes per object instead of 300, and sweeps
+//! once a minute (docs/design.md, "Memory").
 
 use std::{
     collections::HashMap,
@@ -26,29 +28,49 @@ use kube::{
 /// How long a published Event can still become a series.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
-/// What makes two Events the same for a series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    namespace: Option<String>,
-    /// The regarding object's uid, or its name when it has none.
-    regarding: String,
+/// What makes two Events one series: the object (its uid, or its name
+/// when it has none), the type, the reason and the action. Kept as a 64-bit
+/// hash ([`Key::hash`]): two keys that collided (about one chance in 10^11
+/// among 10,000 objects) would count one's repeat on the other's Event.
+#[derive(Hash)]
+struct Key<'a> {
+    namespace: Option<&'a str>,
+    regarding: &'a str,
     warning: bool,
-    reason: String,
-    action: String,
+    reason: &'a str,
+    action: &'a str,
+}
+
+impl Key<'_> {
+    fn hash(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(self, &mut h);
+        std::hash::Hasher::finish(&h)
+    }
 }
 
 /// The Event last published under a key.
 #[derive(Debug)]
 struct Published {
-    name: String,
+    /// The nanosecond time stamp in the Event's name ([`event_name`]).
+    stamp: i128,
     count: i32,
     at: Instant,
 }
 
 #[derive(Debug, Default)]
 struct Recent {
-    by_key: HashMap<Key, Published>,
+    by_key: HashMap<u64, Published>,
     swept: Option<Instant>,
+}
+
+/// An Event's name: the object's name (or the controller's) and the time
+/// stamp of its first occurrence, in hex.
+fn event_name(regarding: &ObjectReference, controller: &str, stamp: i128) -> String {
+    format!(
+        "{}.{stamp:x}",
+        regarding.name.as_deref().unwrap_or(controller)
+    )
 }
 
 /// Publishes Events for the operator's objects. Cheap to clone.
@@ -73,42 +95,44 @@ impl Recorder {
     /// the same Event published within six minutes.
     pub async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> kube::Result<()> {
         let key = Key {
-            namespace: regarding.namespace.clone(),
+            namespace: regarding.namespace.as_deref(),
             regarding: regarding
                 .uid
-                .clone()
-                .or_else(|| regarding.name.clone())
+                .as_deref()
+                .or(regarding.name.as_deref())
                 .unwrap_or_default(),
             warning: ev.type_ == EventType::Warning,
-            reason: ev.reason.clone(),
-            action: ev.action.clone(),
-        };
+            reason: &ev.reason,
+            action: &ev.action,
+        }
+        .hash();
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        let repeat = self.repeat_of(&key);
+        let repeat = self.repeat_of(key);
         let now = Timestamp::now();
         let count = repeat.as_ref().map_or(1, |(_, c)| *c);
-        let name = match repeat {
-            Some((name, count)) => {
+        let stamp = match repeat {
+            Some((stamp, count)) => {
                 let series = serde_json::json!({
                     "series": {"count": count, "lastObservedTime": MicroTime(now)}
                 });
+                let name = event_name(regarding, &self.reporter.controller, stamp);
                 events
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
                     .await?;
-                name
+                stamp
             }
             None => {
-                let event = self.new_event(ev, regarding, now);
-                let name = event.metadata.name.clone().unwrap_or_default();
+                let stamp = now.as_nanosecond();
+                let event = self.new_event(ev, regarding, now, stamp);
                 events.create(&PostParams::default(), &event).await?;
-                name
+                stamp
             }
         };
         self.lock().by_key.insert(
             key,
             Published {
-                name,
+                stamp,
                 count,
                 at: Instant::now(),
             },
@@ -123,9 +147,10 @@ impl Recorder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The name and next count of the Event `key` repeats, if it is recent;
-    /// Events too old to repeat are forgotten about once a minute.
-    fn repeat_of(&self, key: &Key) -> Option<(String, i32)> {
+    /// The name's time stamp and the next count of the Event `key` (a
+    /// [`Key::hash`]) repeats, if it is recent; Events too old to repeat are
+    /// forgotten about once a minute.
+    fn repeat_of(&self, key: u64) -> Option<(i128, i32)> {
         let mut recent = self.lock();
         let now = Instant::now();
         if recent
@@ -139,12 +164,18 @@ impl Recorder {
         }
         recent
             .by_key
-            .get(key)
+            .get(&key)
             .filter(|p| now.duration_since(p.at) < SERIES_WINDOW)
-            .map(|p| (p.name.clone(), p.count + 1))
+            .map(|p| (p.stamp, p.count + 1))
     }
 
-    fn new_event(&self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {
+    fn new_event(
+        &self,
+        ev: &Event,
+        regarding: &ObjectReference,
+        now: Timestamp,
+        stamp: i128,
+    ) -> K8sEvent {
         let controller = &self.reporter.controller;
         K8sEvent {
             action: Some(ev.action.clone()),
@@ -154,11 +185,7 @@ impl Recorder {
             note: ev.note.clone(),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
-                name: Some(format!(
-                    "{}.{:x}",
-                    regarding.name.as_ref().unwrap_or(controller),
-                    now.as_nanosecond()
-                )),
+                name: Some(event_name(regarding, controller, stamp)),
                 ..ObjectMeta::default()
             },
             reporting_controller: Some(controller.clone()),
