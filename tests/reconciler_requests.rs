@@ -9,6 +9,7 @@ use collibra_oauth_operator::{
     api::{FINALIZER, OAuthClient},
     controller::{
         context::{Context, Scope, Settings},
+        object_cache::ObjectCache,
         reconcile::reconcile,
         secret_cache::SecretCache,
     },
@@ -22,7 +23,7 @@ use kube::{
     Client,
     client::Body,
     core::PartialObjectMeta,
-    runtime::{events::Reporter, reflector},
+    runtime::events::Reporter,
 };
 use serde_json::{Value, json};
 
@@ -68,7 +69,7 @@ async fn context_showing(
     );
     config.request_timeout = Duration::from_secs(5);
     let collibra = CollibraClient::new(config).expect("client");
-    let (oauth_clients, _w1) = reflector::store::<OAuthClient>();
+    let oauth_clients = Arc::new(ObjectCache::default());
     // The Secret watch has listed (and found none): the operator's state
     // once its caches synced.
     let secrets = Arc::new(SecretCache::default());
@@ -101,7 +102,7 @@ async fn context_showing(
             oauth_clients,
             names: Default::default(),
             secrets,
-            wake: futures::channel::mpsc::unbounded().0,
+            wake: collibra_oauth_operator::controller::runtime::queue().0,
             own_writes: Default::default(),
         }],
         Settings {
@@ -269,7 +270,7 @@ async fn new_object_claims_registers_writes_then_reports() {
     let (id, secret, stored, status) = server.await.expect("mock server assertions");
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
     );
     assert!(collibra.verify_credentials(&id, &secret));
     assert_eq!(collibra.stats().requests_for("list"), 1);
@@ -297,7 +298,7 @@ async fn new_object_claims_registers_writes_then_reports() {
     .expect("reconciled");
     assert_eq!(
         resync,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
     );
     no_request(&mut handle, "a settled Secret costs no request").await;
 
@@ -327,7 +328,7 @@ async fn new_object_claims_registers_writes_then_reports() {
         .expect("reconciled");
     assert_eq!(
         verified,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
     );
     let mut handle = server.await.expect("mock server assertions");
     no_request(&mut handle, "the Secret was as it should be: no write").await;
@@ -490,7 +491,7 @@ async fn missing_connection_is_reported_without_any_request_to_collibra() {
     server.await.expect("mock server assertions");
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(60))
     );
     assert_eq!(collibra.stats().requests.values().sum::<u64>(), 0);
 }

@@ -30,7 +30,6 @@ use tracing::{debug, info, warn};
 use super::{
     ConnectionArgs, accounting,
     client_config::{self, Material},
-    connection_of,
     hosts::AllowedHosts,
     metrics::ConnectionObserver,
     registry::{ConnectionState, Fingerprint, Registry, Version},
@@ -411,11 +410,8 @@ fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
     let mut names: Vec<String> = ctx
         .scopes
         .iter()
-        .flat_map(|s| {
-            s.oauth_clients.state_filter(|o| {
-                o.spec.deletion_policy == DeletionPolicy::Delete && connection_of(o) == *key
-            })
-        })
+        .flat_map(|s| s.oauth_clients.objects_of(key))
+        .filter(|o| o.spec.deletion_policy == DeletionPolicy::Delete)
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();
     names.sort();
@@ -425,8 +421,8 @@ fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
 /// Asks for a reconcile of every OAuthClient that uses `key`.
 fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
     for s in &ctx.scopes {
-        for o in s.oauth_clients.state_filter(|o| connection_of(o) == *key) {
-            let _ = s.wake.unbounded_send(ObjectRef::from(o.as_ref()));
+        for k in s.oauth_clients.keys_of(key) {
+            s.wake.now(k);
         }
     }
 }
@@ -435,10 +431,10 @@ fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
 fn claims(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<accounting::Claim> {
     ctx.scopes
         .iter()
-        .flat_map(|s| s.oauth_clients.state_filter(|o| connection_of(o) == *key))
-        .map(|o| accounting::Claim {
-            client_name: o.spec.client_name.clone(),
-            client_id: o.status.as_ref().and_then(|s| s.client_id.clone()),
+        .flat_map(|s| s.oauth_clients.claims_of(key))
+        .map(|(client_name, client_id)| accounting::Claim {
+            client_name,
+            client_id,
         })
         .collect()
 }

@@ -12,17 +12,16 @@ use collibra_client::{CollibraClient, IssuedClient};
 use k8s_openapi::{
     api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, jiff::Timestamp,
 };
-use kube::{
-    Client, ResourceExt,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::{Client, ResourceExt};
 
 use super::{
     backoff::Backoffs,
     connection::Connection,
     decide::{NameClaim, name_owner},
     names::NameIndex,
+    object_cache::ObjectCache,
     reasons::Reason,
+    runtime::{Asker, Key},
     secret_cache::SecretCache,
 };
 use crate::{
@@ -41,7 +40,7 @@ pub struct Scope {
     /// `None` for all namespaces.
     pub namespace: Option<String>,
     /// OAuthClients in the scope.
-    pub oauth_clients: Store<OAuthClient>,
+    pub oauth_clients: Arc<ObjectCache>,
     /// Which OAuthClients of the scope claim each clientName.
     pub names: Arc<NameIndex>,
     /// Secrets in the scope that carry the managed-by label, as metadata
@@ -49,7 +48,7 @@ pub struct Scope {
     /// `secret::settled`).
     pub secrets: Arc<SecretCache>,
     /// Asks the scope's controller to reconcile an object now.
-    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
+    pub wake: Asker,
     /// The Secret versions this process wrote, whose watch events wake no
     /// reconcile (docs/design.md, "Requests per registration").
     pub own_writes: Arc<OwnWrites>,
@@ -345,8 +344,7 @@ impl Context {
                 .claimants(&connection_of(obj), &obj.spec.client_name)
             {
                 if c.uid != obj.metadata.uid {
-                    let r = ObjectRef::new(&c.claim.name).within(&c.claim.namespace);
-                    let _ = s.wake.unbounded_send(r);
+                    s.wake.now(Key::new(&c.claim.namespace, &c.claim.name));
                 }
             }
         }

@@ -13,8 +13,10 @@ pub mod connection;
 pub mod context;
 pub mod decide;
 pub mod names;
+pub mod object_cache;
 pub mod reasons;
 pub mod reconcile;
+pub mod runtime;
 pub mod secret;
 pub mod secret_cache;
 pub mod status;
@@ -32,16 +34,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
     core::PartialObjectMeta,
-    runtime::{
-        Controller, Predicate, WatchStreamExt,
-        events::Reporter,
-        predicates,
-        reflector::{self, ObjectRef, Store},
-        watcher,
-    },
+    runtime::{WatchStreamExt, events::Reporter, watcher},
 };
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use self::context::{Context, OwnWrites, Scope, Settings};
 use crate::connection::{controller::ConnectionContext, hosts::AllowedHosts};
@@ -142,7 +138,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     info!(namespaces = ?namespaces, collibra = %args.collibra_url, "starting");
 
-    let mut controllers = Vec::new();
+    let mut runners = Vec::new();
+    let mut watches = Vec::new();
     let mut scopes = Vec::new();
     for ns in &namespaces {
         let (oauth_api, secret_api): (Api<OAuthClient>, Api<PartialObjectMeta<Secret>>) = match ns {
@@ -152,30 +149,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-        let (oauth_store, oauth_writer) = reflector::store();
+        let objects = Arc::new(object_cache::ObjectCache::default());
         let names = Arc::new(names::NameIndex::default());
-        // Only changes that matter wake a reconcile: spec (generation, which
-        // deletion also bumps), annotations (rotation) and finalizers. Our
-        // own status writes do not. The initial list is streamed from the
-        // API server's watch cache (`sendInitialEvents`, Kubernetes 1.34 and
-        // later serve it): no page requests and no large response; at
-        // 10,000 objects the first reconcile after a restart came at 1.30 s
-        // instead of 1.98 s with pages of 500 (BENCHMARKS.md, round two).
+        let (asker, asked) = runtime::queue();
+        // The cache decides which events wake a reconcile: spec changes
+        // (generation, which deletion also bumps), the operator's
+        // annotations (rotation) and finalizers; our own status writes do
+        // not. The initial list is streamed from the API server's watch
+        // cache (`sendInitialEvents`, Kubernetes 1.34 and later serve it):
+        // no page requests and no large response; at 10,000 objects the
+        // first reconcile after a restart came at 1.30 s instead of 1.98 s
+        // with pages of 500 (BENCHMARKS.md, round two).
         let oauth_stream = watcher(oauth_api, watcher::Config::default().streaming_lists())
             .default_backoff()
-            .modify(slim)
-            .inspect_ok({
-                let names = names.clone();
-                move |e| names.apply(e)
-            })
-            .reflect(oauth_writer)
-            .applied_objects()
-            .predicate_filter(
-                predicates::generation
-                    .combine(predicates::annotations)
-                    .combine(predicates::finalizers),
-                Default::default(),
-            );
+            .modify(slim);
+        watches.push(tokio::spawn(follow_objects(
+            oauth_stream,
+            names.clone(),
+            objects.clone(),
+            asker.clone(),
+        )));
         let secret_cache = Arc::new(secret_cache::SecretCache::default());
         let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
         // A version this process wrote wakes nothing: the reconcile that
@@ -207,27 +200,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
         })
-        // Events wait for writes in flight side by side; the store is
-        // updated before, by `reflect`.
+        // Events wait for writes in flight side by side; the cache is
+        // updated before.
         .buffer_unordered(OWN_WRITE_EVENTS_WAITING)
         .try_filter_map(|s| future::ready(Ok(s)));
-        let (wake, woken) = futures::channel::mpsc::unbounded();
-        let controller =
-            Controller::for_stream(oauth_stream, oauth_store.clone()).reconcile_on(woken);
-        let mapper_store = oauth_store.clone();
-        let controller = controller
-            .watches_stream(secret_stream, move |s: PartialObjectMeta<Secret>| {
-                secret_owners(&mapper_store, &s)
-            });
+        watches.push(tokio::spawn(follow_secrets(
+            secret_stream,
+            objects.clone(),
+            asker.clone(),
+        )));
         scopes.push(Scope {
             namespace: ns.clone(),
-            oauth_clients: oauth_store,
+            oauth_clients: objects.clone(),
             names,
             secrets: secret_cache,
-            wake,
+            wake: asker,
             own_writes,
         });
-        controllers.push(controller);
+        runners.push((asked, objects));
     }
 
     let reporter = Reporter {
@@ -273,11 +263,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let scopes = scopes.clone();
         let role = role.clone();
         tokio::spawn(async move {
-            let synced = |s: &Scope| {
-                futures::FutureExt::now_or_never(s.oauth_clients.wait_until_ready())
-                    .is_some_and(|r| r.is_ok())
-                    && s.secrets.synced()
-            };
+            let synced = |s: &Scope| s.oauth_clients.synced() && s.secrets.synced();
             while !scopes.iter().all(synced) {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -288,29 +274,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
 
-    let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
-    let runs = controllers
-        .into_iter()
-        .zip(scopes.clone())
-        .map(|(c, scope)| {
-            let ctx = ctx.clone();
-            c.with_config(config.clone())
-                .graceful_shutdown_on(stopped())
-                .run(reconcile::reconcile, reconcile::error_policy, ctx)
-                .for_each(move |r| {
-                    if let Err(e) = r {
-                        match e {
-                            kube::runtime::controller::Error::ReconcilerFailed(..) => {}
-                            kube::runtime::controller::Error::ObjectNotFound(r) => {
-                                retry_when_stored(&scope, &r);
-                            }
-                            other => warn!(error = %other, "controller"),
-                        }
-                    }
-                    future::ready(())
-                })
-        });
+    let runs = runners.into_iter().map(|(asked, objects)| {
+        let ctx = ctx.clone();
+        let ready = {
+            let objects = objects.clone();
+            move || objects.synced()
+        };
+        runtime::run(
+            asked,
+            usize::from(args.concurrency),
+            ready,
+            move |key: runtime::Key| {
+                let ctx = ctx.clone();
+                let obj = objects.get(&key.namespace, &key.name);
+                async move {
+                    // Gone since it was asked for: deleted.
+                    let obj = obj?;
+                    Some(match reconcile::reconcile(obj.clone(), ctx.clone()).await {
+                        Ok(action) => action,
+                        Err(e) => reconcile::error_policy(obj, &e, ctx),
+                    })
+                }
+            },
+            stopped(),
+        )
+    });
     future::join(future::join_all(runs), future::join_all(connection_runs)).await;
+    for w in watches {
+        w.abort();
+    }
     role.stopping();
     if let Some(l) = leadership {
         l.release().await;
@@ -324,33 +316,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
-}
-
-/// A reconcile was due for an object the store does not hold. After a
-/// watch restarts (an expired resource version, an API server restart), the
-/// objects of its new initial list trigger reconciles at once, but the store
-/// takes them only when that list is complete: kube-runtime then drops the
-/// reconcile, and an object created while the watch was down would wait for
-/// its next change. So look again a few times, and wake the object once the
-/// store holds it. An object that was really deleted costs six lookups in
-/// memory and no request.
-fn retry_when_stored(scope: &Scope, r: &ObjectRef<kube::api::DynamicObject>) {
-    let mut obj = ObjectRef::<OAuthClient>::new(&r.name);
-    if let Some(ns) = &r.namespace {
-        obj = obj.within(ns);
-    }
-    let store = scope.oauth_clients.clone();
-    let wake = scope.wake.clone();
-    tokio::spawn(async move {
-        for ms in [250, 500, 1000, 2000, 4000, 8000] {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            if store.get(&obj).is_some() {
-                debug!(object = %obj, "the store holds it now; reconciling");
-                let _ = wake.unbounded_send(obj);
-                return;
-            }
-        }
-    });
 }
 
 /// The Kubernetes client, counting every request it sends in the metrics.
@@ -441,26 +406,62 @@ async fn not_own_write<S: kube::Resource>(
     Some(s)
 }
 
+/// Follows the OAuthClient watch: the clientName index and the cache take
+/// each event, and the objects it wakes are asked for.
+async fn follow_objects(
+    stream: impl futures::Stream<Item = Result<watcher::Event<OAuthClient>, watcher::Error>>,
+    names: Arc<names::NameIndex>,
+    objects: Arc<object_cache::ObjectCache>,
+    asker: runtime::Asker,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(e) = stream.next().await {
+        match e {
+            Ok(e) => {
+                names.apply(&e);
+                for key in objects.apply(&e) {
+                    asker.now(key);
+                }
+            }
+            Err(e) => warn!(error = %e, "OAuthClient watch"),
+        }
+    }
+}
+
+/// Follows the managed Secrets' events that concern a reconcile.
+async fn follow_secrets(
+    stream: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>,
+    objects: Arc<object_cache::ObjectCache>,
+    asker: runtime::Asker,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(e) = stream.next().await {
+        match e {
+            Ok(s) => {
+                for key in secret_owners(&objects, &s) {
+                    asker.now(key);
+                }
+            }
+            Err(e) => warn!(error = %e, "Secret watch"),
+        }
+    }
+}
+
 /// Which OAuthClients a Secret event concerns: its controller owner, or,
 /// for a pre-created Secret without owner, the objects that name it.
 fn secret_owners(
-    store: &Store<OAuthClient>,
+    objects: &object_cache::ObjectCache,
     s: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<OAuthClient>> {
+) -> Vec<runtime::Key> {
     let ns = s.namespace().unwrap_or_default();
     let owner = s
         .owner_references()
         .iter()
         .find(|r| r.controller == Some(true) && r.kind == "OAuthClient");
     if let Some(r) = owner {
-        return vec![ObjectRef::new(&r.name).within(&ns)];
+        return vec![runtime::Key::new(&ns, &r.name)];
     }
-    let name = s.name_any();
-    store
-        .state_filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && o.secret_name() == name)
-        .iter()
-        .map(|o| ObjectRef::from(o.as_ref()))
-        .collect()
+    objects.keys_with_secret(&ns, &s.name_any())
 }
 
 async fn shutdown_signal() {

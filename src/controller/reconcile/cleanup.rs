@@ -3,7 +3,9 @@
 //! keep the Secret; never block deletion forever.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::{controller::Action, events::EventType};
+use kube::runtime::events::EventType;
+
+use crate::controller::runtime::Action;
 
 use super::{Error, Reconciler, Result, messages};
 use crate::{

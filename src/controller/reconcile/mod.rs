@@ -28,7 +28,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     runtime::{
-        controller::Action,
         events::EventType,
         finalizer::{self, finalizer},
     },
@@ -41,6 +40,7 @@ use super::{
     context::{Context, now},
     decide::{self, Listed, Observed, Plan, SecretView},
     reasons::{Issuance, Reason},
+    runtime::Action,
     status::{self, Facts, Readiness},
 };
 use crate::{
@@ -63,15 +63,29 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
         Ok(c) => (c, None),
         Err(not_ready) => (ctx.default_collibra.clone(), Some(not_ready)),
     };
+    // kube's finalizer helper speaks kube-runtime's `Action`, which does not
+    // say its delay; the apply or cleanup leaves ours here. When the helper
+    // only added or removed the finalizer, the watch event of that write
+    // brings the object back.
+    let next = std::sync::Mutex::new(Action::await_change());
     let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
+        let action = match event {
             finalizer::Event::Apply(o) => Reconciler::new(o, &ctx, collibra, blocked).apply().await,
             finalizer::Event::Cleanup(o) => {
                 Reconciler::new(o, &ctx, collibra, blocked).cleanup().await
             }
-        }
+        }?;
+        *next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = action;
+        Ok::<_, Error>(kube::runtime::controller::Action::await_change())
     })
     .await
+    .map(|_| {
+        *next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
     .map_err(|e| match e {
         finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner,
         other => Error::Finalizer(Box::new(other)),
