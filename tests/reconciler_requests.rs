@@ -19,12 +19,7 @@ use collibra_oauth_operator::{
 use collibra_sim::{SimConfig, Simulator};
 use http::{Request, Response, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{
-    Client,
-    client::Body,
-    core::PartialObjectMeta,
-    runtime::events::Reporter,
-};
+use kube::{Client, client::Body, core::PartialObjectMeta, runtime::events::Reporter};
 use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;

@@ -27,6 +27,9 @@ use std::{
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::{sync::mpsc, time::Instant};
 
+/// When an object whose reconcile panicked is tried again.
+const AFTER_PANIC: Duration = Duration::from_secs(60);
+
 /// An object: namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -229,7 +232,12 @@ pub async fn run<R, F>(
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::error!(object = %key, error = %e, "a reconcile task failed"),
+                    // A reconcile that panicked: the object is tried again
+                    // later rather than forgotten.
+                    Err(e) => {
+                        tracing::error!(object = %key, error = %e, retry_in = ?AFTER_PANIC, "a reconcile task failed");
+                        queue.ask(key, Instant::now() + AFTER_PANIC);
+                    }
                 }
             }
             () = sleep_until(next), if next.is_some() && !stopping => {}
