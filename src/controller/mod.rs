@@ -163,11 +163,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let oauth_stream = watcher(oauth_api, watcher::Config::default().streaming_lists())
             .default_backoff()
             .modify(slim);
-        watches.push(tokio::spawn(follow_objects(
+        // The clientName index and the cache take each event; the cache
+        // says which objects it wakes.
+        watches.push(tokio::spawn(follow(
+            "OAuthClient",
             oauth_stream,
-            names.clone(),
-            objects.clone(),
             asker.clone(),
+            {
+                let names = names.clone();
+                let objects = objects.clone();
+                move |e| {
+                    names.apply(&e);
+                    objects.apply(&e)
+                }
+            },
         )));
         let secret_cache = Arc::new(secret_cache::SecretCache::default());
         let label = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
@@ -204,10 +213,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // updated before.
         .buffer_unordered(OWN_WRITE_EVENTS_WAITING)
         .try_filter_map(|s| future::ready(Ok(s)));
-        watches.push(tokio::spawn(follow_secrets(
+        watches.push(tokio::spawn(follow(
+            "Secret",
             secret_stream,
-            objects.clone(),
             asker.clone(),
+            {
+                let objects = objects.clone();
+                move |s| secret_owners(&objects, &s)
+            },
         )));
         scopes.push(Scope {
             namespace: ns.clone(),
@@ -406,43 +419,23 @@ async fn not_own_write<S: kube::Resource>(
     Some(s)
 }
 
-/// Follows the OAuthClient watch: the clientName index and the cache take
-/// each event, and the objects it wakes are asked for.
-async fn follow_objects(
-    stream: impl futures::Stream<Item = Result<watcher::Event<OAuthClient>, watcher::Error>>,
-    names: Arc<names::NameIndex>,
-    objects: Arc<object_cache::ObjectCache>,
+/// Follows a watch: `keys` takes each item and says which objects it
+/// wakes; errors are logged (the watch retries with backoff).
+async fn follow<T>(
+    what: &'static str,
+    stream: impl futures::Stream<Item = Result<T, watcher::Error>>,
     asker: runtime::Asker,
+    keys: impl Fn(T) -> Vec<runtime::Key>,
 ) {
     let mut stream = std::pin::pin!(stream);
-    while let Some(e) = stream.next().await {
-        match e {
-            Ok(e) => {
-                names.apply(&e);
-                for key in objects.apply(&e) {
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(item) => {
+                for key in keys(item) {
                     asker.now(key);
                 }
             }
-            Err(e) => warn!(error = %e, "OAuthClient watch"),
-        }
-    }
-}
-
-/// Follows the managed Secrets' events that concern a reconcile.
-async fn follow_secrets(
-    stream: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>,
-    objects: Arc<object_cache::ObjectCache>,
-    asker: runtime::Asker,
-) {
-    let mut stream = std::pin::pin!(stream);
-    while let Some(e) = stream.next().await {
-        match e {
-            Ok(s) => {
-                for key in secret_owners(&objects, &s) {
-                    asker.now(key);
-                }
-            }
-            Err(e) => warn!(error = %e, "Secret watch"),
+            Err(e) => warn!(error = %e, watch = what, "watch error"),
         }
     }
 }

@@ -162,6 +162,16 @@ fn remove(map: &mut Map, o: &OAuthClient) {
     }
 }
 
+/// The entries of `map` (namespace, name, entry) that use `connection`.
+fn of_connection<'a>(
+    map: &'a Map,
+    connection: &'a ConnectionKey,
+) -> impl Iterator<Item = (&'a str, &'a str, &'a Entry)> {
+    map.iter()
+        .flat_map(|(ns, m)| m.iter().map(move |(name, e)| (&**ns, &**name, e)))
+        .filter(move |(_, _, e)| e.is_of(connection))
+}
+
 /// The two fields [`ObjectCache::claims_of`] reads, parsed without the rest.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -251,11 +261,7 @@ impl ObjectCache {
     /// The objects that use `connection`, parsed.
     pub fn objects_of(&self, connection: &ConnectionKey) -> Vec<Arc<OAuthClient>> {
         let state = self.read();
-        state
-            .live
-            .iter()
-            .flat_map(|(ns, m)| m.iter().map(move |(name, e)| (ns, name, e)))
-            .filter(|(_, _, e)| e.is_of(connection))
+        of_connection(&state.live, connection)
             .filter_map(|(_, _, e)| unpack(&e.packed))
             .filter_map(|json| serde_json::from_slice(&json).ok().map(Arc::new))
             .collect()
@@ -264,11 +270,7 @@ impl ObjectCache {
     /// The objects that use `connection`, by key.
     pub fn keys_of(&self, connection: &ConnectionKey) -> Vec<Key> {
         let state = self.read();
-        state
-            .live
-            .iter()
-            .flat_map(|(ns, m)| m.iter().map(move |(name, e)| (ns, name, e)))
-            .filter(|(_, _, e)| e.is_of(connection))
+        of_connection(&state.live, connection)
             .map(|(ns, name, _)| Key::new(ns, name))
             .collect()
     }
@@ -277,12 +279,8 @@ impl ObjectCache {
     /// `connection`; parses only those two fields.
     pub fn claims_of(&self, connection: &ConnectionKey) -> Vec<(String, Option<String>)> {
         let state = self.read();
-        state
-            .live
-            .values()
-            .flat_map(HashMap::values)
-            .filter(|e| e.is_of(connection))
-            .filter_map(|e| unpack(&e.packed))
+        of_connection(&state.live, connection)
+            .filter_map(|(_, _, e)| unpack(&e.packed))
             .filter_map(|json| serde_json::from_slice::<ClaimView>(&json).ok())
             .map(|v| (v.spec.client_name, v.status.and_then(|s| s.client_id)))
             .collect()
