@@ -6,7 +6,7 @@
 //! aws-lc) and so that a bad CA file fails at start-up with a clear message.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -19,7 +19,6 @@ pub(crate) fn client_config(
     ca_file: Option<&Path>,
     ca_pem: Option<&[u8]>,
 ) -> Result<rustls::ClientConfig, Error> {
-    let mut roots = rustls::RootCertStore::empty();
     let mut extra = Vec::new();
     if let Some(path) = ca_file {
         let origin = format!("CA file {}", path.display());
@@ -28,24 +27,27 @@ pub(crate) fn client_config(
     if let Some(pem) = ca_pem {
         extra.push((parse_pem(pem, "the CA bundle")?, "the CA bundle".to_owned()));
     }
-    for (certs, origin) in extra {
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                Error::Config(format!(
-                    "{origin} holds a certificate rustls cannot use: {e}"
-                ))
-            })?;
+    // Without a CA of its own a client shares the process's roots and TLS
+    // session cache: with a hundred Collibra connections, a copy each was
+    // about 8 MiB. A client that trusts more keeps its own session cache: a
+    // session it established must not be resumed by a client that would
+    // not have trusted the server.
+    let shared = extra.is_empty();
+    let roots = if shared {
+        system_roots()
+    } else {
+        let mut roots = (*system_roots()).clone();
+        for (certs, origin) in extra {
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    Error::Config(format!(
+                        "{origin} holds a certificate rustls cannot use: {e}"
+                    ))
+                })?;
+            }
         }
-    }
-
-    // Unreadable system certificates are skipped, as every TLS client does;
-    // only a system with no usable roots at all falls back to the bundle.
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        tracing::debug!("no system CA certificates found; trusting the bundled Mozilla roots");
-        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
-    }
+        Arc::new(roots)
+    };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -55,7 +57,34 @@ pub(crate) fn client_config(
         .with_no_client_auth();
     // reqwest leaves ALPN to whoever builds the configuration.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if shared {
+        static SESSIONS: OnceLock<rustls::client::Resumption> = OnceLock::new();
+        config.resumption = SESSIONS.get_or_init(Default::default).clone();
+    }
     Ok(config)
+}
+
+/// The system's trust roots, read once per process. Unreadable system
+/// certificates are skipped, as every TLS client does; only a system with
+/// no usable roots at all falls back to Mozilla's, bundled.
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                tracing::debug!(
+                    "no system CA certificates found; trusting the bundled Mozilla roots"
+                );
+                roots.add_parsable_certificates(
+                    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
+                );
+            }
+            Arc::new(roots)
+        })
+        .clone()
 }
 
 /// Every certificate in a PEM file (a bundle may hold several).
@@ -78,6 +107,15 @@ fn parse_pem(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, E
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_system_roots_are_read_once_and_shared() {
+        assert!(super::client_config(None, None).is_ok());
+        assert!(super::client_config(None, Some(ca_pem().as_bytes())).is_ok());
+        let roots = super::system_roots();
+        assert!(!roots.is_empty(), "system or bundled roots");
+        assert!(std::sync::Arc::ptr_eq(&roots, &super::system_roots()));
+    }
+
     use super::*;
 
     fn ca_pem() -> String {
