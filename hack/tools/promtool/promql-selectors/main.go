@@ -10,15 +10,23 @@
 //
 // "error" is set (and "selectors" empty) when the expression does not parse.
 // "labels" are the names of the selector's label matchers, __name__ left out.
+//
+// With -exposition CONTENT_TYPE it reads a scrape instead (the body of
+// /metrics and its Content-Type) and prints the series names Prometheus would
+// store, each with the label names seen on it: {"name": ["label", ...]}.
 package main
 
 import (
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -34,6 +42,15 @@ type result struct {
 }
 
 func main() {
+	exposition := flag.String("exposition", "", "read a scrape with this Content-Type from stdin and print its series names")
+	flag.Parse()
+	if *exposition != "" {
+		if err := names(*exposition); err != nil {
+			fmt.Fprintf(os.Stderr, "promql-selectors: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var exprs []string
 	if err := json.NewDecoder(os.Stdin).Decode(&exprs); err != nil {
 		fmt.Fprintf(os.Stderr, "promql-selectors: reading a JSON array of expressions from stdin: %v\n", err)
@@ -81,4 +98,54 @@ func inspect(p parser.Parser, e string) result {
 		return nil
 	})
 	return r
+}
+
+// names parses a scrape with Prometheus' own scrape parser and prints every
+// series name (counters with their _total, histograms as _bucket, _sum and
+// _count, as stored) with the label names seen on it.
+func names(contentType string) error {
+	body, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	p, err := textparse.New(body, contentType, nil, textparse.ParserOptions{})
+	if err != nil {
+		return fmt.Errorf("content type %q: %w", contentType, err)
+	}
+	seen := map[string]map[string]bool{}
+	for {
+		entry, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("parsing the scrape: %w", err)
+		}
+		if entry != textparse.EntrySeries && entry != textparse.EntryHistogram {
+			continue
+		}
+		var ls labels.Labels
+		p.Labels(&ls)
+		name := ls.Get(labels.MetricName)
+		if seen[name] == nil {
+			seen[name] = map[string]bool{}
+		}
+		ls.Range(func(l labels.Label) {
+			if l.Name != labels.MetricName {
+				seen[name][l.Name] = true
+			}
+		})
+	}
+	out := map[string][]string{}
+	for name, set := range seen {
+		list := []string{}
+		for l := range set {
+			list = append(list, l)
+		}
+		sort.Strings(list)
+		out[name] = list
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
