@@ -315,7 +315,11 @@ fn panel_queries(dashboard: &Value) -> Vec<(String, String)> {
 /// inside `label_values(selector, label)`, label).
 fn variable_queries(dashboard: &Value) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
-    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if v["type"] != "query" {
             continue;
         }
@@ -409,13 +413,18 @@ async fn rules_pass_promtool_check(w: Arc<World>) -> anyhow::Result<()> {
         for rule in rules(&spec) {
             let name = rule["alert"].as_str().context("a rule without alert")?;
             ensure!(
-                matches!(rule["labels"]["severity"].as_str(), Some("critical" | "warning")),
+                matches!(
+                    rule["labels"]["severity"].as_str(),
+                    Some("critical" | "warning")
+                ),
                 "{name}: severity {:?}",
                 rule["labels"]["severity"]
             );
             for a in ["summary", "description", "runbook_url"] {
                 ensure!(
-                    rule["annotations"][a].as_str().is_some_and(|s| !s.is_empty()),
+                    rule["annotations"][a]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
                     "{name} has no {a}"
                 );
             }
@@ -430,7 +439,10 @@ async fn rules_pass_promtool_check(w: Arc<World>) -> anyhow::Result<()> {
         }
         if !extra.is_empty() {
             let by_name = |n: &str| rules(&spec).into_iter().find(|r| r["alert"] == n);
-            ensure!(by_name("CollibraOAuthReconcileErrors").is_none(), "disabled");
+            ensure!(
+                by_name("CollibraOAuthReconcileErrors").is_none(),
+                "disabled"
+            );
             ensure!(
                 by_name("CollibraOAuthClientsNotReady").map(|r| r["for"].clone())
                     == Some(Value::from("1h")),
@@ -481,7 +493,10 @@ async fn every_alert_fires_and_stays_quiet_in_promtool_unit_tests(
     for rule in rules(&spec) {
         let name = rule["alert"].as_str().unwrap_or_default();
         ensure!(fires.contains(name), "no unit test where {name} fires");
-        ensure!(quiet.contains(name), "no unit test where {name} stays quiet");
+        ensure!(
+            quiet.contains(name),
+            "no unit test where {name} stays quiet"
+        );
     }
     Ok(())
 }
@@ -489,9 +504,7 @@ async fn every_alert_fires_and_stays_quiet_in_promtool_unit_tests(
 /// Each runbook_url is the values' base URL (by default the repository's
 /// docs/src/operations/alerts.md, the repository named in Cargo.toml) and
 /// the alert's name in lower case, and that page has a section of that name.
-async fn runbook_links_point_at_sections_of_the_alerts_page(
-    w: Arc<World>,
-) -> anyhow::Result<()> {
+async fn runbook_links_point_at_sections_of_the_alerts_page(w: Arc<World>) -> anyhow::Result<()> {
     let cargo = std::fs::read_to_string(repo("Cargo.toml"))?;
     let repository = cargo
         .lines()
@@ -524,7 +537,10 @@ async fn runbook_links_point_at_sections_of_the_alerts_page(
     }
     let moved = rule_file(
         &w.env,
-        &["--set", "prometheusRule.runbookBaseUrl=https://wiki.example.com/runbooks/"],
+        &[
+            "--set",
+            "prometheusRule.runbookBaseUrl=https://wiki.example.com/runbooks/",
+        ],
     )
     .await?;
     let first = rules(&moved)
@@ -550,7 +566,10 @@ async fn dashboard_is_a_configmap_for_the_grafana_sidecar(w: Arc<World>) -> anyh
         "charts/collibra-oauth-operator/dashboards/collibra-oauth-operator.json",
     ))?)?;
     let d = dashboard_json(&cm)?;
-    ensure!(d == shipped, "the ConfigMap's dashboard differs from the file");
+    ensure!(
+        d == shipped,
+        "the ConfigMap's dashboard differs from the file"
+    );
     ensure!(d["uid"] == "collibra-oauth-operator", "{}", d["uid"]);
     ensure!(panel_queries(&d).len() >= 15, "too few queries");
 
@@ -572,7 +591,10 @@ async fn dashboard_is_a_configmap_for_the_grafana_sidecar(w: Arc<World>) -> anyh
     ensure!(meta["labels"]["dashboards"] == "collibra", "{meta}");
     ensure!(meta["labels"]["grafana_dashboard"].is_null(), "{meta}");
     ensure!(meta["namespace"] == "monitoring", "{meta}");
-    ensure!(meta["annotations"]["grafana_folder"] == "Operators", "{meta}");
+    ensure!(
+        meta["annotations"]["grafana_folder"] == "Operators",
+        "{meta}"
+    );
     Ok(())
 }
 
@@ -580,9 +602,7 @@ async fn dashboard_is_a_configmap_for_the_grafana_sidecar(w: Arc<World>) -> anyh
 /// this: a leading replica exports collibra_oauth_collibra_capability, a
 /// standby does not (while both export collibra_oauth_reconciles_total, the
 /// series the dashboard's variables read).
-async fn only_the_leader_exports_the_series_no_leader_watches(
-    w: Arc<World>,
-) -> anyhow::Result<()> {
+async fn only_the_leader_exports_the_series_no_leader_watches(w: Arc<World>) -> anyhow::Result<()> {
     let leader = scrape(&*w.leader.lock().await).await?;
     let standby = scrape(&*w.standby.lock().await).await?;
     ensure!(
@@ -640,21 +660,31 @@ async fn rules_and_dashboard_select_only_what_the_operator_exports(
         serde_json::from_str(&run_tool("promql-selectors", &[], None, &input).await?)?;
     // metric -> (where, label names)
     let mut wanted: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    // (where, `by (...)` labels, the metrics aggregated)
+    let mut groupings: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str().map(str::to_owned))
+            .collect()
+    };
     for ((place, expr), p) in exprs.iter().zip(&parsed) {
         if let Some(e) = p["error"].as_str() {
             bail!("{place}: {expr}: does not parse: {e}");
+        }
+        for g in p["groupings"].as_array().into_iter().flatten() {
+            groupings.push((place.clone(), strings(&g["labels"]), strings(&g["metrics"])));
         }
         let sels = p["selectors"].as_array().context("no selectors")?;
         ensure!(!sels.is_empty(), "{place}: selects nothing: {expr}");
         for s in sels {
             let metric = s["metric"].as_str().unwrap_or_default();
-            ensure!(!metric.is_empty(), "{place}: a selector without a metric name: {expr}");
-            let labels = s["labels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect();
+            ensure!(
+                !metric.is_empty(),
+                "{place}: a selector without a metric name: {expr}"
+            );
+            let labels = strings(&s["labels"]);
             wanted
                 .entry(metric.to_owned())
                 .or_default()
@@ -662,11 +692,13 @@ async fn rules_and_dashboard_select_only_what_the_operator_exports(
         }
     }
     for (place, selector, label) in labels_wanted {
-        let metric = selector.split('{').next().unwrap_or_default().trim().to_owned();
-        wanted
-            .entry(metric)
-            .or_default()
-            .push((place, vec![label]));
+        let metric = selector
+            .split('{')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        wanted.entry(metric).or_default().push((place, vec![label]));
     }
     for (name, _) in NOT_FROM_THE_OPERATOR {
         wanted.remove(*name);
@@ -693,8 +725,7 @@ async fn rules_and_dashboard_select_only_what_the_operator_exports(
             let places: Vec<String> = missing
                 .iter()
                 .map(|m| {
-                    let used: Vec<&str> =
-                        wanted[*m].iter().map(|(p, _)| p.as_str()).collect();
+                    let used: Vec<&str> = wanted[*m].iter().map(|(p, _)| p.as_str()).collect();
                     format!("{m} (used by {})", used.join(", "))
                 })
                 .collect();
@@ -717,6 +748,24 @@ async fn rules_and_dashboard_select_only_what_the_operator_exports(
             }
         }
     }
+    // An aggregation `by (l)` groups by a label some series it aggregates
+    // carry (or a target label); else every result has l empty.
+    for (place, labels, metrics) in &groupings {
+        let carried: BTreeSet<&String> = metrics
+            .iter()
+            .filter_map(|m| served.get(m))
+            .flatten()
+            .collect();
+        if carried.is_empty() {
+            continue; // only series not from the operator (up)
+        }
+        for l in labels {
+            ensure!(
+                carried.contains(l) || TARGET_LABELS.contains(&l.as_str()),
+                "{place}: aggregated by {l:?}, which none of {metrics:?} carries ({carried:?})"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -726,7 +775,15 @@ async fn make_every_series_exist(w: &World) -> anyhow::Result<()> {
     let ns = env.cp.create_namespace("monitoring").await?;
     // A registered OAuthClient, and one short of Ready (a foreign Secret).
     env.cp
-        .kubectl(&["create", "secret", "generic", "taken", "-n", &ns, "--from-literal=x=y"])
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "taken",
+            "-n",
+            &ns,
+            "--from-literal=x=y",
+        ])
         .await?;
     env.cp
         .kubectl_with_stdin(
@@ -734,7 +791,11 @@ async fn make_every_series_exist(w: &World) -> anyhow::Result<()> {
             &format!(
                 "{}\n---\n{}",
                 manifest("app", &format!("{ns}-app"), ""),
-                manifest("conflict", &format!("{ns}-conflict"), "  secretName: taken\n")
+                manifest(
+                    "conflict",
+                    &format!("{ns}-conflict"),
+                    "  secretName: taken\n"
+                )
             ),
         )
         .await?;

@@ -6,10 +6,14 @@
 // Input (stdin): a JSON array of expressions. Output (stdout): a JSON array,
 // one entry per expression, in order:
 //
-//	{"expr": "...", "error": "...", "selectors": [{"metric": "...", "labels": ["..."]}]}
+//	{"expr": "...", "error": "...",
+//	 "selectors": [{"metric": "...", "labels": ["..."]}],
+//	 "groupings": [{"labels": ["..."], "metrics": ["..."]}]}
 //
-// "error" is set (and "selectors" empty) when the expression does not parse.
-// "labels" are the names of the selector's label matchers, __name__ left out.
+// "error" is set (and the lists empty) when the expression does not parse.
+// A selector's "labels" are the names of its label matchers, __name__ left
+// out. A grouping is an aggregation's `by (...)` labels with the metrics it
+// aggregates (whose series should carry them).
 //
 // With -exposition CONTENT_TYPE it reads a scrape instead (the body of
 // /metrics and its Content-Type) and prints the series names Prometheus would
@@ -35,10 +39,16 @@ type selector struct {
 	Labels []string `json:"labels"`
 }
 
+type grouping struct {
+	Labels  []string `json:"labels"`
+	Metrics []string `json:"metrics"`
+}
+
 type result struct {
 	Expr      string     `json:"expr"`
 	Error     string     `json:"error,omitempty"`
 	Selectors []selector `json:"selectors"`
+	Groupings []grouping `json:"groupings"`
 }
 
 func main() {
@@ -70,13 +80,24 @@ func main() {
 }
 
 func inspect(p parser.Parser, e string) result {
-	r := result{Expr: e, Selectors: []selector{}}
+	r := result{Expr: e, Selectors: []selector{}, Groupings: []grouping{}}
 	ast, err := p.ParseExpr(e)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	parser.Inspect(ast, func(n parser.Node, _ []parser.Node) error {
+		if agg, ok := n.(*parser.AggregateExpr); ok && !agg.Without && len(agg.Grouping) > 0 {
+			g := grouping{Labels: append([]string{}, agg.Grouping...), Metrics: []string{}}
+			parser.Inspect(agg.Expr, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && vs.Name != "" {
+					g.Metrics = append(g.Metrics, vs.Name)
+				}
+				return nil
+			})
+			r.Groupings = append(r.Groupings, g)
+			return nil
+		}
 		vs, ok := n.(*parser.VectorSelector)
 		if !ok {
 			return nil
