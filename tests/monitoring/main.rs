@@ -572,6 +572,15 @@ async fn dashboard_is_a_configmap_for_the_grafana_sidecar(w: Arc<World>) -> anyh
     );
     ensure!(d["uid"] == "collibra-oauth-operator", "{}", d["uid"]);
     ensure!(panel_queries(&d).len() >= 15, "too few queries");
+    // A valid object for the API server (size, labels, names).
+    w.env
+        .cp
+        .kubectl_with_stdin(
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            &serde_json::to_string(&cm)?,
+        )
+        .await
+        .context("server-side dry run of the dashboard ConfigMap")?;
 
     let other = dashboard_configmap(
         &w.env,
