@@ -376,8 +376,25 @@ async fn off_by_default(w: Arc<World>) -> anyhow::Result<()> {
 }
 
 /// `promtool check rules` on the rule file, with the defaults and with every
-/// value an adopter may change set.
+/// value an adopter may change set; the schema refuses what would break it.
 async fn rules_pass_promtool_check(w: Arc<World>) -> anyhow::Result<()> {
+    for (bad, why) in [
+        (
+            "prometheusRule.disabled={CollibraOAuthNoSuchAlert}",
+            "must be one of",
+        ),
+        ("prometheusRule.reconcileErrorRatio=2", "maximum"),
+        (
+            "prometheusRule.clientsNotReadyFor=soon",
+            "does not match pattern",
+        ),
+    ] {
+        let err = match rule_file(&w.env, &["--set", bad]).await {
+            Ok(_) => bail!("the schema accepted {bad}"),
+            Err(e) => format!("{e:#}"),
+        };
+        ensure!(err.contains(why), "{bad}: {err}");
+    }
     let dir = tempfile::tempdir()?;
     for extra in [
         &[][..],
