@@ -67,6 +67,13 @@ packaging: test-deps ## The install paths: chart, deploy/, RBAC, kstatus and Arg
 tools: ## Build (or find cached) helm and kstatus from hack/tools
 	bash hack/tools/build.sh
 
+.PHONY: promtool monitoring
+promtool: ## Build (or find cached) promtool and promql-selectors from hack/tools/promtool
+	bash hack/tools/promtool/build.sh
+
+monitoring: promtool ## The chart's PrometheusRule and dashboard: promtool check/test rules, and every metric they use against a running operator's /metrics (part of `cargo test --workspace`)
+	cargo test -p collibra-oauth-operator --test monitoring
+
 control-plane: ## Build (or find cached) etcd, kube-apiserver, kube-controller-manager: make control-plane [KUBE=1.34] (default newest)
 	bash hack/control-plane/build.sh $(KUBE)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, in the background, the slow builds the tests need besides cargo's,
 # in the order the tests need them, and returns at once: the newest control
-# plane (the e2e suite), the previous release's operator (the upgrade test),
+# plane (the e2e suite), promtool (the monitoring suite), the previous
+# release's operator (the upgrade test),
 # the node's binaries (the node tests), then each older control plane given
 # (e.g. 1.34, make e2e-oldest).
 #
@@ -21,6 +22,8 @@ log="${TMPDIR:-/tmp}/collibra-oauth-operator-background-builds.log"
 # other down, and the first is needed first.
 (
 	bash "$here/control-plane/build.sh" || echo "background-builds.sh: the newest control plane failed" >&2
+	# promtool and promql-selectors (tests/monitoring: the chart's alerts).
+	bash "$here/tools/promtool/build.sh" || echo "background-builds.sh: promtool failed" >&2
 	bash "$here/previous-release/build.sh" || echo "background-builds.sh: the previous release failed" >&2
 	# The node tests' kubelet, kube-proxy and kube-scheduler (same module as
 	# the newest control plane, so mostly linking) and the pause image.
