@@ -178,18 +178,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Ready once every watch has listed its objects.
     {
         let role = role.clone();
+        let stop = stopped();
         parts.push((
             "readiness",
             async move {
-                while !synced.iter().all(|s| s()) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::pin!(stop);
+                let ready = async {
+                    while !synced.iter().all(|s| s()) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                };
+                tokio::select! {
+                    () = ready => {},
+                    () = &mut stop => return,
                 }
                 if role.is_leading() {
                     role.serving();
                 }
                 info!("caches synced; ready");
-                // Readiness is part of the process as long as it runs.
-                futures::future::pending::<()>().await;
+                // A part of the process as long as it runs.
+                stop.await;
             }
             .boxed(),
         ));
@@ -224,11 +232,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the process's parts until each has ended. A part that ends or
-/// panics while `stop` is not set is a failure: `fail` is called once (it
-/// fails readiness and asks the other parts to stop) and the first such
-/// failure is returned. Parts still running when `stop` is set and every
-/// other part has ended are dropped (the readiness task never ends).
+/// Runs the process's parts until each has ended; each ends when `stop`
+/// is set. A part that ends or panics while `stop` is not set is a
+/// failure: `fail` is called once (it fails readiness and sets `stop`, so
+/// the others finish what they are doing) and the first such failure is
+/// returned.
 async fn supervise(
     parts: Vec<(&'static str, BoxFuture<'static, ()>)>,
     stop: &watch::Receiver<bool>,
@@ -236,19 +244,12 @@ async fn supervise(
 ) -> Option<anyhow::Error> {
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
-    let mut lasting = 0;
     for (name, part) in parts {
         let handle = tasks.spawn(part);
         names.insert(handle.id(), name);
-        if name == "readiness" {
-            lasting += 1;
-        }
     }
     let mut failure = None;
-    while tasks.len() > lasting {
-        let Some(ended) = tasks.join_next_with_id().await else {
-            break;
-        };
+    while let Some(ended) = tasks.join_next_with_id().await {
         let (id, what) = match ended {
             Ok((id, ())) => (id, "stopped".to_owned()),
             Err(e) => {
@@ -273,7 +274,6 @@ async fn supervise(
             failure = Some(anyhow::anyhow!("{name} {what}"));
         }
     }
-    tasks.abort_all();
     failure
 }
 
@@ -347,7 +347,13 @@ mod tests {
                 }
                 .boxed(),
             ),
-            ("readiness", futures::future::pending().boxed()),
+            ("readiness", {
+                let mut stop = stop_rx.clone();
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }
+                .boxed()
+            }),
         ]);
         let failure = tokio::time::timeout(
             Duration::from_secs(5),
@@ -380,7 +386,7 @@ mod tests {
         let failure = supervise(
             parts(vec![
                 ("connection controller", async {}.boxed()),
-                ("readiness", futures::future::pending().boxed()),
+                ("readiness", async {}.boxed()),
             ]),
             &stop_rx,
             || panic!("no failure when asked to stop"),

@@ -194,10 +194,16 @@ where
     runs.push(
         {
             let ctx = ctx.clone();
+            let stop = stopped();
             async move {
-                load_connections(&ctx, listed).await;
-                // Part of the process as long as it runs.
-                futures::future::pending::<()>().await;
+                tokio::pin!(stop);
+                tokio::select! {
+                    () = load_connections(&ctx, listed) => {},
+                    () = &mut stop => return,
+                }
+                // A part of the process as long as it runs (see
+                // `operator::supervise`).
+                stop.await;
             }
         }
         .boxed(),
