@@ -15,6 +15,7 @@ pub mod controller;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod operator;
 pub mod secret_template;
 pub mod server;
 pub mod telemetry;

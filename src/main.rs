@@ -6,7 +6,7 @@ use collibra_oauth_operator::{
     api::{self, connection},
     config::RunArgs,
     connection::audit::{self, AuditArgs},
-    controller, telemetry,
+    operator, telemetry,
 };
 
 /// jemalloc rather than glibc's malloc: with the watch caches and many
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             telemetry::init(args.log_format)?;
-            controller::run(*args).await
+            operator::run(*args).await
         }
         Command::Audit(args) => audit::run(*args).await,
     }

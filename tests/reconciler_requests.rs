@@ -8,8 +8,8 @@ use collibra_client::{Auth, CollibraClient, Config, Credential};
 use collibra_oauth_operator::{
     api::{FINALIZER, OAuthClient},
     controller::{
-        context::{Context, Scope, Settings},
-        object_cache::ObjectCache,
+        context::{Context, Scope, Settings, Wake},
+        object_state::ObjectStates,
         reconcile::reconcile,
         secret_cache::SecretCache,
     },
@@ -64,7 +64,7 @@ async fn context_showing(
     );
     config.request_timeout = Duration::from_secs(5);
     let collibra = CollibraClient::new(config).expect("client");
-    let oauth_clients = Arc::new(ObjectCache::default());
+    let (oauth_clients, _writer) = kube::runtime::reflector::store::<OAuthClient>();
     // The Secret watch has listed (and found none): the operator's state
     // once its caches synced.
     let secrets = Arc::new(SecretCache::default());
@@ -87,17 +87,18 @@ async fn context_showing(
             instance: None,
         },
     );
+    let metrics = Arc::new(Metrics::default());
     Arc::new(Context::new(
         client,
         collibra,
         recorder,
-        Arc::new(Metrics::default()),
+        metrics.clone(),
         vec![Scope {
             namespace: None,
             oauth_clients,
             names: Default::default(),
             secrets,
-            wake: collibra_oauth_operator::controller::runtime::queue().0,
+            wake: Wake::channel().0,
             own_writes: Default::default(),
         }],
         Settings {
@@ -106,6 +107,7 @@ async fn context_showing(
             list_max_age: Duration::from_secs(5),
             secrets_sync_wait: Duration::ZERO,
         },
+        Arc::new(ObjectStates::new(metrics)),
     ))
 }
 
@@ -265,7 +267,7 @@ async fn new_object_claims_registers_writes_then_reports() {
     let (id, secret, stored, status) = server.await.expect("mock server assertions");
     assert_eq!(
         action,
-        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
     );
     assert!(collibra.verify_credentials(&id, &secret));
     assert_eq!(collibra.stats().requests_for("list"), 1);
@@ -293,7 +295,7 @@ async fn new_object_claims_registers_writes_then_reports() {
     .expect("reconciled");
     assert_eq!(
         resync,
-        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
     );
     no_request(&mut handle, "a settled Secret costs no request").await;
 
@@ -323,7 +325,7 @@ async fn new_object_claims_registers_writes_then_reports() {
         .expect("reconciled");
     assert_eq!(
         verified,
-        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(600))
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
     );
     let mut handle = server.await.expect("mock server assertions");
     no_request(&mut handle, "the Secret was as it should be: no write").await;
@@ -428,11 +430,41 @@ async fn foreign_secret_is_reported_without_reading_or_registering() {
     assert_eq!(collibra.stats().requests_for("register"), 0);
 }
 
+/// After a start, before the connections that existed are loaded, an
+/// object whose connection is not known yet waits without a word: no
+/// request at all, no status, no Event; loading wakes it.
+#[tokio::test]
+async fn an_unknown_connection_before_the_connections_are_loaded_changes_nothing() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), &sim).await;
+    let collibra = sim.handle();
+    let mut obj = object();
+    obj.spec.connection_ref = Some(
+        serde_json::from_value(json!({"kind": "CollibraConnection", "name": "sandbox"}))
+            .expect("ref"),
+    );
+    let action = reconcile(Arc::new(obj), ctx).await.expect("reconciled");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+    );
+    let asked = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(
+        !matches!(asked, Ok(Some(_))),
+        "no request to the API server"
+    );
+    assert_eq!(collibra.stats().requests.values().sum::<u64>(), 0);
+}
+
 #[tokio::test]
 async fn missing_connection_is_reported_without_any_request_to_collibra() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(Client::new(service, "default"), &sim).await;
+    // The connections that existed at start are loaded: a missing one is
+    // missing.
+    ctx.connections.mark_loaded();
     let collibra = sim.handle();
     let mut obj = object();
     obj.spec.connection_ref = Some(
@@ -486,7 +518,7 @@ async fn missing_connection_is_reported_without_any_request_to_collibra() {
     server.await.expect("mock server assertions");
     assert_eq!(
         action,
-        collibra_oauth_operator::controller::runtime::Action::requeue(Duration::from_secs(60))
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
     );
     assert_eq!(collibra.stats().requests.values().sum::<u64>(), 0);
 }

@@ -44,7 +44,8 @@ use crate::{
             ConnectionResource,
         },
     },
-    controller::context::Scope,
+    connection::connection_of,
+    controller::{context::Scope, relist::objects_after_list},
     events::Recorder,
     metrics::Metrics,
 };
@@ -116,6 +117,9 @@ where
 {
     let client = ctx.client.clone();
     let mut runs = Vec::new();
+    // What must be listed and checked once before OAuthClients of
+    // connections are reported on (see `Registry::loaded`).
+    let mut listed: Vec<BoxFuture<'static, Vec<ConnectionKey>>> = Vec::new();
     for ns in namespaces {
         let api: Api<CollibraConnection> = match ns {
             Some(n) => Api::namespaced(client.clone(), n),
@@ -126,24 +130,47 @@ where
         }
         let (wake, woken) = futures::channel::mpsc::unbounded();
         ctx.registry.watches().wake_namespaced(ns.clone(), wake);
-        runs.push(run_one(api, woken, ctx.clone(), stopped()));
+        let (store, writer) = reflector::store();
+        listed.push(keys_once_listed(store.clone()));
+        runs.push(run_one(api, store, writer, woken, ctx.clone(), stopped()));
     }
     runs.push(count_default_instance(ctx.clone(), stopped()));
     let cluster_api: Api<ClusterCollibraConnection> = Api::all(client.clone());
     if args.cluster_connections(namespaces.iter().all(Option::is_none))
         && servable(&cluster_api, "clustercollibraconnections", None).await
     {
-        // Namespace labels for namespaceSelector: metadata only.
+        // Namespace labels for namespaceSelector: metadata only. A label
+        // change wakes the namespace's OAuthClients that use a cluster
+        // connection at once, so a namespace a selector now admits (or no
+        // longer admits) takes effect within seconds.
         let (ns_store, ns_writer) = reflector::store();
-        ctx.registry.set_namespaces(ns_store);
+        ctx.registry.set_namespaces(ns_store.clone());
+        listed.push({
+            let ns_store = ns_store.clone();
+            async move {
+                wait_listed(&ns_store).await;
+                Vec::new()
+            }
+            .boxed()
+        });
         let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
         let stop = stopped();
+        let ns_ctx = ctx.clone();
         runs.push(
             async move {
-                let watch = watcher(ns_api, watcher::Config::default())
-                    .default_backoff()
-                    .reflect(ns_writer)
-                    .for_each(|_| futures::future::ready(()));
+                let watch = objects_after_list(
+                    watcher(ns_api, watcher::Config::default())
+                        .default_backoff()
+                        .reflect(ns_writer),
+                    ns_store,
+                )
+                .predicate_filter(predicates::labels, Default::default())
+                .for_each(|n| {
+                    if let Ok(n) = n {
+                        wake_cluster_users_in(&ns_ctx, &n.name_any());
+                    }
+                    futures::future::ready(())
+                });
                 tokio::select! {
                     () = watch => {},
                     () = stop => {},
@@ -153,8 +180,34 @@ where
         );
         let (wake, woken) = futures::channel::mpsc::unbounded();
         ctx.registry.watches().wake_cluster(wake);
-        runs.push(run_one(cluster_api, woken, ctx.clone(), stopped()));
+        let (store, writer) = reflector::store();
+        listed.push(keys_once_listed(store.clone()));
+        runs.push(run_one(
+            cluster_api,
+            store,
+            writer,
+            woken,
+            ctx.clone(),
+            stopped(),
+        ));
     }
+    runs.push(
+        {
+            let ctx = ctx.clone();
+            let stop = stopped();
+            async move {
+                tokio::pin!(stop);
+                tokio::select! {
+                    () = load_connections(&ctx, listed) => {},
+                    () = &mut stop => return,
+                }
+                // A part of the process as long as it runs (see
+                // `operator::supervise`).
+                stop.await;
+            }
+        }
+        .boxed(),
+    );
     // The watches of the connections' Secrets stop with the controllers.
     let stop = stopped();
     runs.push(
@@ -167,8 +220,89 @@ where
     runs
 }
 
+/// The longest the OAuthClients of connections wait for the connections
+/// that existed at start to be checked once.
+const LOAD_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the connections listed by `listed` have each been checked
+/// once (at most [`LOAD_WAIT`]), then marks the registry loaded and wakes
+/// the OAuthClients that use a connection: those that came first were put
+/// off (see `Registry::loaded`).
+async fn load_connections(
+    ctx: &ConnectionContext,
+    listed: Vec<BoxFuture<'static, Vec<ConnectionKey>>>,
+) {
+    let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+    let keys: Vec<ConnectionKey> =
+        match tokio::time::timeout_at(deadline, futures::future::join_all(listed)).await {
+            Ok(keys) => keys.into_iter().flatten().collect(),
+            Err(_) => Vec::new(),
+        };
+    let checked = |k: &ConnectionKey| {
+        ctx.registry
+            .get(k)
+            .is_some_and(|c| c.health().reason != ConnectionReason::Connecting)
+    };
+    while !keys.iter().all(checked) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !keys.iter().all(checked) {
+        warn!(
+            "connections not all checked within {LOAD_WAIT:?}; reporting on their OAuthClients anyway"
+        );
+    }
+    ctx.registry.mark_loaded();
+    info!(connections = keys.len(), "connections loaded");
+    for s in &ctx.scopes {
+        for o in s
+            .oauth_clients
+            .state_filter(|o| connection_of(o) != ConnectionKey::Default)
+        {
+            s.wake
+                .now(&o.namespace().unwrap_or_default(), &o.name_any());
+        }
+    }
+}
+
+/// Waits until `store` has listed once. Polled: see the readiness wait in
+/// `operator::run`.
+async fn wait_listed<K>(store: &reflector::Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while store.wait_until_ready().now_or_never().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The keys of the connections in `store` once it has listed.
+fn keys_once_listed<K: ConnectionResource>(
+    store: reflector::Store<K>,
+) -> BoxFuture<'static, Vec<ConnectionKey>> {
+    async move {
+        wait_listed(&store).await;
+        store.state().iter().map(|c| c.key()).collect()
+    }
+    .boxed()
+}
+
+/// Wakes the OAuthClients of namespace `ns` that use a cluster connection.
+fn wake_cluster_users_in(ctx: &ConnectionContext, ns: &str) {
+    for s in &ctx.scopes {
+        for o in s.oauth_clients.state_filter(|o| {
+            o.metadata.namespace.as_deref() == Some(ns)
+                && matches!(connection_of(o), ConnectionKey::Cluster { .. })
+        }) {
+            s.wake.now(ns, &o.name_any());
+        }
+    }
+}
+
 fn run_one<K, S>(
     conns: Api<K>,
+    store: reflector::Store<K>,
+    writer: reflector::store::Writer<K>,
     woken: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
     ctx: Arc<ConnectionContext>,
     stopped: S,
@@ -177,19 +311,20 @@ where
     K: ConnectionResource,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
     // Only spec and finalizer changes wake a reconcile: the controller's own
     // status writes do not. A change of a Secret or ConfigMap a connection
     // reads wakes it through `woken` (see [`watches`](super::watches)); the
     // timer in `apply` is the fallback.
-    let stream = watcher(conns, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            Default::default(),
-        );
+    let stream = objects_after_list(
+        watcher(conns, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer),
+        store.clone(),
+    )
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        Default::default(),
+    );
     Controller::for_stream(stream, store)
         .reconcile_on(woken)
         .graceful_shutdown_on(stopped)
@@ -410,7 +545,7 @@ fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
     let mut names: Vec<String> = ctx
         .scopes
         .iter()
-        .flat_map(|s| s.oauth_clients.objects_of(key))
+        .flat_map(|s| s.objects_of(key))
         .filter(|o| o.spec.deletion_policy == DeletionPolicy::Delete)
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();
@@ -421,8 +556,9 @@ fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
 /// Asks for a reconcile of every OAuthClient that uses `key`.
 fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
     for s in &ctx.scopes {
-        for k in s.oauth_clients.keys_of(key) {
-            s.wake.now(k);
+        for o in s.objects_of(key) {
+            s.wake
+                .now(&o.namespace().unwrap_or_default(), &o.name_any());
         }
     }
 }
@@ -431,10 +567,10 @@ fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
 fn claims(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<accounting::Claim> {
     ctx.scopes
         .iter()
-        .flat_map(|s| s.oauth_clients.claims_of(key))
-        .map(|(client_name, client_id)| accounting::Claim {
-            client_name,
-            client_id,
+        .flat_map(|s| s.objects_of(key))
+        .map(|o| accounting::Claim {
+            client_name: o.spec.client_name.clone(),
+            client_id: o.status.as_ref().and_then(|s| s.client_id.clone()),
         })
         .collect()
 }

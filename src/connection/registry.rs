@@ -7,7 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, OnceLock, RwLock,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -244,6 +244,9 @@ pub struct Registry {
     namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
     /// The watches of the Secrets and ConfigMaps the connections read.
     watches: Watches,
+    /// Whether every connection that existed at start has been checked
+    /// once ([`Registry::mark_loaded`]).
+    loaded: AtomicBool,
 }
 
 impl Registry {
@@ -256,7 +259,22 @@ impl Registry {
             creating: Mutex::new(()),
             namespaces: OnceLock::new(),
             watches: Watches::default(),
+            loaded: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the connections that existed at start have been checked
+    /// once (and namespace labels listed). Until then an OAuthClient whose
+    /// connection cannot be resolved is not reported on: after a restart,
+    /// "not found" only means "not loaded yet", and a Ready object must not
+    /// flip to `ConnectionNotReady` and back.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Records that the connections that existed at start are loaded.
+    pub fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
     }
 
     /// The watches of the Secrets and ConfigMaps the connections read.

@@ -56,6 +56,13 @@ impl Backoffs {
         lock(&self.holds).remove(uid);
     }
 
+    /// The uids with failures or a hold kept.
+    pub fn uids(&self) -> Vec<String> {
+        let mut uids: Vec<String> = lock(&self.failures).keys().cloned().collect();
+        uids.extend(lock(&self.holds).keys().cloned());
+        uids
+    }
+
     /// Holds further attempts on `uid` at `generation` for `delay`.
     pub fn hold(&self, uid: &str, generation: Option<i64>, delay: Duration) {
         self.hold_from(uid, generation, delay, Instant::now());

@@ -3,11 +3,14 @@
 //! (the scan was O(N) per reconcile and the operator's hottest path at
 //! 10,000 objects; see BENCHMARKS.md).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 
 use kube::{ResourceExt, runtime::watcher};
 
-use super::decide::NameClaim;
+use super::{decide::NameClaim, relist::Relisted};
 use crate::{
     api::{OAuthClient, connection::ConnectionKey},
     connection::connection_of,
@@ -57,6 +60,15 @@ impl Claims {
         self.name_of.insert(key, client_name);
     }
 
+    /// The uids of every claimant.
+    fn uids(&self) -> HashSet<String> {
+        self.by_name
+            .values()
+            .flatten()
+            .filter_map(|c| c.uid.clone())
+            .collect()
+    }
+
     fn remove(&mut self, key: &(String, String)) {
         let Some(client_name) = self.name_of.remove(key) else {
             return;
@@ -74,47 +86,39 @@ fn key(o: &OAuthClient) -> (String, String) {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
-#[derive(Default)]
-struct State {
-    live: Claims,
-    /// Built during a (re)list; replaces `live` when it is complete, as the
-    /// reflector's store does.
-    pending: Option<Claims>,
-}
-
 /// The clientName index of one watched scope.
 #[derive(Default)]
 pub struct NameIndex {
-    state: Mutex<State>,
+    claims: Mutex<Relisted<Claims>>,
 }
 
 impl NameIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
+    fn lock(&self) -> std::sync::MutexGuard<'_, Relisted<Claims>> {
+        self.claims
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Follows one watch event.
-    pub fn apply(&self, event: &watcher::Event<OAuthClient>) {
-        let mut s = self.lock();
-        match event {
-            watcher::Event::Apply(o) => s.live.upsert(o),
-            watcher::Event::Delete(o) => s.live.remove(&key(o)),
-            watcher::Event::Init => s.pending = Some(Claims::default()),
-            watcher::Event::InitApply(o) => s.pending.get_or_insert_with(Claims::default).upsert(o),
-            watcher::Event::InitDone => {
-                if let Some(p) = s.pending.take() {
-                    s.live = p;
-                }
+    /// Follows one watch event; returns the uids of the objects it shows
+    /// gone: a deleted object, or those a completed re-list no longer has.
+    pub fn apply(&self, event: &watcher::Event<OAuthClient>) -> Vec<String> {
+        let mut claims = self.lock();
+        let before = matches!(event, watcher::Event::InitDone).then(|| claims.live().uids());
+        claims.follow(event, Claims::upsert, |c, o| c.remove(&key(o)));
+        match (event, before) {
+            (watcher::Event::Delete(o), _) => o.metadata.uid.clone().into_iter().collect(),
+            (_, Some(before)) => {
+                let after = claims.live().uids();
+                before.difference(&after).cloned().collect()
             }
+            _ => Vec::new(),
         }
     }
 
     /// The objects that claim `client_name` in `connection`.
     pub fn claimants(&self, connection: &ConnectionKey, client_name: &str) -> Vec<Claimant> {
         self.lock()
-            .live
+            .live()
             .by_name
             .get(client_name)
             .map(|v| {
@@ -161,7 +165,8 @@ mod tests {
         // An update does not duplicate the entry.
         idx.apply(&watcher::Event::Apply(obj("a", "x", "n")));
         assert_eq!(names(&idx, "n"), vec!["a/x", "b/y"]);
-        idx.apply(&watcher::Event::Delete(obj("a", "x", "n")));
+        let gone = idx.apply(&watcher::Event::Delete(obj("a", "x", "n")));
+        assert_eq!(gone, vec!["a/x"]);
         assert_eq!(names(&idx, "n"), vec!["b/y"]);
         assert_eq!(names(&idx, "m"), vec!["a/z"]);
         assert!(idx.claimants(&ConnectionKey::Default, "none").is_empty());
@@ -194,11 +199,14 @@ mod tests {
     fn a_relist_replaces_everything_when_done() {
         let idx = NameIndex::default();
         idx.apply(&watcher::Event::Apply(obj("a", "gone", "n")));
+        idx.apply(&watcher::Event::Apply(obj("a", "kept", "k")));
         idx.apply(&watcher::Event::Init);
         idx.apply(&watcher::Event::InitApply(obj("a", "new", "n")));
+        idx.apply(&watcher::Event::InitApply(obj("a", "kept", "k")));
         // Until the list is complete the old view answers.
         assert_eq!(names(&idx, "n"), vec!["a/gone"]);
-        idx.apply(&watcher::Event::InitDone);
+        let gone = idx.apply(&watcher::Event::InitDone);
         assert_eq!(names(&idx, "n"), vec!["a/new"]);
+        assert_eq!(gone, vec!["a/gone"], "the uids the list no longer shows");
     }
 }

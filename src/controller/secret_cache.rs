@@ -23,7 +23,7 @@ use k8s_openapi::{
 };
 use kube::{core::PartialObjectMeta, runtime::watcher};
 
-use super::secret::SETTLED_ANNOTATIONS;
+use super::{relist::Relisted, secret::SETTLED_ANNOTATIONS};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Secrets by namespace, then by name.
@@ -119,18 +119,10 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
-struct State {
-    live: Map,
-    /// Built during a (re)list; replaces `live` when the list is complete,
-    /// as kube-runtime's store does.
-    listing: Option<Map>,
-}
-
 /// The managed Secrets of one watched scope, as metadata (see the module).
 #[derive(Default)]
 pub struct SecretCache {
-    state: RwLock<State>,
+    state: RwLock<Relisted<Map>>,
     synced: AtomicBool,
 }
 
@@ -168,19 +160,13 @@ impl SecretCache {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match event {
-            watcher::Event::Apply(s) => insert(&mut state.live, &s.metadata),
-            watcher::Event::Delete(s) => remove(&mut state.live, &s.metadata),
-            watcher::Event::Init => state.listing = Some(Map::default()),
-            watcher::Event::InitApply(s) => {
-                insert(state.listing.get_or_insert_default(), &s.metadata);
-            }
-            watcher::Event::InitDone => {
-                if let Some(listing) = state.listing.take() {
-                    state.live = listing;
-                }
-                self.synced.store(true, Ordering::Release);
-            }
+        let listed = state.follow(
+            event,
+            |m, s| insert(m, &s.metadata),
+            |m, s| remove(m, &s.metadata),
+        );
+        if listed {
+            self.synced.store(true, Ordering::Release);
         }
     }
 
@@ -193,7 +179,7 @@ impl SecretCache {
             Err(poisoned) => poisoned.into_inner(),
         };
         state
-            .live
+            .live()
             .get(ns)
             .and_then(|names| names.get(name))
             .map(|e| e.metadata(ns, name))
@@ -210,7 +196,7 @@ impl SecretCache {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        state.live.values().map(HashMap::len).sum()
+        state.live().values().map(HashMap::len).sum()
     }
 
     /// Whether no Secret is cached.

@@ -26,6 +26,8 @@ test_support::tests!(
     connection_audit_lists_foreign_clients_only,
     connection_ref_is_immutable,
     connection_bad_specs_are_refused_at_admission,
+    connection_restart_changes_nothing_settled,
+    connection_namespace_label_takes_effect_at_once,
 );
 
 /// The operator allows namespaced connections to loopback, where the
@@ -628,4 +630,228 @@ async fn connection_bad_specs_are_refused_at_admission(env: Arc<Env>) -> anyhow:
     .await;
     f.finish().await?;
     result
+}
+
+/// A ClusterCollibraConnection `name` to `url`, its credentials in Secret
+/// `secret` of the operator's cluster-connection namespace, admitting the
+/// namespaces `selector` (YAML of a label selector, indented for the spec)
+/// picks.
+fn cluster_connection(name: &str, url: &str, secret: &str, selector: &str) -> String {
+    format!(
+        "apiVersion: oauth.collibra.dev/v1alpha1\nkind: ClusterCollibraConnection\nmetadata:\n  name: {name}\nspec:\n  url: {url}\n  auth:\n    type: oauth\n    secretName: {secret}\n{selector}"
+    )
+}
+
+/// `connectionRef` to the ClusterCollibraConnection `name`.
+fn via_cluster(name: &str) -> String {
+    format!("  connectionRef:\n    kind: ClusterCollibraConnection\n    name: {name}\n")
+}
+
+/// Deletes the ClusterCollibraConnection `name` (cluster-scoped: the
+/// namespace's deletion does not take it) and waits until it is gone.
+async fn delete_cluster_connection(f: &Fixture, name: &str) -> anyhow::Result<()> {
+    f.kubectl(&[
+        "delete",
+        "clustercollibraconnection",
+        name,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=60s",
+    ])
+    .await?;
+    Ok(())
+}
+
+/// Options for an operator that serves ClusterCollibraConnections when
+/// `serve` (their Secrets in the fixture's namespace: see
+/// [`start_with_cluster_namespace`]). With the chart's namespaced RBAC
+/// (`E2E_RBAC=namespaced`) it may not watch them.
+fn serving_cluster_connections(serve: bool) -> Options {
+    let mut o = allowing_loopback();
+    if serve {
+        o.extra_args.push("--cluster-connections=true".to_owned());
+    }
+    o.start_operator = false;
+    o
+}
+
+/// Starts the fixture's operator with its namespace as the cluster
+/// connections' Secret namespace (known only once the fixture exists).
+async fn start_with_cluster_namespace(f: &mut Fixture) -> anyhow::Result<()> {
+    let ns = f.ns.clone();
+    f.op.add_args(&["--cluster-connection-namespace".to_owned(), ns]);
+    f.op.restart().await
+}
+
+/// The Ready condition and every condition's transition time, as JSON.
+async fn settled_status(f: &Fixture, name: &str) -> anyhow::Result<serde_json::Value> {
+    let o = f.oauth().get(name).await?;
+    Ok(serde_json::to_value(o.status)?)
+}
+
+/// After a restart, a Ready OAuthClient that uses a CollibraConnection or a
+/// ClusterCollibraConnection keeps its status exactly (lastTransitionTime
+/// included) and gets no Event: it is not reported on before its
+/// connection is loaded.
+async fn connection_restart_changes_nothing_settled(env: Arc<Env>) -> anyhow::Result<()> {
+    // With namespaced RBAC the cluster kind is not served; the namespaced
+    // kind is checked in both runs.
+    let cluster = env.rbac == test_support::Rbac::ClusterWide;
+    let mut f = Fixture::with(env, "restartconn", serving_cluster_connections(cluster)).await?;
+    start_with_cluster_namespace(&mut f).await?;
+    let second = Simulator::start(SimConfig::default()).await?;
+    credentials(&f, "second-credentials", "operator-secret").await?;
+    f.apply(&connection("second", &second.url(), "second-credentials"))
+        .await?;
+    f.apply(&manifest(
+        "via-namespaced",
+        "restart-namespaced",
+        &via("second"),
+    ))
+    .await?;
+    let mut names = vec!["via-namespaced"];
+    let third = Simulator::start(SimConfig::default()).await?;
+    let cluster_name = format!("{}-cluster", f.ns);
+    if cluster {
+        f.apply(&cluster_connection(
+            &cluster_name,
+            &third.url(),
+            "second-credentials",
+            "",
+        ))
+        .await?;
+        f.apply(&manifest(
+            "via-cluster",
+            "restart-cluster",
+            &via_cluster(&cluster_name),
+        ))
+        .await?;
+        names.push("via-cluster");
+    }
+    let mut before = Vec::new();
+    for n in &names {
+        f.wait_reason(n, Reason::Registered.as_str()).await?;
+    }
+    // Let the Events of the registration land before they are counted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in &names {
+        before.push((settled_status(&f, n).await?, f.event_reasons(n).await?));
+    }
+    let lists_before = (
+        second.handle().stats().requests_for("list"),
+        third.handle().stats().requests_for("list"),
+    );
+    f.op.restart().await?;
+    // The new process is ready and has checked both connections (a probe
+    // lists each instance); then give its reconciles time to run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let checked = second.handle().stats().requests_for("list") > lists_before.0
+            && (!cluster || third.handle().stats().requests_for("list") > lists_before.1);
+        if let Ok((200, _)) = f.op.http_get("/readyz").await
+            && checked
+            && f.op.log().contains("connections loaded")
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the restarted operator never checked its connections\n{}",
+                tail(&f.op.log(), 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (n, (status, events)) in names.iter().zip(&before) {
+        let now = settled_status(&f, n).await?;
+        ensure!(
+            &now == status,
+            "{n}: the status changed across a restart\nbefore: {status}\nafter:  {now}\n{}",
+            tail(&f.op.log(), 40)
+        );
+        let events_now = f.event_reasons(n).await?;
+        ensure!(
+            &events_now == events,
+            "{n}: Events across a restart: {events:?} -> {events_now:?}"
+        );
+    }
+    ensure!(
+        !f.op.log().contains("ConnectionNotReady"),
+        "no object was reported ConnectionNotReady\n{}",
+        tail(&f.op.log(), 40)
+    );
+    if cluster {
+        f.oauth()
+            .delete("via-cluster", &DeleteParams::default())
+            .await?;
+        f.wait_gone("via-cluster").await?;
+        delete_cluster_connection(&f, &cluster_name).await?;
+    }
+    f.finish().await
+}
+
+/// A namespace label that a ClusterCollibraConnection's namespaceSelector
+/// now admits takes effect within seconds (namespaces are watched), not at
+/// the next re-check or resync.
+async fn connection_namespace_label_takes_effect_at_once(env: Arc<Env>) -> anyhow::Result<()> {
+    let cluster = env.rbac == test_support::Rbac::ClusterWide;
+    let mut f = Fixture::with(env, "nslabel", serving_cluster_connections(cluster)).await?;
+    start_with_cluster_namespace(&mut f).await?;
+    let other = Simulator::start(SimConfig::default()).await?;
+    credentials(&f, "cluster-credentials", "operator-secret").await?;
+    let label = format!("collibra-{}", f.ns);
+    let name = format!("{}-selective", f.ns);
+    f.apply(&cluster_connection(
+        &name,
+        &other.url(),
+        "cluster-credentials",
+        &format!("  namespaceSelector:\n    matchLabels:\n      {label}: \"yes\"\n"),
+    ))
+    .await?;
+    f.apply(&manifest("selected", "ns-label", &via_cluster(&name)))
+        .await?;
+    let refused = f
+        .wait_reason("selected", Reason::ConnectionNotReady.as_str())
+        .await?;
+    let message = refused
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    if !cluster {
+        // A namespaced installation does not serve the cluster kind: the
+        // object is told so, and nothing reaches the instance.
+        ensure!(message.contains("not found"), "{message}");
+        ensure!(other.handle().stats().requests.values().sum::<u64>() == 0);
+        delete_cluster_connection(&f, &name).await?;
+        return f.finish().await;
+    }
+    ensure!(
+        message.contains("namespaceSelector"),
+        "refused for its namespace: {message}"
+    );
+    let labelled = Instant::now();
+    f.kubectl(&["label", "namespace", &f.ns, &format!("{label}=yes")])
+        .await?;
+    f.wait_reason("selected", Reason::Registered.as_str())
+        .await?;
+    let took = labelled.elapsed();
+    // The re-check is 10 minutes and the resync 10 minutes: only the
+    // namespace watch can have woken it this soon.
+    ensure!(
+        took < Duration::from_secs(20),
+        "took {took:?} after the label"
+    );
+    ensure!(
+        other.handle().clients().len() == 1,
+        "registered in the selected instance"
+    );
+    f.oauth()
+        .delete("selected", &DeleteParams::default())
+        .await?;
+    f.wait_gone("selected").await?;
+    delete_cluster_connection(&f, &name).await?;
+    f.finish().await
 }

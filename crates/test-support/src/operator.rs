@@ -91,7 +91,12 @@ impl Operator {
         Ok(())
     }
 
-    /// Kills and starts it again with the same flags.
+    /// Adds `args` to the command line of the next start.
+    pub fn add_args(&mut self, args: &[String]) {
+        self.args.extend(args.iter().cloned());
+    }
+
+    /// Kills the process and starts it again with the same arguments.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill().await?;
         self.spawn()

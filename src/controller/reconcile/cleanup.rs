@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::EventType;
 
-use crate::controller::runtime::Action;
+use kube::runtime::controller::Action;
 
 use super::{Error, Reconciler, Result, messages};
 use crate::{
@@ -23,7 +23,7 @@ impl Reconciler<'_> {
     pub(super) async fn cleanup(&self) -> Result<Action> {
         let result = self.cleanup_inner().await;
         if result.is_ok() {
-            self.ctx.forget(&self.uid);
+            self.ctx.objects.forget(&self.uid);
             self.ctx.wake_name_claimants(&self.obj);
         }
         result
@@ -167,7 +167,11 @@ impl Reconciler<'_> {
                 self.facts(),
             )
             .await;
-        let delay = self.ctx.backoffs.next_delay(&self.uid, e.retry_after());
+        let delay = self
+            .ctx
+            .objects
+            .backoffs
+            .next_delay(&self.uid, e.retry_after());
         Err(Error::CleanupPending { delay, source: e })
     }
 

@@ -361,7 +361,10 @@ impl Reconciler<'_> {
         } else {
             (
                 Reason::CollibraUnavailable,
-                self.ctx.backoffs.next_delay(&self.uid, e.retry_after()),
+                self.ctx
+                    .objects
+                    .backoffs
+                    .next_delay(&self.uid, e.retry_after()),
             )
         };
         self.outcome(

@@ -72,6 +72,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The reconcile panicked (a bug); tried again after a minute.
+    #[error("the reconcile panicked: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -87,6 +93,7 @@ impl Error {
             Error::Finalizer(_) => "Finalizer",
             Error::CleanupPending { .. } => "CleanupPending",
             Error::Unsaved { .. } => "CredentialsUnsaved",
+            Error::Panicked { .. } => "Panic",
         }
     }
 }

@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     runtime::{
+        controller::Action,
         events::EventType,
         finalizer::{self, finalizer},
     },
@@ -40,7 +41,6 @@ use super::{
     context::{Context, now},
     decide::{self, Listed, Observed, Plan, SecretView},
     reasons::{Issuance, Reason},
-    runtime::Action,
     status::{self, Facts, Readiness},
 };
 use crate::{
@@ -61,31 +61,24 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
     // (apply reports it, cleanup waits for it as for an outage).
     let (collibra, blocked) = match ctx.connections.resolve(&connection_of(&obj), &ns) {
         Ok(c) => (c, None),
+        // Just started: the connection may only not be loaded yet. Nothing
+        // is reported; loading wakes the object (`Registry::loaded`).
+        Err(_) if !ctx.connections.loaded() => {
+            return Ok(Action::requeue(CONNECTIONS_LOADING_RETRY));
+        }
         Err(not_ready) => (ctx.default_collibra.clone(), Some(not_ready)),
     };
-    // kube's finalizer helper speaks kube-runtime's `Action`, which does not
-    // say its delay; the apply or cleanup leaves ours here. When the helper
-    // only added or removed the finalizer, the watch event of that write
-    // brings the object back.
-    let next = std::sync::Mutex::new(Action::await_change());
+    // When the helper only added or removed the finalizer, the watch event
+    // of that write brings the object back.
     let result = finalizer(&api, FINALIZER, obj, |event| async {
-        let action = match event {
+        match event {
             finalizer::Event::Apply(o) => Reconciler::new(o, &ctx, collibra, blocked).apply().await,
             finalizer::Event::Cleanup(o) => {
                 Reconciler::new(o, &ctx, collibra, blocked).cleanup().await
             }
-        }?;
-        *next
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = action;
-        Ok::<_, Error>(kube::runtime::controller::Action::await_change())
+        }
     })
     .await
-    .map(|_| {
-        *next
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    })
     .map_err(|e| match e {
         finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner,
         other => Error::Finalizer(Box::new(other)),
@@ -94,15 +87,23 @@ pub async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// When an object whose connection is not loaded yet is looked at again,
+/// should the wake-up at the end of loading be missed.
+const CONNECTIONS_LOADING_RETRY: Duration = Duration::from_secs(5);
+
+/// The least wait before a reconcile that panicked runs again.
+const AFTER_PANIC: Duration = Duration::from_secs(60);
+
 /// On errors: retry with the object's backoff (or the delay the error asks for).
 pub fn error_policy(obj: Arc<OAuthClient>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(err.metric_label());
     let uid = obj.uid().unwrap_or_default();
     let floor = match err {
         Error::CleanupPending { delay, .. } => Some(*delay),
+        Error::Panicked { .. } => Some(AFTER_PANIC),
         _ => None,
     };
-    let delay = ctx.backoffs.next_delay(&uid, floor);
+    let delay = ctx.objects.backoffs.next_delay(&uid, floor);
     warn!(object = %obj.name_any(), namespace = obj.namespace().as_deref().unwrap_or(""), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -161,7 +162,7 @@ impl<'a> Reconciler<'a> {
     /// the cached object shows it.
     fn facts(&self) -> Facts {
         let mut facts = Facts::from_status(&self.obj);
-        if let Some(r) = self.ctx.last_replacement(&self.uid) {
+        if let Some(r) = self.ctx.objects.last_replacement(&self.uid) {
             facts.last_replacement = Some(r);
         }
         facts
@@ -182,7 +183,7 @@ impl<'a> Reconciler<'a> {
         if self.obj.pending_reconcile_request().is_some() {
             // Reconcile now (rule 14): whatever the backoff, with a fresh list.
             self.collibra.invalidate_list();
-        } else if let Some(left) = self.ctx.backoffs.held(&self.uid, generation) {
+        } else if let Some(left) = self.ctx.objects.backoffs.held(&self.uid, generation) {
             // Woken by our own write during a backoff: keep waiting.
             return Ok(Action::requeue(left));
         }
@@ -190,9 +191,12 @@ impl<'a> Reconciler<'a> {
         let requeue = outcome.requeue;
         self.report(&outcome.ready, outcome.facts).await?;
         match outcome.ready.reason {
-            Reason::Registered => self.ctx.backoffs.reset(&self.uid),
+            Reason::Registered => self.ctx.objects.backoffs.reset(&self.uid),
             r @ (Reason::CollibraUnavailable | Reason::CollibraRejected) => {
-                self.ctx.backoffs.hold(&self.uid, generation, requeue);
+                self.ctx
+                    .objects
+                    .backoffs
+                    .hold(&self.uid, generation, requeue);
                 self.ctx.metrics.not_ready(r);
             }
             r => self.ctx.metrics.not_ready(r),
@@ -281,7 +285,7 @@ impl<'a> Reconciler<'a> {
                 Duration::from_secs(60),
             )));
         }
-        if let Some(issued) = self.ctx.take_unsaved(&self.uid) {
+        if let Some(issued) = self.ctx.objects.take_unsaved(&self.uid) {
             // Collibra issued these before a failed Secret write: write them
             // first, whatever else is going on. Their claim is written, so
             // a Secret the watch does not show yet is asked for.
@@ -301,7 +305,7 @@ impl<'a> Reconciler<'a> {
                     .await?;
                 return Ok(Some(stored));
             }
-            self.ctx.stash_unsaved(&self.uid, issued);
+            self.ctx.objects.stash_unsaved(&self.uid, issued);
         }
         if let Some(not_ready) = &self.blocked {
             // Woken when the connection becomes ready; the requeue is a
@@ -402,7 +406,7 @@ impl<'a> Reconciler<'a> {
                     return Ok(self.outcome(
                         Reason::CollibraUnavailable,
                         "the client vanished from the list; retrying",
-                        self.ctx.backoffs.next_delay(&self.uid, None),
+                        self.ctx.objects.backoffs.next_delay(&self.uid, None),
                     ));
                 };
                 self.in_sync(current, None, &entry, adopt, drift, rotation_unsupported)
@@ -442,7 +446,9 @@ impl<'a> Reconciler<'a> {
                     cause: r.reason.cause(),
                     time: now().to_string(),
                 };
-                self.ctx.remember_replacement(&self.uid, record.clone());
+                self.ctx
+                    .objects
+                    .remember_replacement(&self.uid, record.clone());
                 Some(record)
             }
             None => self.facts().last_replacement,

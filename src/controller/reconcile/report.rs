@@ -40,7 +40,7 @@ impl Reconciler<'_> {
     /// Writes status if it changed, with an Event when Ready's reason moves.
     pub(super) async fn report(&self, ready: &Readiness, facts: Facts) -> Result<()> {
         let next = status::build(&self.obj, ready, facts, now());
-        let last_reported = self.ctx.record_reported(&self.uid, ready.reason);
+        let last_reported = self.ctx.objects.record_reported(&self.uid, ready.reason);
         // The cached object can lag behind this process's own last status
         // write, and status changes wake no reconcile: when the reason
         // changed since the last report, write even if the cache agrees.

@@ -117,7 +117,7 @@ impl Reconciler<'_> {
             .obj
             .ready_condition()
             .and_then(|c| Reason::parse(&c.reason));
-        self.ctx.last_reported(&self.uid).or(recorded) == Some(Reason::SecretConflict)
+        self.ctx.objects.last_reported(&self.uid).or(recorded) == Some(Reason::SecretConflict)
     }
 
     /// The Secret from the API server: its metadata first, its data only
@@ -421,7 +421,7 @@ impl Reconciler<'_> {
             match self.merge_patch(&want, current).await {
                 Ok(_) => return Ok(()),
                 Err(source) if attempt + 1 >= CREDENTIAL_WRITE_ATTEMPTS => {
-                    self.ctx.stash_unsaved(&self.uid, issued.clone());
+                    self.ctx.objects.stash_unsaved(&self.uid, issued.clone());
                     return Err(Error::Unsaved {
                         client_id: issued.info.client_id.clone(),
                         source,
