@@ -96,6 +96,26 @@ pub fn grant_drift(actual: &[String], desired: &[String]) -> String {
     )
 }
 
+/// A note on Ready: redirect URIs differ and Collibra cannot update them.
+pub fn redirect_drift(actual: &[String], desired: &[String]) -> String {
+    format!(
+        "redirect URIs in Collibra are {actual:?}, spec.redirectUris asks for {desired:?}, and Collibra does not support updates (PUT): change them in Collibra by hand, or set spec.redirectUris back; the operator does not replace the client for this, since a new client loses the grants of the old one (a rotation, oauth.collibra.dev/rotate, would register it anew with the spec's redirect URIs)"
+    )
+}
+
+/// Ready's message when Collibra registered a client but ignored a field
+/// it was sent: the credentials are kept, the client is not what the spec
+/// asks for.
+pub fn registered_but_ignored(
+    client_id: &str,
+    secret_name: &str,
+    error: &collibra_client::Error,
+) -> String {
+    format!(
+        "{error}. Client {client_id} is registered without it and its credentials are in Secret {secret_name}; it will not be registered again. Where this Collibra instance supports redirect URIs through an update, the operator applies them on its next look; otherwise set them in Collibra by hand"
+    )
+}
+
 /// A note on Ready: a rotation was asked for and cannot happen.
 pub const ROTATION_UNSUPPORTED_NOTE: &str = "a rotation was requested but Collibra does not support DELETE, so credentials cannot be rotated";
 
@@ -194,6 +214,18 @@ pub fn adopted(client_id: &str, secret_name: &str) -> String {
 /// The GrantTypesUpdated Event.
 pub fn grants_updated(client_id: &str, grant_types: &[String]) -> String {
     format!("Updated grant types of client {client_id} to {grant_types:?}")
+}
+
+/// The RedirectUrisUpdated Event.
+pub fn redirect_uris_updated(client_id: &str, redirect_uris: &[String]) -> String {
+    format!("Updated redirect URIs of client {client_id} to {redirect_uris:?}")
+}
+
+/// The RedirectUrisDrift Event.
+pub fn redirect_drift_event(client_id: &str) -> String {
+    format!(
+        "Redirect URIs of client {client_id} differ from spec.redirectUris and Collibra does not support updates (PUT): change them in Collibra by hand; the client is not replaced"
+    )
 }
 
 /// The GrantTypesDrift Event.
