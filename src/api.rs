@@ -102,6 +102,9 @@ pub enum ReplacementCause {
     /// The operator's own registration was interrupted between Collibra's
     /// answer and the first Secret write: that client was never used.
     InterruptedRegistration,
+    /// `spec.redirectUris` changed, Collibra cannot update a client, and
+    /// `replacementPolicy` is `Automatic`.
+    RedirectUrisChanged,
 }
 
 /// The last replacement of the Collibra client.
@@ -413,8 +416,9 @@ pub struct OAuthClientSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// `Manual` (default): when the Secret of a client in use is lost, stop
-    /// and say so; `Automatic`: delete the client and register a new one.
+    /// `Manual` (default): when the Secret of a client in use is lost, or
+    /// its redirectUris change and Collibra cannot update them, stop and
+    /// say so; `Automatic`: delete the client and register a new one.
     /// Either way a new client is a new Collibra application, without the
     /// grants of the old one.
     #[serde(default)]

@@ -108,6 +108,9 @@ pub enum ReplaceReason {
     /// the Secret write: the client was never used, so it is replaced
     /// whatever the policy.
     InterruptedRegistration,
+    /// `spec.redirectUris` changed, Collibra cannot update them, and
+    /// `replacementPolicy` is `Automatic`.
+    RedirectUrisChanged,
 }
 
 impl ReplaceReason {
@@ -117,6 +120,7 @@ impl ReplaceReason {
             ReplaceReason::Rotation => ReplacementCause::Rotation,
             ReplaceReason::LostSecret => ReplacementCause::LostSecret,
             ReplaceReason::InterruptedRegistration => ReplacementCause::InterruptedRegistration,
+            ReplaceReason::RedirectUrisChanged => ReplacementCause::RedirectUrisChanged,
         }
     }
 }
@@ -227,7 +231,23 @@ pub fn decide(o: &Observed<'_>) -> Plan {
             .redirect_uris
             .as_deref()
             .unwrap_or(o.confirmed_redirect_uris);
-        let redirect_drift = (!same_grants(actual_uris, o.redirect_uris)).then(|| {
+        let uris_differ = !same_grants(actual_uris, o.redirect_uris);
+        // Replacing is the policy's call, as for a lost Secret (rule 10),
+        // and only where Collibra showed it keeps redirect URIs: on an
+        // instance that ignores them a new client would differ just the
+        // same, and be replaced again on every look.
+        if uris_differ
+            && o.update_supported == Some(false)
+            && o.replacement_policy == ReplacementPolicy::Automatic
+            && o.delete_supported != Some(false)
+            && !actual_uris.is_empty()
+        {
+            return Plan::Replace {
+                client_id: listed.client_id.clone(),
+                reason: ReplaceReason::RedirectUrisChanged,
+            };
+        }
+        let redirect_drift = uris_differ.then(|| {
             if o.update_supported == Some(false) {
                 RedirectDrift::Unsupported {
                     actual: actual_uris.to_vec(),
@@ -718,6 +738,10 @@ mod tests {
             ReplaceReason::InterruptedRegistration.cause(),
             ReplacementCause::InterruptedRegistration
         );
+        assert_eq!(
+            ReplaceReason::RedirectUrisChanged.cause(),
+            ReplacementCause::RedirectUrisChanged
+        );
     }
 
     #[test]
@@ -855,6 +879,39 @@ mod tests {
                 rotation_unsupported: false,
             }
         );
+        // Under Automatic the policy replaces the client, where DELETE
+        // may work and Collibra showed it keeps redirect URIs.
+        c.policy = ReplacementPolicy::Automatic;
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::RedirectUrisChanged
+            }
+        );
+        for blocked in [
+            Case {
+                delete: Some(false),
+                ..c.clone()
+            },
+            Case {
+                confirmed_uris: vec![],
+                ..c.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    run(&blocked),
+                    Plan::InSync {
+                        redirect_drift: Some(RedirectDrift::Unsupported { .. }),
+                        ..
+                    }
+                ),
+                "{:?}",
+                run(&blocked)
+            );
+        }
+        c.policy = ReplacementPolicy::Manual;
         // A list that shows redirect URIs wins over the record.
         c.update = None;
         c.listed = c.listed.map(|l| Listed {

@@ -20,6 +20,7 @@ test_support::tests!(
     redirect_uris_are_checked_at_admission,
     redirect_uris_are_registered_and_updated_in_place,
     a_redirect_uri_change_without_update_support_is_reported_not_replaced,
+    a_redirect_uri_change_without_update_support_replaces_under_automatic,
     an_instance_that_rejects_redirect_uris_is_collibra_rejected,
     an_instance_that_ignores_redirect_uris_keeps_the_credentials_and_says_so,
 );
@@ -290,6 +291,72 @@ async fn a_redirect_uri_change_without_update_support_is_reported_not_replaced(
         "never replaced: {clients:?}"
     );
     ensure!(f.collibra.stats().requests_for("register") == 1);
+    f.finish().await
+}
+
+async fn a_redirect_uri_change_without_update_support_replaces_under_automatic(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let f = Fixture::with(
+        env,
+        "redirect-auto",
+        Options {
+            sim: SimConfig {
+                put_enabled: false,
+                ..SimConfig::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await?;
+    let yaml = format!(
+        "{}  replacementPolicy: Automatic\n",
+        user_app("a", "auto-app", &["https://a.example/cb"])
+    );
+    f.apply(&yaml).await?;
+    let o = f.wait_reason("a", Reason::Registered.as_str()).await?;
+    let old = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    f.oauth()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"redirectUris": ["https://a.example/v2/cb"]}}),
+            ),
+        )
+        .await?;
+    // The PUT is tried first (405), then the policy replaces the client.
+    let o = f
+        .wait_for("a", "replaced", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.last_replacement.as_ref().is_some_and(|r| {
+                    r.cause == collibra_oauth_operator::api::ReplacementCause::RedirectUrisChanged
+                }) && s.redirect_uris == ["https://a.example/v2/cb"]
+            })
+        })
+        .await?;
+    let status = o.status.clone().unwrap_or_default();
+    let new = status.client_id.clone().unwrap_or_default();
+    let clients = f.collibra.clients();
+    ensure!(
+        new != old
+            && clients.len() == 1
+            && clients[0].client_id == new
+            && clients[0].redirect_uris == ["https://a.example/v2/cb"],
+        "old {old}, new {new}: {clients:?}"
+    );
+    let data = f.secret_data("a").await?.unwrap_or_default();
+    ensure!(
+        data.get("client_id") == Some(&new)
+            && f.collibra
+                .verify_credentials(&new, data.get("client_secret").map_or("", String::as_str)),
+        "the Secret holds the new client's credentials"
+    );
+    let events = f.event_reasons("a").await?;
+    ensure!(
+        events.iter().any(|e| e == EventReason::Replaced.as_str()),
+        "{events:?}"
+    );
     f.finish().await
 }
 

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{ResourceExt, runtime::events::EventType};
 
 use super::{Outcome, Reconciler, Result, messages, secret_io::Claim};
+use crate::api::ReplacementPolicy;
 use crate::controller::{
     connection::Deletion,
     context::now,
@@ -32,9 +33,9 @@ impl From<ReplaceReason> for Issuance {
     fn from(r: ReplaceReason) -> Self {
         match r {
             ReplaceReason::Rotation => Issuance::Rotated,
-            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
-                Issuance::Replaced
-            }
+            ReplaceReason::LostSecret
+            | ReplaceReason::InterruptedRegistration
+            | ReplaceReason::RedirectUrisChanged => Issuance::Replaced,
         }
     }
 }
@@ -140,7 +141,9 @@ impl Reconciler<'_> {
                 .and_then(|s| s.annotations().get(crate::api::REGISTERING_ANNOTATION))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(now),
-            ReplaceReason::Rotation | ReplaceReason::LostSecret => now(),
+            ReplaceReason::Rotation
+            | ReplaceReason::LostSecret
+            | ReplaceReason::RedirectUrisChanged => now(),
         };
         let claimed = match self.claim(current, since).await? {
             Claim::Written(s) => *s,
@@ -162,6 +165,12 @@ impl Reconciler<'_> {
                     ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
                         self.exists_without_secret(client_id, true)
                     }
+                    // Now known: the next look reports the difference.
+                    ReplaceReason::RedirectUrisChanged => self.outcome(
+                        Reason::Registering,
+                        "replacement not possible (no DELETE); re-checking",
+                        Duration::from_millis(100),
+                    ),
                     ReplaceReason::Rotation => {
                         self.rotation_unsupported(client_id).await;
                         self.outcome(
@@ -194,7 +203,9 @@ impl Reconciler<'_> {
         };
         let rotated_for = match reason {
             ReplaceReason::Rotation => self.obj.rotation_request(),
-            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => claimed
+            ReplaceReason::LostSecret
+            | ReplaceReason::InterruptedRegistration
+            | ReplaceReason::RedirectUrisChanged => claimed
                 .annotations()
                 .get(secret::ROTATED_FOR_ANNOTATION)
                 .map(String::as_str),
@@ -276,6 +287,7 @@ impl Reconciler<'_> {
             .or(rotated_for.map(str::to_owned))
             .or(facts.last_rotation.take());
         let mut notes = Vec::new();
+        let mut requeue = self.ctx.settings.resync;
         // One PUT carries the whole spec, so both kinds of drift share it.
         let grants_to_update = matches!(drift, Some(GrantDrift::Update));
         let uris_to_update = matches!(redirect_drift, Some(RedirectDrift::Update));
@@ -302,6 +314,11 @@ impl Reconciler<'_> {
                             &facts.redirect_uris,
                             &self.obj.spec.redirect_uris,
                         ));
+                        if self.obj.spec.replacement_policy == ReplacementPolicy::Automatic {
+                            // Decide again now that PUT is known to be
+                            // missing: the policy may replace the client.
+                            requeue = Duration::from_millis(100);
+                        }
                     }
                 }
                 Err(e) => return Ok(self.collibra_failure(Operation::Update, &e)),
@@ -324,7 +341,7 @@ impl Reconciler<'_> {
             Reason::Registered,
             messages::registered(&entry.client_id, &self.secret_name, &notes),
             facts,
-            self.ctx.settings.resync,
+            requeue,
         ))
     }
 

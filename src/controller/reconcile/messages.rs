@@ -99,7 +99,7 @@ pub fn grant_drift(actual: &[String], desired: &[String]) -> String {
 /// A note on Ready: redirect URIs differ and Collibra cannot update them.
 pub fn redirect_drift(actual: &[String], desired: &[String]) -> String {
     format!(
-        "redirect URIs in Collibra are {actual:?}, spec.redirectUris asks for {desired:?}, and Collibra does not support updates (PUT): change them in Collibra by hand, or set spec.redirectUris back; the operator does not replace the client for this, since a new client loses the grants of the old one (a rotation, oauth.collibra.dev/rotate, would register it anew with the spec's redirect URIs)"
+        "redirect URIs in Collibra are {actual:?}, spec.redirectUris asks for {desired:?}, and Collibra does not support updates (PUT): change them in Collibra by hand, or set spec.redirectUris back. The client is not replaced for this under replacementPolicy Manual, since a new client loses the grants of the old one; a rotation (oauth.collibra.dev/rotate) or replacementPolicy Automatic registers it anew with the spec's redirect URIs"
     )
 }
 
@@ -162,6 +162,9 @@ pub fn replaced(r: Replaced<'_>, client_id: &str, secret_name: &str) -> String {
         ),
         ReplaceReason::InterruptedRegistration => format!(
             "Replaced client {old}, whose secret was lost between Collibra's answer and the first Secret write (it was never used): new client {client_id}, credentials in Secret {secret_name}"
+        ),
+        ReplaceReason::RedirectUrisChanged => format!(
+            "Replaced client {old}, whose redirect URIs Collibra cannot update (replacementPolicy Automatic): new client {client_id} with spec.redirectUris, credentials in Secret {secret_name}; {NEW_APPLICATION}"
         ),
     }
 }
@@ -300,6 +303,7 @@ mod tests {
             ReplaceReason::Rotation,
             ReplaceReason::LostSecret,
             ReplaceReason::InterruptedRegistration,
+            ReplaceReason::RedirectUrisChanged,
         ] {
             let note = replaced(
                 Replaced {
