@@ -199,7 +199,12 @@ pub fn collibra_failure(
     delay: Duration,
 ) -> String {
     let operation = operation.as_str();
-    if rejected {
+    if let collibra_client::Error::Ignored { field, .. } = error {
+        // Accepted, not refused: say what happened and what a person can do.
+        format!(
+            "{error}. Set {field} in Collibra by hand; the operator tries again after a change of the spec, or at the latest in five minutes"
+        )
+    } else if rejected {
         format!("Collibra rejected {operation}: {error}")
     } else {
         format!(
@@ -296,6 +301,22 @@ pub fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ignored_field_is_not_called_a_rejection() {
+        let e = collibra_client::Error::Ignored {
+            operation: Operation::Update,
+            status: 200,
+            field: "redirect_uris",
+            how: "does not carry it",
+        };
+        let m = collibra_failure(true, Operation::Update, &e, Duration::from_secs(300));
+        assert!(
+            m.contains("ignored redirect_uris") && m.contains("by hand"),
+            "{m}"
+        );
+        assert!(!m.starts_with("Collibra rejected"), "{m}");
+    }
 
     #[test]
     fn replacement_events_name_old_and_new_client_and_what_is_lost() {
