@@ -102,6 +102,9 @@ pub enum ReplacementCause {
     /// The operator's own registration was interrupted between Collibra's
     /// answer and the first Secret write: that client was never used.
     InterruptedRegistration,
+    /// `spec.redirectUris` changed, Collibra cannot update a client, and
+    /// `replacementPolicy` is `Automatic`.
+    RedirectUrisChanged,
 }
 
 /// The last replacement of the Collibra client.
@@ -210,8 +213,8 @@ pub struct SecretTemplate {
     pub keys: Option<SecretKeys>,
     /// Extra keys, each rendered from a MiniJinja (Jinja2) template over
     /// `client_id`, `client_secret`, `client_name`, `token_url`,
-    /// `token_endpoint_auth_method`, `collibra_url` and `grant_types` (a
-    /// list). Templates cannot read
+    /// `token_endpoint_auth_method`, `collibra_url`, `grant_types` and
+    /// `redirect_uris` (lists). Templates cannot read
     /// files or the environment; an undefined name is an error.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 16384}))]
@@ -277,6 +280,36 @@ impl OAuthClient {
 
 // ---- end of spec.secretTemplate ----
 
+// ---- spec.redirectUris (issue 24): user applications ----
+
+/// At most this many redirect URIs per client. A web app or portal needs a
+/// few (one per host name it is served under, plus a local one for
+/// development); 20 leaves room for that and keeps CEL's cost estimate and
+/// the object small. Keycloak and Hydra set no limit, but a client with
+/// dozens of exact URIs is usually one that wants a wildcard, which
+/// Collibra's exact matching does not offer.
+pub const MAX_REDIRECT_URIS: usize = 20;
+/// Longest redirect URI accepted (the de facto URL limit of browsers and
+/// proxies); it also bounds the cost of the CEL rules.
+pub const MAX_REDIRECT_URI_LENGTH: usize = 2048;
+
+/// CEL: every entry is an absolute http(s) URL with a host.
+const CEL_REDIRECT_ABSOLUTE: &str = "self.all(u, isURL(u) && url(u).getScheme() in ['http', 'https'] && url(u).getHostname() != '')";
+/// CEL: no fragment (RFC 6749 3.1.2).
+const CEL_REDIRECT_NO_FRAGMENT: &str = "self.all(u, !u.contains('#'))";
+/// CEL: no wildcard: Collibra matches redirect URIs exactly.
+const CEL_REDIRECT_NO_WILDCARD: &str = "self.all(u, !u.contains('*'))";
+/// CEL: https, except for loopback hosts (RFC 8252 7.3, OAuth 2.0
+/// Security BCP 4.1.1: http only where the traffic never leaves the
+/// machine). Entries that are no URL at all fail the first rule instead.
+const CEL_REDIRECT_HTTPS: &str = "self.all(u, !isURL(u) || url(u).getScheme() != 'http' || url(u).getHostname() in ['localhost', '127.0.0.1', '::1'])";
+/// CEL (on the spec): a user application has redirect URIs...
+const CEL_REDIRECT_REQUIRED: &str = "!self.grantTypes.exists(g, g == 'authorization_code') || (has(self.redirectUris) && size(self.redirectUris) > 0)";
+/// CEL (on the spec): ...and only a user application has them.
+const CEL_REDIRECT_ONLY_FOR_CODE: &str = "!has(self.redirectUris) || size(self.redirectUris) == 0 || self.grantTypes.exists(g, g == 'authorization_code')";
+
+// ---- end of spec.redirectUris ----
+
 fn default_grant_types() -> Vec<GrantType> {
     vec![GrantType::ClientCredentials]
 }
@@ -317,6 +350,8 @@ fn default_grant_types() -> Vec<GrantType> {
 )]
 #[x_kube(validation = Rule::new("has(self.secretName) == has(oldSelf.secretName) && (!has(self.secretName) || self.secretName == oldSelf.secretName)").message("secretName is immutable").field_path(".secretName"))]
 #[x_kube(validation = Rule::new("has(self.connectionRef) == has(oldSelf.connectionRef) && (!has(self.connectionRef) || self.connectionRef == oldSelf.connectionRef)").message("connectionRef is immutable").field_path(".connectionRef"))]
+#[x_kube(validation = Rule::new(CEL_REDIRECT_REQUIRED).message("spec.redirectUris is required when spec.grantTypes contains authorization_code (a user application): give one or more redirect URIs").field_path(".redirectUris"))]
+#[x_kube(validation = Rule::new(CEL_REDIRECT_ONLY_FOR_CODE).message("spec.redirectUris is only for clients with the authorization_code grant: remove it, or add authorization_code to spec.grantTypes").field_path(".redirectUris"))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client's name in Collibra; unique there. Immutable.
@@ -336,6 +371,29 @@ pub struct OAuthClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub software_id: Option<String>,
+
+    /// Where a user application may send users back after sign-in, sent
+    /// to Collibra as `redirect_uris` and matched there exactly. Required
+    /// when grantTypes contains authorization_code, refused otherwise. Each
+    /// an absolute http(s) URL without fragment or wildcard; https unless
+    /// the host is localhost, 127.0.0.1 or [::1]. At most 20. A change is
+    /// applied in place where Collibra supports updates, never by
+    /// replacing the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 20),
+        extend(
+            "x-kubernetes-list-type" = "set",
+            "items" = {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": "^\\S+$"}
+        )
+    )]
+    #[x_kube(
+        validation = Rule::new(CEL_REDIRECT_ABSOLUTE).message("spec.redirectUris: each entry must be an absolute http or https URL with a host"),
+        validation = Rule::new(CEL_REDIRECT_NO_FRAGMENT).message("spec.redirectUris: a redirect URI must not contain a fragment (#)"),
+        validation = Rule::new(CEL_REDIRECT_NO_WILDCARD).message("spec.redirectUris: wildcards (*) are not allowed; Collibra matches redirect URIs exactly"),
+        validation = Rule::new(CEL_REDIRECT_HTTPS).message("spec.redirectUris: http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]); use https")
+    )]
+    pub redirect_uris: Vec<String>,
 
     /// Name of the Secret that receives the credentials; defaults to
     /// `metadata.name`. Immutable.
@@ -358,8 +416,9 @@ pub struct OAuthClientSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// `Manual` (default): when the Secret of a client in use is lost, stop
-    /// and say so; `Automatic`: delete the client and register a new one.
+    /// `Manual` (default): when the Secret of a client in use is lost, or
+    /// its redirectUris change and Collibra cannot update them, stop and
+    /// say so; `Automatic`: delete the client and register a new one.
     /// Either way a new client is a new Collibra application, without the
     /// grants of the old one.
     #[serde(default)]
@@ -388,6 +447,10 @@ pub struct OAuthClientStatus {
     /// Grant types Collibra reports for the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grant_types: Vec<String>,
+    /// Redirect URIs Collibra confirmed for the client (its answer to the
+    /// registration or the last update, or its list when that shows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
     /// The last `oauth.collibra.dev/rotate` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation: Option<String>,
@@ -480,6 +543,10 @@ mod tests {
             "clientName is immutable",
             "secretName is immutable",
             "connectionRef is immutable",
+            "spec.redirectUris is required when spec.grantTypes contains authorization_code",
+            "spec.redirectUris is only for clients with the authorization_code grant",
+            "http is allowed only for loopback hosts",
+            "\"maxItems\":20",
             "\"x-kubernetes-list-type\":\"set\"",
             "\"shortNames\":[\"oac\"]",
             "\"status\":{}",

@@ -259,6 +259,8 @@ pub struct Facts<'a> {
     pub collibra_url: &'a str,
     /// Grant types as Collibra spells them.
     pub grant_types: &'a [String],
+    /// `spec.redirectUris` (empty for clients without them).
+    pub redirect_uris: &'a [String],
 }
 
 /// Credentials to render (or read back).
@@ -751,6 +753,7 @@ fn template_context(facts: &Facts<'_>, creds: &Credentials) -> minijinja::Value 
         token_endpoint_auth_method => facts.token_endpoint_auth_method,
         collibra_url => facts.collibra_url,
         grant_types => minijinja::Value::from_iter(facts.grant_types.iter().cloned()),
+        redirect_uris => minijinja::Value::from_iter(facts.redirect_uris.iter().cloned()),
     }
 }
 
@@ -773,6 +776,7 @@ mod tests {
             token_endpoint_auth_method: "client_secret_post",
             collibra_url: "https://collibra.example",
             grant_types,
+            redirect_uris: &[],
         }
     }
 
@@ -978,6 +982,38 @@ mod tests {
             text(&shape, "grants.txt").as_deref(),
             Some("- authorization_code\n- client_credentials\n")
         );
+    }
+
+    #[test]
+    fn redirect_uris_render_as_a_list() {
+        let g = vec!["authorization_code".to_owned()];
+        let uris = vec![
+            "https://app.example/cb".to_owned(),
+            "http://localhost:8080/cb".to_owned(),
+        ];
+        let f = Facts {
+            redirect_uris: &uris,
+            ..facts(&g)
+        };
+        let t = template(serde_json::json!({"data": {
+            "app.json": "{{ {'client_id': client_id, 'redirect_uris': redirect_uris} | tojson }}",
+            "first": "{{ redirect_uris | first }}",
+        }}));
+        let shape = render(Some(&t), &f, Some(&creds())).expect("renders");
+        let json: serde_json::Value =
+            serde_json::from_str(&text(&shape, "app.json").expect("app.json")).expect("json");
+        assert_eq!(
+            json["redirect_uris"],
+            serde_json::json!(["https://app.example/cb", "http://localhost:8080/cb"])
+        );
+        assert_eq!(
+            text(&shape, "first").as_deref(),
+            Some("https://app.example/cb")
+        );
+        // Without any, the variable is an empty list, not undefined.
+        let t = template(serde_json::json!({"data": {"n": "{{ redirect_uris | length }}"}}));
+        let shape = render(Some(&t), &facts(&g), Some(&creds())).expect("renders");
+        assert_eq!(text(&shape, "n").as_deref(), Some("0"));
     }
 
     #[test]
@@ -1482,7 +1518,11 @@ mod tests {
                 serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if let Some(t) = obj.spec.secret_template.as_ref() {
                 with_templates += 1;
-                render(Some(t), &facts(&g), Some(&creds()))
+                let f = Facts {
+                    redirect_uris: &obj.spec.redirect_uris,
+                    ..facts(&g)
+                };
+                render(Some(t), &f, Some(&creds()))
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
         }

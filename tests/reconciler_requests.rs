@@ -562,3 +562,101 @@ async fn before_the_secret_watch_has_listed_the_secret_is_asked_for() {
     assert!(result.is_err(), "a failed claim fails the reconcile");
     assert_eq!(collibra.stats().requests_for("register"), 0);
 }
+
+/// A user application on an instance that ignores `redirect_uris`
+/// (issue 24): the client exists and its secret was shown once, so the
+/// credentials are written exactly as for any registration, and then the
+/// object reports `CollibraRejected` saying which field was ignored.
+#[tokio::test]
+async fn an_ignored_redirect_uris_field_keeps_the_credentials_and_is_reported() {
+    let sim = Simulator::start(SimConfig {
+        redirect_uris: collibra_sim::RedirectUris::Ignored,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), &sim).await;
+    let collibra = sim.handle();
+    let mut obj = object();
+    obj.spec = serde_json::from_value(json!({
+        "clientName": "billing-etl",
+        "grantTypes": ["authorization_code"],
+        "redirectUris": ["https://billing.example/cb"]
+    }))
+    .expect("spec");
+
+    let server = tokio::spawn(async move {
+        // The claim, then the credentials, as for every registration.
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("POST", "/api/v1/namespaces/team-a/secrets")
+        );
+        let mut created = body.clone();
+        created["metadata"]["resourceVersion"] = json!("11");
+        respond(send, StatusCode::CREATED, created);
+        let (p, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (p.method.as_str(), p.uri.path()),
+            ("PATCH", "/api/v1/namespaces/team-a/secrets/billing")
+        );
+        let id = b64(&body["data"]["client_id"]);
+        let secret = b64(&body["data"]["client_secret"]);
+        let mut patched = body.clone();
+        patched["metadata"]["annotations"] = json!({});
+        patched["metadata"]["name"] = json!("billing");
+        respond(send, StatusCode::OK, patched);
+
+        // The registration's Event, then the status.
+        let mut events = Vec::new();
+        loop {
+            let (p, body, send) = next(&mut handle).await;
+            if p.uri.path().ends_with("/events") {
+                events.push(body["reason"].as_str().unwrap_or("").to_owned());
+                respond(send, StatusCode::CREATED, body);
+                continue;
+            }
+            assert_eq!(
+                p.uri.path(),
+                "/apis/oauth.collibra.dev/v1alpha1/namespaces/team-a/oauthclients/billing/status"
+            );
+            let status = body["status"].clone();
+            respond(
+                send,
+                StatusCode::OK,
+                json!({
+                    "apiVersion": "oauth.collibra.dev/v1alpha1", "kind": "OAuthClient",
+                    "metadata": {"name": "billing", "namespace": "team-a"},
+                    "spec": {"clientName": "billing-etl"}, "status": status.clone()
+                }),
+            );
+            // Ready's move is recorded after the status write.
+            let (p, body, send) = next(&mut handle).await;
+            assert!(p.uri.path().ends_with("/events"), "{}", p.uri);
+            events.push(body["reason"].as_str().unwrap_or("").to_owned());
+            respond(send, StatusCode::CREATED, body);
+            return (id, secret, events, status);
+        }
+    });
+
+    reconcile(Arc::new(obj), ctx).await.expect("reconciled");
+    let (id, secret, events, status) = server.await.expect("mock server assertions");
+    assert!(
+        collibra.verify_credentials(&id, &secret),
+        "the credentials written are the client's"
+    );
+    assert_eq!(events, ["Registered", "CollibraRejected"]);
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "CollibraRejected");
+    let message = ready["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("ignored redirect_uris") && message.contains(&id),
+        "{message}"
+    );
+    assert_eq!(status["clientId"], Value::String(id));
+    // Nothing confirmed: the next look tries an update.
+    assert!(status.get("redirectUris").is_none(), "{status}");
+    assert_eq!(collibra.stats().requests_for("register"), 1);
+    assert_eq!(collibra.clients().len(), 1);
+}

@@ -277,3 +277,172 @@ fn readme_shows_the_tested_examples() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+// ---- user applications (issue 24): the authorization code grant ---------
+
+/// The guide page that shows the user-application example.
+const USER_APPS_GUIDE: &str = "docs/src/guides/user-applications.md";
+
+/// The OAuthClient of `examples/user-application.yaml`, registered in the
+/// simulator as the operator registers it (its `redirect_uris` included),
+/// and the data of the Secret the operator writes for it (the operator's
+/// own rendering, `secretTemplate` included), with the credentials Collibra
+/// issued.
+async fn user_application(
+    sim: &Simulator,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    use collibra_client::{Auth, CollibraClient, Config, Credential, NewClient, SecretString};
+    use collibra_oauth_operator::{api::OAuthClient, controller::secret};
+
+    let path = root().join("examples/user-application.yaml");
+    let obj: OAuthClient = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    ensure!(
+        !obj.spec.redirect_uris.is_empty(),
+        "{} has no redirectUris",
+        path.display()
+    );
+    let collibra = CollibraClient::new(Config::new(
+        url::Url::parse(&sim.url())?,
+        Auth::Basic {
+            username: Credential::Value(SecretString::from("admin")),
+            password: Credential::Value(SecretString::from("admin")),
+        },
+    ))?;
+    let issued = collibra
+        .register_client(&NewClient {
+            client_name: obj.spec.client_name.clone(),
+            grant_types: secret::grant_types(&obj),
+            software_id: obj.spec.software_id.clone(),
+            redirect_uris: obj.spec.redirect_uris.clone(),
+        })
+        .await?;
+    ensure!(issued.ignored.is_none(), "{:?}", issued.ignored);
+    let token_url = collibra.token_url();
+    let collibra_url = collibra.base_url();
+    let written = secret::desired(
+        &obj,
+        secret::Endpoint {
+            token_url: &token_url,
+            collibra_url: &collibra_url,
+        },
+        secret::Contents::Credentials {
+            creds: secret::Credentials {
+                client_id: &issued.info.client_id,
+                client_secret: &issued.client_secret,
+            },
+            rotated_for: None,
+        },
+        false,
+    );
+    Ok(written
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect())
+}
+
+/// `python authorization_code_authlib.py` with the Secret's values, the
+/// redirect URI replaced by `redirect_uri` when given.
+async fn run_authorization_code(
+    python: &str,
+    data: &std::collections::BTreeMap<String, String>,
+    redirect_uri: Option<&str>,
+) -> anyhow::Result<Output> {
+    let value = |key: &str| {
+        data.get(key)
+            .cloned()
+            .with_context(|| format!("the Secret has no key {key}: {:?}", data.keys()))
+    };
+    let run = Command::new(python)
+        .arg("authorization_code_authlib.py")
+        .current_dir(examples())
+        .env("CLIENT_ID", value("client_id")?)
+        .env("CLIENT_SECRET", value("client_secret")?)
+        .env("TOKEN_URL", value("token_url")?)
+        .env("AUTHORIZE_URL", value("authorize_url")?)
+        .env(
+            "REDIRECT_URI",
+            match redirect_uri {
+                Some(uri) => uri.to_owned(),
+                None => value("redirect_uri")?,
+            },
+        )
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .context("the authorization code example did not finish within 60 s")?
+        .with_context(|| format!("running {python}"))
+}
+
+/// authlib signs a user in against the simulator: authorization URL, the
+/// redirect back with a code and `state`, and the code exchanged for a
+/// token with `client_secret_post`. A redirect URI that is not registered
+/// gets no code.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_authlib_signs_a_user_in_with_the_authorization_code_grant() -> anyhow::Result<()> {
+    let python = prepared("python").await?;
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let data = user_application(&sim).await?;
+    let registered = &sim.handle().clients()[0];
+    ensure!(
+        data.get("redirect_uri") == registered.redirect_uris.first(),
+        "the Secret's redirect_uri {:?} is one the OAuthClient registered ({:?})",
+        data.get("redirect_uri"),
+        registered.redirect_uris
+    );
+
+    let out = run_authorization_code(&python, &data, None).await?;
+    expect_token(
+        &sim,
+        &out,
+        "got a Bearer token for the signed-in user",
+        1,
+        "client_secret_post",
+    )?;
+    let stats = sim.handle().stats();
+    ensure!(
+        stats.responses_for("authorize", "302") == 1,
+        "{:?}",
+        stats.responses
+    );
+
+    // The same app with a redirect URI the client did not register.
+    sim.handle().reset_stats();
+    let out =
+        run_authorization_code(&python, &data, Some("http://localhost:9999/elsewhere")).await?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not registered"),
+        "a wrong redirect URI was expected to be refused: {}",
+        describe(&out)
+    );
+    let stats = sim.handle().stats();
+    ensure!(
+        stats.responses_for("authorize", "400") == 1 && stats.requests_for("token") == 0,
+        "refused at the authorization endpoint, no code, no token: {:?}",
+        stats.responses
+    );
+    Ok(())
+}
+
+/// The guide shows the tested files, not copies that could drift.
+#[test]
+fn user_applications_guide_shows_the_tested_files() -> anyhow::Result<()> {
+    let guide = std::fs::read_to_string(root().join(USER_APPS_GUIDE))
+        .with_context(|| format!("reading {USER_APPS_GUIDE}"))?;
+    for file in [
+        "examples/using-credentials/authorization_code_authlib.py",
+        "examples/user-application.yaml",
+    ] {
+        let text = std::fs::read_to_string(root().join(file))
+            .with_context(|| format!("reading {file}"))?;
+        ensure!(
+            guide.contains(text.trim_end()),
+            "{USER_APPS_GUIDE} does not show {file} as it is; copy the file into its code block"
+        );
+    }
+    Ok(())
+}

@@ -956,7 +956,7 @@ pub fn health_of(e: &collibra_client::Error, ns: &str, secret: &str) -> Health {
             ConnectionReason::UnexpectedResponse,
             format!("{e}; check spec.url and spec.apiPath"),
         ),
-        E::Rejected { .. } | E::InvalidResponse { .. } => {
+        E::Rejected { .. } | E::Ignored { .. } | E::InvalidResponse { .. } => {
             Health::new(ConnectionReason::UnexpectedResponse, e.to_string())
         }
     }

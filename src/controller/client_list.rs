@@ -253,6 +253,7 @@ mod tests {
                 client_id: id.to_owned(),
                 issued_at: Some(1),
                 grant_types: vec![],
+                redirect_uris: None,
             },
         )
     }

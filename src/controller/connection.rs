@@ -99,6 +99,7 @@ impl Connection {
                         client_id: c.client_id,
                         issued_at: c.client_id_issued_at,
                         grant_types: c.grant_types,
+                        redirect_uris: c.redirect_uris,
                     },
                 )
             })
@@ -135,7 +136,7 @@ impl Connection {
             Err(Error::Unsupported { .. } | Error::NotFound { .. }) => {
                 if self.update_supported.set(false) {
                     warn!(
-                        "Collibra does not support updating clients (PUT); grant type drift is reported, not fixed"
+                        "Collibra does not support updating clients (PUT); grant type and redirect URI drift is reported, not fixed"
                     );
                 }
                 Ok(None)
@@ -185,5 +186,6 @@ fn listed(c: &ClientInfo) -> Listed {
         client_id: c.client_id.clone(),
         issued_at: c.client_id_issued_at,
         grant_types: c.grant_types.clone(),
+        redirect_uris: c.redirect_uris.clone(),
     }
 }

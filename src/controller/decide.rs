@@ -25,6 +25,9 @@ pub struct Listed {
     pub issued_at: Option<i64>,
     /// Grant types Collibra reports.
     pub grant_types: Vec<String>,
+    /// Redirect URIs, when the list shows them (the published list shape
+    /// does not; then status's record of what Collibra confirmed stands in).
+    pub redirect_uris: Option<Vec<String>>,
 }
 
 /// The target Secret as far as the operator may know it.
@@ -68,6 +71,11 @@ pub struct Observed<'a> {
     pub rotation_request: Option<&'a str>,
     /// Desired grant types, as Collibra spells them, sorted.
     pub grant_types: &'a [String],
+    /// Desired redirect URIs (`spec.redirectUris`).
+    pub redirect_uris: &'a [String],
+    /// `status.redirectUris`: what Collibra last confirmed, used when the
+    /// list does not show redirect URIs.
+    pub confirmed_redirect_uris: &'a [String],
     /// Whether Collibra supports DELETE (`None`: not yet known).
     pub delete_supported: Option<bool>,
     /// Whether Collibra supports PUT (`None`: not yet known).
@@ -100,6 +108,9 @@ pub enum ReplaceReason {
     /// the Secret write: the client was never used, so it is replaced
     /// whatever the policy.
     InterruptedRegistration,
+    /// `spec.redirectUris` changed, Collibra cannot update them, and
+    /// `replacementPolicy` is `Automatic`.
+    RedirectUrisChanged,
 }
 
 impl ReplaceReason {
@@ -109,6 +120,7 @@ impl ReplaceReason {
             ReplaceReason::Rotation => ReplacementCause::Rotation,
             ReplaceReason::LostSecret => ReplacementCause::LostSecret,
             ReplaceReason::InterruptedRegistration => ReplacementCause::InterruptedRegistration,
+            ReplaceReason::RedirectUrisChanged => ReplacementCause::RedirectUrisChanged,
         }
     }
 }
@@ -117,6 +129,16 @@ impl ReplaceReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GrantDrift {
     /// Send a PUT with the desired grant types.
+    Update,
+    /// PUT is not supported: report it.
+    Unsupported { actual: Vec<String> },
+}
+
+/// What to do about redirect URIs that differ from the spec. Never a
+/// replacement: a new client would lose the grants of the old one (rule 10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedirectDrift {
+    /// Send a PUT with the desired redirect URIs.
     Update,
     /// PUT is not supported: report it.
     Unsupported { actual: Vec<String> },
@@ -131,6 +153,8 @@ pub enum Plan {
         adopt: bool,
         /// Grant types differ from the spec.
         drift: Option<GrantDrift>,
+        /// Redirect URIs differ from the spec.
+        redirect_drift: Option<RedirectDrift>,
         /// A rotation was requested but DELETE is not supported.
         rotation_unsupported: bool,
     },
@@ -203,9 +227,39 @@ pub fn decide(o: &Observed<'_>) -> Plan {
                 GrantDrift::Update
             }
         });
+        let actual_uris = listed
+            .redirect_uris
+            .as_deref()
+            .unwrap_or(o.confirmed_redirect_uris);
+        let uris_differ = !same_grants(actual_uris, o.redirect_uris);
+        // Replacing is the policy's call, as for a lost Secret (rule 10),
+        // and only where Collibra showed it keeps redirect URIs: on an
+        // instance that ignores them a new client would differ just the
+        // same, and be replaced again on every look.
+        if uris_differ
+            && o.update_supported == Some(false)
+            && o.replacement_policy == ReplacementPolicy::Automatic
+            && o.delete_supported != Some(false)
+            && !actual_uris.is_empty()
+        {
+            return Plan::Replace {
+                client_id: listed.client_id.clone(),
+                reason: ReplaceReason::RedirectUrisChanged,
+            };
+        }
+        let redirect_drift = uris_differ.then(|| {
+            if o.update_supported == Some(false) {
+                RedirectDrift::Unsupported {
+                    actual: actual_uris.to_vec(),
+                }
+            } else {
+                RedirectDrift::Update
+            }
+        });
         return Plan::InSync {
             adopt: managed.is_some_and(|m| !m.owned),
             drift,
+            redirect_drift,
             rotation_unsupported: rotation_wanted,
         };
     }
@@ -261,7 +315,7 @@ fn provably_own(
     }
 }
 
-/// Grant types compared as sets.
+/// Grant types (or redirect URIs) compared as sets.
 pub fn same_grants(actual: &[String], desired: &[String]) -> bool {
     let mut a: Vec<&str> = actual.iter().map(String::as_str).collect();
     let mut d: Vec<&str> = desired.iter().map(String::as_str).collect();
@@ -307,6 +361,7 @@ mod tests {
             client_id: id.to_owned(),
             issued_at: Some(issued_at),
             grant_types: grants(),
+            redirect_uris: None,
         }
     }
 
@@ -333,6 +388,8 @@ mod tests {
         want_grants: Vec<String>,
         last_rotation: Option<&'a str>,
         policy: ReplacementPolicy,
+        want_uris: Vec<String>,
+        confirmed_uris: Vec<String>,
     }
 
     impl Default for Case<'_> {
@@ -347,6 +404,8 @@ mod tests {
                 want_grants: grants(),
                 last_rotation: None,
                 policy: ReplacementPolicy::Manual,
+                want_uris: vec![],
+                confirmed_uris: vec![],
             }
         }
     }
@@ -358,6 +417,8 @@ mod tests {
             status_client_id: c.status_id,
             rotation_request: c.rotate,
             grant_types: &c.want_grants,
+            redirect_uris: &c.want_uris,
+            confirmed_redirect_uris: &c.confirmed_uris,
             delete_supported: c.delete,
             update_supported: c.update,
             last_rotation: c.last_rotation,
@@ -414,6 +475,7 @@ mod tests {
             Plan::InSync {
                 adopt: false,
                 drift: None,
+                redirect_drift: None,
                 rotation_unsupported: false
             }
         );
@@ -638,6 +700,7 @@ mod tests {
             Plan::InSync {
                 adopt: false,
                 drift: None,
+                redirect_drift: None,
                 rotation_unsupported: false
             }
         );
@@ -674,6 +737,10 @@ mod tests {
         assert_eq!(
             ReplaceReason::InterruptedRegistration.cause(),
             ReplacementCause::InterruptedRegistration
+        );
+        assert_eq!(
+            ReplaceReason::RedirectUrisChanged.cause(),
+            ReplacementCause::RedirectUrisChanged
         );
     }
 
@@ -721,6 +788,7 @@ mod tests {
             Plan::InSync {
                 adopt: false,
                 drift: None,
+                redirect_drift: None,
                 rotation_unsupported: true
             }
         );
@@ -765,6 +833,113 @@ mod tests {
         ));
         c.want_grants = grants();
         assert!(matches!(run(&c), Plan::InSync { drift: None, .. }));
+    }
+
+    #[test]
+    fn redirect_uri_drift_updates_or_reports_and_never_replaces() {
+        let uri = |u: &str| vec![u.to_owned()];
+        let mut c = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            want_grants: vec!["authorization_code".into()],
+            want_uris: uri("https://a.example/cb"),
+            confirmed_uris: uri("https://a.example/cb"),
+            ..Case::default()
+        };
+        c.listed = Some(Listed {
+            grant_types: c.want_grants.clone(),
+            ..listed("id1", 5)
+        });
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                redirect_drift: None,
+                ..
+            }
+        ));
+        // Changed in the spec: compared with what Collibra confirmed.
+        c.want_uris = uri("https://b.example/cb");
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                redirect_drift: Some(RedirectDrift::Update),
+                drift: None,
+                ..
+            }
+        ));
+        c.update = Some(false);
+        assert_eq!(
+            run(&c),
+            Plan::InSync {
+                adopt: false,
+                drift: None,
+                redirect_drift: Some(RedirectDrift::Unsupported {
+                    actual: uri("https://a.example/cb")
+                }),
+                rotation_unsupported: false,
+            }
+        );
+        // Under Automatic the policy replaces the client, where DELETE
+        // may work and Collibra showed it keeps redirect URIs.
+        c.policy = ReplacementPolicy::Automatic;
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "id1".into(),
+                reason: ReplaceReason::RedirectUrisChanged
+            }
+        );
+        for blocked in [
+            Case {
+                delete: Some(false),
+                ..c.clone()
+            },
+            Case {
+                confirmed_uris: vec![],
+                ..c.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    run(&blocked),
+                    Plan::InSync {
+                        redirect_drift: Some(RedirectDrift::Unsupported { .. }),
+                        ..
+                    }
+                ),
+                "{:?}",
+                run(&blocked)
+            );
+        }
+        c.policy = ReplacementPolicy::Manual;
+        // A list that shows redirect URIs wins over the record.
+        c.update = None;
+        c.listed = c.listed.map(|l| Listed {
+            redirect_uris: Some(uri("https://b.example/cb")),
+            ..l
+        });
+        assert!(matches!(
+            run(&c),
+            Plan::InSync {
+                redirect_drift: None,
+                ..
+            }
+        ));
+        // Without redirect URIs on either side nothing changes (every
+        // client-credentials client).
+        let plain = Case {
+            secret: managed(Some("id1")),
+            listed: Some(listed("id1", 5)),
+            ..Case::default()
+        };
+        assert!(matches!(
+            run(&plain),
+            Plan::InSync {
+                redirect_drift: None,
+                drift: None,
+                ..
+            }
+        ));
     }
 
     #[test]

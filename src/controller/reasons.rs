@@ -122,6 +122,10 @@ pub enum EventReason {
     SecretTypeChanged,
     /// Grant types differ and Collibra cannot update them.
     GrantTypesDrift,
+    /// Redirect URIs were updated in Collibra (PUT).
+    RedirectUrisUpdated,
+    /// Redirect URIs differ and Collibra cannot update them.
+    RedirectUrisDrift,
     /// A rotation was requested and Collibra cannot DELETE.
     RotationUnsupported,
     /// Deletion with `deletionPolicy: Orphan`: client and Secret kept.

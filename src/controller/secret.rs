@@ -62,7 +62,7 @@ impl Rendered {
 /// secret itself: the template, the descriptive facts and the client id.
 pub fn inputs_digest(owner: &OAuthClient, endpoint: Endpoint<'_>, client_id: &str) -> String {
     use sha2::Digest;
-    let input = serde_json::json!({
+    let mut input = serde_json::json!({
         "version": RENDERING_VERSION,
         "template": owner.spec.secret_template,
         "clientName": owner.spec.client_name,
@@ -72,6 +72,16 @@ pub fn inputs_digest(owner: &OAuthClient, endpoint: Endpoint<'_>, client_id: &st
         "tokenEndpointAuthMethod": TOKEN_ENDPOINT_AUTH_METHOD,
         "clientId": client_id,
     });
+    // Only when there are any: the digest of every object without them
+    // stays what it was, so an upgrade rewrites no Secret for this.
+    if !owner.spec.redirect_uris.is_empty()
+        && let Some(fields) = input.as_object_mut()
+    {
+        fields.insert(
+            "redirectUris".to_owned(),
+            serde_json::json!(owner.spec.redirect_uris),
+        );
+    }
     let digest = sha2::Sha256::digest(input.to_string().as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -322,6 +332,7 @@ fn facts<'a>(
         token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
         collibra_url: endpoint.collibra_url,
         grant_types,
+        redirect_uris: &owner.spec.redirect_uris,
     }
 }
 
@@ -610,6 +621,38 @@ mod tests {
             r#"{"clientId":"id2","inputs":"00"}"#.into(),
         );
         assert!(settled(&o, &forged, ep("https://c/token")).is_none());
+    }
+
+    #[test]
+    fn redirect_uris_enter_the_digest_only_when_there_are_any() {
+        use sha2::Digest;
+        let o = owner();
+        let endpoint = ep("https://c/token");
+        // The formula before redirect URIs existed: objects without them
+        // keep their digest, so no Secret is read or written for this.
+        let before = serde_json::json!({
+            "version": RENDERING_VERSION,
+            "template": o.spec.secret_template,
+            "clientName": o.spec.client_name,
+            "grantTypes": grant_types(&o),
+            "tokenUrl": endpoint.token_url,
+            "collibraUrl": endpoint.collibra_url,
+            "tokenEndpointAuthMethod": TOKEN_ENDPOINT_AUTH_METHOD,
+            "clientId": "id1",
+        });
+        let digest = sha2::Sha256::digest(before.to_string().as_bytes());
+        let before: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(inputs_digest(&o, endpoint, "id1"), before);
+
+        let mut with = o.clone();
+        with.spec.redirect_uris = vec!["https://app.example/cb".into()];
+        let s = issued(&with, endpoint);
+        assert!(settled(&with, &s.metadata, endpoint).is_some());
+        assert_ne!(inputs_digest(&with, endpoint, "id1"), before);
+        // A changed redirect URI means the data must be rendered again.
+        let mut changed = with.clone();
+        changed.spec.redirect_uris = vec!["https://app.example/v2/cb".into()];
+        assert!(settled(&changed, &s.metadata, endpoint).is_none());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Facts {
     pub client_id_issued_at: Option<String>,
     /// See [`OAuthClientStatus::grant_types`].
     pub grant_types: Vec<String>,
+    /// See [`OAuthClientStatus::redirect_uris`].
+    pub redirect_uris: Vec<String>,
     /// See [`OAuthClientStatus::last_rotation`].
     pub last_rotation: Option<String>,
     /// See [`OAuthClientStatus::credentials_issued_at`].
@@ -53,6 +55,7 @@ impl Facts {
             client_id: s.client_id,
             client_id_issued_at: s.client_id_issued_at,
             grant_types: s.grant_types,
+            redirect_uris: s.redirect_uris,
             last_rotation: s.last_rotation,
             credentials_issued_at: s.credentials_issued_at,
             last_replacement: s.last_replacement.map(|r| *r),
@@ -149,6 +152,7 @@ pub fn build(
         client_id_issued_at: facts.client_id_issued_at,
         secret_name: Some(obj.secret_name()),
         grant_types: facts.grant_types,
+        redirect_uris: facts.redirect_uris,
         last_rotation: facts.last_rotation,
         credentials_issued_at: facts.credentials_issued_at,
         // This reconcile saw that request and acted on it (a fresh list).

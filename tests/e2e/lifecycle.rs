@@ -652,7 +652,8 @@ async fn grant_type_change_is_applied_with_put(env: Arc<Env>) -> anyhow::Result<
         .patch(
             "g",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"grantTypes": ["client_credentials", "authorization_code"]}})),
+            // A user application needs redirect URIs (admission says so).
+            &Patch::Merge(serde_json::json!({"spec": {"grantTypes": ["client_credentials", "authorization_code"], "redirectUris": ["https://grants.example/cb"]}})),
         )
         .await?;
     f.wait_for("g", "updated", |o| {

@@ -12,6 +12,7 @@ mod connections;
 mod leader;
 mod lifecycle;
 mod packaging;
+mod redirect;
 mod replacement;
 mod templates;
 mod versions;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     tests.extend(packaging::tests());
     tests.extend(templates::tests());
     tests.extend(replacement::tests());
+    tests.extend(redirect::tests());
     tests.extend(versions::tests());
     test_support::run(&args, tests, "the test control plane", || async {
         let env = Env::start(env!("CARGO_BIN_EXE_collibra-oauth-operator")).await?;

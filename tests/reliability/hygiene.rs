@@ -279,7 +279,7 @@ async fn no_credential_leaks_at_trace_level(env: Arc<Env>) -> anyhow::Result<()>
         .patch(
             "d",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"grantTypes": ["client_credentials", "authorization_code"]}})),
+            &Patch::Merge(serde_json::json!({"spec": {"grantTypes": ["client_credentials", "authorization_code"], "redirectUris": ["https://hyg.example/cb"]}})),
         )
         .await?;
     // A Secret conflict, a deletion.

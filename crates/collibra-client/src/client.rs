@@ -124,12 +124,23 @@ impl CollibraClient {
     ///
     /// Never repeated after the request may have reached Collibra: such
     /// failures are [`Error::Ambiguous`], and the caller must re-read the list.
+    /// An answer that shows a field ignored (`redirect_uris` missing from
+    /// it) is still a registration: it comes back with
+    /// [`IssuedClient::ignored`] set, since its secret must be kept.
     pub async fn register_client(&self, request: &NewClient) -> Result<IssuedClient, Error> {
         let url = &self.inner.clients_url;
         let response = self
             .send(Operation::Register, Method::POST, url, Some(request))
             .await?;
-        model::parse_registered(&response)
+        let mut issued = model::parse_registered(&response)?;
+        issued.ignored = model::check_redirect_uris(
+            Operation::Register,
+            response.status,
+            &request.redirect_uris,
+            &issued.info,
+        )
+        .err();
+        Ok(issued)
     }
 
     /// One client by id.
@@ -142,7 +153,8 @@ impl CollibraClient {
     }
 
     /// Replaces the writeable fields of a client (RFC 7592 style; not every
-    /// server has it, see [`Error::Unsupported`]).
+    /// server has it, see [`Error::Unsupported`]). An answer that does not
+    /// show the redirect URIs sent is [`Error::Ignored`].
     pub async fn update_client(
         &self,
         client_id: &str,
@@ -153,12 +165,20 @@ impl CollibraClient {
         let response = self
             .send(Operation::Update, Method::PUT, &url, Some(&body))
             .await?;
-        if response.status == 204 || response.body.iter().all(u8::is_ascii_whitespace) {
+        let info = if response.status == 204 || response.body.iter().all(u8::is_ascii_whitespace) {
             // RFC 7592 answers with the client, but a server that answers
             // with nothing has still applied the update: read it back.
-            return self.get_client(client_id).await;
-        }
-        model::parse_client(Operation::Update, &response)
+            self.get_client(client_id).await?
+        } else {
+            model::parse_client(Operation::Update, &response)?
+        };
+        model::check_redirect_uris(
+            Operation::Update,
+            response.status,
+            &update.redirect_uris,
+            &info,
+        )?;
+        Ok(info)
     }
 
     /// Deletes a client (RFC 7592 style; not every server has it).

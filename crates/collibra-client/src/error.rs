@@ -77,6 +77,22 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
+    /// Collibra accepted a request but its answer shows that it ignored a
+    /// field that was sent (`redirect_uris`, which the published schema
+    /// does not have): this instance does not support the field.
+    #[error(
+        "Collibra accepted the {operation} request (HTTP {status}) but ignored {field}: its answer {how}, so this instance does not support {field}"
+    )]
+    Ignored {
+        /// The request that was answered.
+        operation: Operation,
+        /// The (successful) HTTP status of the answer.
+        status: u16,
+        /// The field, as named on the wire.
+        field: &'static str,
+        /// What the answer showed: "does not carry it" or "shows other values".
+        how: &'static str,
+    },
     /// A registration whose outcome is unknown: re-read the list before deciding.
     #[error(
         "the outcome of {operation} is unknown ({message}); re-read the client list before trying again"
@@ -104,6 +120,7 @@ impl Error {
         match self {
             Error::Unavailable { .. } => "unavailable",
             Error::Rejected { .. } => "rejected",
+            Error::Ignored { .. } => "ignored",
             Error::NotFound { .. } => "not_found",
             Error::Unsupported { .. } => "unsupported",
             Error::Unauthorized { .. } => "unauthorized",
@@ -126,6 +143,7 @@ impl Error {
         match self {
             Error::Unavailable { operation, .. }
             | Error::Rejected { operation, .. }
+            | Error::Ignored { operation, .. }
             | Error::NotFound { operation }
             | Error::Unsupported { operation, .. }
             | Error::Unauthorized { operation, .. }

@@ -35,6 +35,7 @@
 //!             client_name: "billing-etl".into(),
 //!             grant_types: vec!["client_credentials".into()],
 //!             software_id: None,
+//!             redirect_uris: vec![],
 //!         })
 //!         .await?;
 //!     // Store issued.client_secret now: Collibra never shows it again.

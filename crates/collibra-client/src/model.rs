@@ -25,6 +25,50 @@ pub struct ClientInfo {
     /// Grants the client may use; empty when Collibra does not say.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub grant_types: Vec<String>,
+    /// Redirect URIs of a user application; `None` when the answer does
+    /// not carry the field (the published list shape never does).
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
+}
+
+/// The wire name of the redirect URIs (RFC 7591); assumed, not in the
+/// published schema.
+pub const REDIRECT_URIS: &str = "redirect_uris";
+
+/// Whether an answer about a client shows the redirect URIs that were
+/// sent; an [`Error::Ignored`] when it does not. Nothing sent, nothing to
+/// check: clients without redirect URIs never depend on the field.
+/// Compared as sets, since the order carries no meaning.
+pub fn check_redirect_uris(
+    operation: Operation,
+    status: u16,
+    sent: &[String],
+    answer: &ClientInfo,
+) -> Result<(), Error> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let how = match &answer.redirect_uris {
+        None => "does not carry it",
+        Some(got) if !same_set(got, sent) => "shows other values",
+        Some(_) => return Ok(()),
+    };
+    Err(Error::Ignored {
+        operation,
+        status,
+        field: REDIRECT_URIS,
+        how,
+    })
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort_unstable();
+    a.dedup();
+    b.sort_unstable();
+    b.dedup();
+    a == b
 }
 
 /// The body of `POST /clients`.
@@ -37,6 +81,11 @@ pub struct NewClient {
     /// Passed through as `software_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub software_id: Option<String>,
+    /// Where a user application may send users back after sign-in (RFC
+    /// 7591 `redirect_uris`). Left out of the body when empty, so a server
+    /// that does not know the field never sees it for other clients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 /// The writeable fields for `PUT /clients/{id}`.
@@ -49,6 +98,10 @@ pub struct ClientUpdate {
     /// Passed through as `software_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub software_id: Option<String>,
+    /// The redirect URIs from now on; left out when empty (RFC 7592
+    /// replaces the metadata, so that removes them where they were set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 /// A newly registered client with the secret Collibra shows exactly once.
@@ -58,6 +111,10 @@ pub struct IssuedClient {
     pub info: ClientInfo,
     /// The client secret; store it at once, it cannot be read again.
     pub client_secret: SecretString,
+    /// Set when the answer shows that Collibra ignored a field that was
+    /// sent ([`Error::Ignored`]). The client exists all the same and this
+    /// is its only secret: store it first, then report this.
+    pub ignored: Option<Error>,
 }
 
 /// The PUT body: RFC 7592 wants the id repeated in the body.
@@ -128,6 +185,7 @@ pub(crate) fn parse_registered(response: &Response) -> Result<IssuedClient, Erro
     Ok(IssuedClient {
         info: body.info,
         client_secret: body.client_secret,
+        ignored: None,
     })
 }
 
@@ -221,12 +279,14 @@ mod tests {
                     client_name: "a".into(),
                     client_id_issued_at: Some(1_700_000_000),
                     grant_types: vec!["client_credentials".into()],
+                    redirect_uris: None,
                 },
                 ClientInfo {
                     client_id: "urn:a:i:2".into(),
                     client_name: "b".into(),
                     client_id_issued_at: None,
                     grant_types: vec![],
+                    redirect_uris: None,
                 },
             ]
         );
@@ -333,6 +393,7 @@ mod tests {
             client_name: "etl".into(),
             grant_types: vec!["client_credentials".into()],
             software_id: None,
+            redirect_uris: vec![],
         };
         assert_eq!(
             serde_json::to_value(&new).expect("json"),
@@ -342,6 +403,7 @@ mod tests {
             client_name: "etl".into(),
             grant_types: vec!["authorization_code".into()],
             software_id: Some("suite".into()),
+            redirect_uris: vec!["https://app.example/cb".into()],
         };
         let body = UpdateBody {
             client_id: "urn:x:i:1",
@@ -349,7 +411,58 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&body).expect("json"),
-            serde_json::json!({"client_id":"urn:x:i:1","client_name":"etl","grant_types":["authorization_code"],"software_id":"suite"})
+            serde_json::json!({"client_id":"urn:x:i:1","client_name":"etl","grant_types":["authorization_code"],"software_id":"suite","redirect_uris":["https://app.example/cb"]})
+        );
+    }
+
+    #[test]
+    fn an_answer_without_the_redirect_uris_sent_is_an_ignored_field() {
+        let sent = vec![
+            "https://a.example/cb".to_owned(),
+            "http://localhost/cb".to_owned(),
+        ];
+        let info = |uris: Option<Vec<&str>>| ClientInfo {
+            client_id: "urn:x:i:1".into(),
+            client_name: "ui".into(),
+            client_id_issued_at: None,
+            grant_types: vec!["authorization_code".into()],
+            redirect_uris: uris.map(|u| u.into_iter().map(str::to_owned).collect()),
+        };
+        let reordered = info(Some(vec!["http://localhost/cb", "https://a.example/cb"]));
+        assert_eq!(
+            check_redirect_uris(Operation::Register, 201, &sent, &reordered),
+            Ok(())
+        );
+        let err =
+            check_redirect_uris(Operation::Register, 201, &sent, &info(None)).expect_err("ignored");
+        assert_eq!(err.metric_label(), "ignored");
+        let text = err.to_string();
+        assert!(
+            text.contains("ignored redirect_uris") && text.contains("does not carry it"),
+            "{text}"
+        );
+        let err = check_redirect_uris(
+            Operation::Update,
+            200,
+            &sent,
+            &info(Some(vec!["https://a.example/cb"])),
+        )
+        .expect_err("other values");
+        assert!(err.to_string().contains("shows other values"), "{err}");
+        assert!(!err.is_retryable());
+        // Nothing sent: whatever the answer, nothing was ignored.
+        assert_eq!(
+            check_redirect_uris(Operation::Update, 200, &[], &info(None)),
+            Ok(())
+        );
+        // Parsed from a body: absent and present.
+        let parsed: ClientInfo = serde_json::from_str(
+            r#"{"client_id":"x","client_name":"y","redirect_uris":["https://a.example/cb"]}"#,
+        )
+        .expect("parse");
+        assert_eq!(
+            parsed.redirect_uris,
+            Some(vec!["https://a.example/cb".to_owned()])
         );
     }
 }

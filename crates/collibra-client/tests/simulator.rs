@@ -14,6 +14,7 @@ fn new_client(name: &str) -> NewClient {
         client_name: name.to_owned(),
         grant_types: strings(&["client_credentials"]),
         software_id: None,
+        redirect_uris: vec![],
     }
 }
 
@@ -328,6 +329,7 @@ async fn register_list_get_update_delete() {
             client_name: "billing-etl".into(),
             grant_types: strings(&["client_credentials"]),
             software_id: Some("etl-suite".into()),
+            redirect_uris: vec![],
         })
         .await
         .expect("register");
@@ -361,10 +363,15 @@ async fn register_list_get_update_delete() {
                 client_name: "billing-etl".into(),
                 grant_types: strings(&["client_credentials", "authorization_code"]),
                 software_id: None,
+                redirect_uris: strings(&["https://etl.example/cb"]),
             },
         )
         .await
         .expect("update");
+    assert_eq!(
+        updated.redirect_uris,
+        Some(strings(&["https://etl.example/cb"]))
+    );
     assert_eq!(updated.client_id, id);
     assert_eq!(
         updated.grant_types,
@@ -425,6 +432,7 @@ async fn unknown_id_is_not_found_for_get_update_delete() {
         client_name: "x".into(),
         grant_types: strings(&["client_credentials"]),
         software_id: None,
+        redirect_uris: vec![],
     };
     assert_eq!(
         client.get_client("urn:nope").await,
@@ -462,6 +470,7 @@ async fn put_and_delete_switched_off_are_unsupported() {
                 client_name: "existing".into(),
                 grant_types: strings(&["authorization_code"]),
                 software_id: None,
+                redirect_uris: strings(&["https://x.example/cb"]),
             },
         )
         .await
@@ -973,4 +982,134 @@ async fn observer_sees_each_request() {
     .collect();
     assert_eq!(finished, expected);
     assert_eq!(recorder.retries(Operation::List), 1);
+}
+
+// ---- redirect URIs (an assumed field) ------------------------------------
+
+fn user_app(name: &str, uris: &[&str]) -> NewClient {
+    NewClient {
+        client_name: name.to_owned(),
+        grant_types: strings(&["authorization_code"]),
+        software_id: None,
+        redirect_uris: strings(uris),
+    }
+}
+
+#[tokio::test]
+async fn redirect_uris_are_sent_and_confirmed() {
+    let sim = sim().await;
+    let (client, _) = client(&sim, oauth());
+    let issued = client
+        .register_client(&user_app("portal", &["https://portal.example/cb"]))
+        .await
+        .expect("register");
+    assert_eq!(issued.ignored, None);
+    assert_eq!(
+        issued.info.redirect_uris,
+        Some(strings(&["https://portal.example/cb"]))
+    );
+    assert_eq!(
+        sim.handle().clients()[0].redirect_uris,
+        ["https://portal.example/cb"]
+    );
+    let updated = client
+        .update_client(
+            &issued.info.client_id,
+            &ClientUpdate {
+                client_name: "portal".into(),
+                grant_types: strings(&["authorization_code"]),
+                software_id: None,
+                redirect_uris: strings(&["https://portal.example/v2/cb"]),
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        updated.redirect_uris,
+        Some(strings(&["https://portal.example/v2/cb"]))
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_rejects_redirect_uris_says_so_by_name() {
+    let sim = sim_with(SimConfig {
+        redirect_uris: collibra_sim::RedirectUris::Rejected,
+        ..SimConfig::default()
+    })
+    .await;
+    let (client, _) = client(&sim, oauth());
+    let err = client
+        .register_client(&user_app("portal", &["https://portal.example/cb"]))
+        .await
+        .expect_err("rejected");
+    let Error::Rejected {
+        operation: Operation::Register,
+        status: 400,
+        error_description: Some(description),
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(description.contains("redirect_uris"), "{description}");
+    assert!(sim.handle().clients().is_empty());
+    // Other clients do not send the field and are not affected.
+    client
+        .register_client(&new_client("etl"))
+        .await
+        .expect("register");
+}
+
+#[tokio::test]
+async fn an_instance_that_ignores_redirect_uris_is_caught_without_losing_the_secret() {
+    let sim = sim_with(SimConfig {
+        redirect_uris: collibra_sim::RedirectUris::Ignored,
+        ..SimConfig::default()
+    })
+    .await;
+    let handle = sim.handle();
+    let (client, _) = client(&sim, oauth());
+    let issued = client
+        .register_client(&user_app("portal", &["https://portal.example/cb"]))
+        .await
+        .expect("registered all the same");
+    // The secret is there to be stored...
+    assert!(
+        handle.verify_credentials(&issued.info.client_id, issued.client_secret.expose_secret())
+    );
+    // ...and the answer is known to have dropped the field.
+    let Some(Error::Ignored {
+        operation: Operation::Register,
+        status: 201,
+        field: "redirect_uris",
+        ..
+    }) = &issued.ignored
+    else {
+        panic!("{:?}", issued.ignored);
+    };
+    let err = client
+        .update_client(
+            &issued.info.client_id,
+            &ClientUpdate {
+                client_name: "portal".into(),
+                grant_types: strings(&["authorization_code"]),
+                software_id: None,
+                redirect_uris: strings(&["https://portal.example/cb"]),
+            },
+        )
+        .await
+        .expect_err("ignored");
+    assert!(
+        matches!(
+            err,
+            Error::Ignored {
+                operation: Operation::Update,
+                status: 200,
+                field: "redirect_uris",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("redirect_uris"), "{err}");
 }

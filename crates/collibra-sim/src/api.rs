@@ -34,6 +34,9 @@ pub(crate) fn operation(method: &Method, path: &str, api_path: &str) -> Option<&
     if path == crate::token::TOKEN_PATH {
         return (method == Method::POST).then_some("token");
     }
+    if path == crate::authorize::AUTHORIZE_PATH {
+        return (method == Method::GET).then_some("authorize");
+    }
     let rest = path.strip_prefix(api_path)?;
     if rest == "/clients" {
         return match *method {
@@ -71,7 +74,7 @@ async fn register(
     body: Bytes,
 ) -> ApiResult {
     require_admin(&state, &headers)?;
-    let meta = parse_registration(&body)?;
+    let meta = parse_registration(&body, state.redirect_uris())?;
     let record = state
         .register(meta)
         .map_err(|DuplicateName(name)| duplicate(&state, &name))?;
@@ -112,7 +115,7 @@ async fn update(
     let current = state
         .client(&client_id)
         .ok_or_else(|| not_found(&client_id))?;
-    let meta = parse_update(&body, &current)?;
+    let meta = parse_update(&body, &current, state.redirect_uris())?;
     let record = state.update(&client_id, meta).map_err(|e| match e {
         StoreError::NotFound => not_found(&client_id),
         StoreError::DuplicateName(name) => duplicate(&state, &name),
@@ -208,6 +211,10 @@ mod tests {
         assert_eq!(
             operation(&Method::POST, "/rest/oauth/v2/token", api),
             Some("token")
+        );
+        assert_eq!(
+            operation(&Method::GET, "/rest/oauth/v2/authorize", api),
+            Some("authorize")
         );
         assert_eq!(operation(&Method::GET, "/_sim/stats", api), None);
         assert_eq!(

@@ -59,6 +59,11 @@ impl ApiError {
     pub(crate) fn error(&self) -> &'static str {
         self.error
     }
+
+    #[cfg(test)]
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
 }
 
 impl IntoResponse for ApiError {

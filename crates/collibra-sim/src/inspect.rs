@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::errors::ApiError;
 use crate::faults::{Faults, ScriptedFault, valid_status};
-use crate::model::{CLIENT_CREDENTIALS, ClientMetadata};
+use crate::model::{CLIENT_CREDENTIALS, ClientMetadata, RedirectUris};
 use crate::state::{DuplicateName, SimState};
 use crate::{OPERATIONS, ScriptAction};
 
@@ -61,10 +61,12 @@ struct InsertClient {
     grant_types: Vec<String>,
     #[serde(default)]
     software_id: Option<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 /// Registers a client without going through the API (no faults, no stats,
-/// any grant type strings); 409 if the name is taken.
+/// any grant type strings, redirect URIs unchecked); 409 if the name is taken.
 async fn insert_client(State(state): State<Arc<SimState>>, body: Bytes) -> SimResult {
     let request: InsertClient = parse_json(&body)?;
     if request.client_name.trim().is_empty() {
@@ -79,6 +81,7 @@ async fn insert_client(State(state): State<Arc<SimState>>, body: Bytes) -> SimRe
         client_name: request.client_name,
         grant_types,
         software_id: request.software_id,
+        redirect_uris: request.redirect_uris,
     };
     match state.register(meta) {
         Ok(record) => Ok((StatusCode::CREATED, Json(record)).into_response()),
@@ -153,13 +156,16 @@ struct Capabilities {
     put: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delete: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redirect_uris: Option<RedirectUris>,
 }
 
 async fn capabilities(State(state): State<Arc<SimState>>) -> Response {
     current_capabilities(&state)
 }
 
-/// Switches PUT and DELETE on or off; a field left out keeps its setting.
+/// Switches PUT and DELETE on or off, and sets how `redirect_uris` is
+/// treated; a field left out keeps its setting.
 async fn set_capabilities(State(state): State<Arc<SimState>>, body: Bytes) -> SimResult {
     let wanted: Capabilities = parse_json(&body)?;
     if let Some(on) = wanted.put {
@@ -168,6 +174,9 @@ async fn set_capabilities(State(state): State<Arc<SimState>>, body: Bytes) -> Si
     if let Some(on) = wanted.delete {
         state.set_delete_enabled(on);
     }
+    if let Some(mode) = wanted.redirect_uris {
+        state.set_redirect_uris(mode);
+    }
     Ok(current_capabilities(&state))
 }
 
@@ -175,6 +184,7 @@ fn current_capabilities(state: &SimState) -> Response {
     Json(Capabilities {
         put: Some(state.put_enabled()),
         delete: Some(state.delete_enabled()),
+        redirect_uris: Some(state.redirect_uris()),
     })
     .into_response()
 }

@@ -11,11 +11,21 @@
 //! | `PUT {api}/clients/{client_id}` | `update` |
 //! | `DELETE {api}/clients/{client_id}` | `delete` |
 //! | `POST /rest/oauth/v2/token` | `token` |
+//! | `GET /rest/oauth/v2/authorize` | `authorize` |
 //!
 //! `{api}` is [`SimConfig::api_path`]. The `/clients` routes need admin
 //! credentials (HTTP Basic, a static bearer token, or a token issued to the
 //! admin OAuth client). Faults ([`Faults`], [`ScriptedFault`]) apply to all
 //! of the routes above.
+//!
+//! User applications (grant `authorization_code`) register `redirect_uris`
+//! (RFC 7591; an assumed field, see [`RedirectUris`] for instances that do
+//! not know it). The authorization endpoint signs the user in
+//! automatically (there is no login page: every request is taken as the
+//! admin user's consent) and redirects to the registered `redirect_uri`
+//! with a one-time `code` and the `state` it was given; the token endpoint
+//! exchanges that code (`grant_type=authorization_code`) for the client
+//! that asked for it, authenticated as for client credentials.
 //!
 //! Inspection routes, for tests and people (no auth, never faulted, not
 //! counted; they show secrets):
@@ -28,13 +38,14 @@
 //! | `DELETE /_sim/clients/{client_id}` | remove behind the API's back; 204 or 404 |
 //! | `GET`/`PUT /_sim/faults` | the [`Faults`] in force; replace them (partial JSON: the rest is off) |
 //! | `GET`/`POST`/`DELETE /_sim/script` | pending [`ScriptedFault`]s; queue one; clear them |
-//! | `GET`/`PUT /_sim/capabilities` | `{"put": bool, "delete": bool}` |
+//! | `GET`/`PUT /_sim/capabilities` | `{"put": bool, "delete": bool, "redirect_uris": "supported" \| "rejected" \| "ignored"}` |
 //! | `POST /_sim/revoke-tokens` | invalidate every issued token |
 
 #![warn(missing_docs)]
 
 mod api;
 mod auth;
+mod authorize;
 mod errors;
 mod faults;
 mod inspect;
@@ -52,12 +63,21 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Faults, RateLimit, ScriptAction, ScriptedFault};
 pub use model::ClientRecord;
+pub use model::RedirectUris;
 pub use state::Stats;
 
 use state::SimState;
 
 /// Operation names used in [`Stats`] and [`ScriptedFault::operation`].
-pub const OPERATIONS: [&str; 6] = ["list", "register", "get", "update", "delete", "token"];
+pub const OPERATIONS: [&str; 7] = [
+    "list",
+    "register",
+    "get",
+    "update",
+    "delete",
+    "token",
+    "authorize",
+];
 
 /// How a simulator instance behaves: paths, admin credentials, token lifetime
 /// and which of the assumed operations (PUT, DELETE) it offers.
@@ -83,6 +103,12 @@ pub struct SimConfig {
     pub delete_enabled: bool,
     /// Status answered when a client name is taken (API.md: 400, some deployments 409).
     pub duplicate_status: u16,
+    /// How `redirect_uris` in a registration or update is treated (an
+    /// assumed field: real instances may reject or ignore it).
+    pub redirect_uris: RedirectUris,
+    /// Lifetime of an authorization code (RFC 6749 4.1.2: short, at most
+    /// ten minutes recommended).
+    pub code_ttl: Duration,
 }
 
 impl Default for SimConfig {
@@ -98,6 +124,8 @@ impl Default for SimConfig {
             put_enabled: true,
             delete_enabled: true,
             duplicate_status: 400,
+            redirect_uris: RedirectUris::Supported,
+            code_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -120,6 +148,8 @@ impl std::fmt::Debug for SimConfig {
             .field("put_enabled", &self.put_enabled)
             .field("delete_enabled", &self.delete_enabled)
             .field("duplicate_status", &self.duplicate_status)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("code_ttl", &self.code_ttl)
             .finish()
     }
 }
@@ -262,6 +292,12 @@ impl SimHandle {
     /// Switches `DELETE {api}/clients/{id}` on or off (off: 405).
     pub fn set_delete_enabled(&self, on: bool) {
         self.state.set_delete_enabled(on)
+    }
+
+    /// Decides how `redirect_uris` in registrations and updates is treated
+    /// from now on (clients already stored keep theirs).
+    pub fn set_redirect_uris(&self, mode: RedirectUris) {
+        self.state.set_redirect_uris(mode)
     }
 
     /// Invalidates every token issued by the token endpoint (static admin

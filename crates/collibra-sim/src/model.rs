@@ -12,6 +12,41 @@ pub(crate) const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub(crate) const AUTHORIZATION_CODE: &str = "authorization_code";
 /// API.md: no other grant types are documented.
 const SUPPORTED_GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, AUTHORIZATION_CODE];
+/// The RFC 7591 name of the field; not in Collibra's published schema.
+pub(crate) const REDIRECT_URIS: &str = "redirect_uris";
+
+/// How an instance treats `redirect_uris` in a registration or update.
+/// The field is assumed (RFC 7591's name; Collibra's product documentation
+/// requires redirect URIs for user applications but the published schema
+/// does not show the field), so the simulator can play each kind of
+/// instance a caller may meet.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectUris {
+    /// Stored, validated, returned, and required for `authorization_code`.
+    #[default]
+    Supported,
+    /// A body carrying the field is refused: 400 naming it.
+    Rejected,
+    /// The field is dropped without a word: the client is stored (and
+    /// returned) without it.
+    Ignored,
+}
+
+impl std::str::FromStr for RedirectUris {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "supported" => Ok(RedirectUris::Supported),
+            "rejected" => Ok(RedirectUris::Rejected),
+            "ignored" => Ok(RedirectUris::Ignored),
+            other => Err(format!(
+                "unknown redirect_uris mode '{other}'; use supported, rejected or ignored"
+            )),
+        }
+    }
+}
 
 /// A registered client as the simulator stores it, secret included.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -25,6 +60,9 @@ pub struct ClientRecord {
     /// Software bundle identifier given at registration, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_id: Option<String>,
+    /// Where the authorization endpoint may send a user back (exact match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
     /// Seconds since the Unix epoch at registration.
     pub client_id_issued_at: i64,
     /// The secret; the real API shows it only in the 201 of the registration.
@@ -37,6 +75,7 @@ pub(crate) struct ClientMetadata {
     pub(crate) client_name: String,
     pub(crate) grant_types: Vec<String>,
     pub(crate) software_id: Option<String>,
+    pub(crate) redirect_uris: Vec<String>,
 }
 
 /// `ClientInformationSummary`: an entry of `GET /clients`.
@@ -68,6 +107,8 @@ pub(crate) struct ClientInformation<'a> {
     grant_types: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     software_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "no_uris")]
+    redirect_uris: &'a [String],
 }
 
 impl<'a> From<&'a ClientRecord> for ClientInformation<'a> {
@@ -78,8 +119,14 @@ impl<'a> From<&'a ClientRecord> for ClientInformation<'a> {
             client_name: &c.client_name,
             grant_types: &c.grant_types,
             software_id: c.software_id.as_deref(),
+            redirect_uris: &c.redirect_uris,
         }
     }
+}
+
+/// Clients without redirect URIs are answered as before the field existed.
+fn no_uris(uris: &&[String]) -> bool {
+    uris.is_empty()
 }
 
 /// `ClientRegistration`: the 201 of a registration, the only place the secret shows.
@@ -100,8 +147,11 @@ impl<'a> From<&'a ClientRecord> for ClientRegistration<'a> {
 }
 
 /// Validates the body of `POST /clients`.
-pub(crate) fn parse_registration(body: &[u8]) -> Result<ClientMetadata, ApiError> {
-    metadata_from(&parse_object(body)?)
+pub(crate) fn parse_registration(
+    body: &[u8],
+    mode: RedirectUris,
+) -> Result<ClientMetadata, ApiError> {
+    metadata_from(&parse_object(body)?, mode)
 }
 
 /// Validates the body of `PUT /clients/{id}`. As in RFC 7592 the body
@@ -110,6 +160,7 @@ pub(crate) fn parse_registration(body: &[u8]) -> Result<ClientMetadata, ApiError
 pub(crate) fn parse_update(
     body: &[u8],
     current: &ClientRecord,
+    mode: RedirectUris,
 ) -> Result<ClientMetadata, ApiError> {
     let object = parse_object(body)?;
     match object.get("client_id") {
@@ -131,7 +182,7 @@ pub(crate) fn parse_update(
             ));
         }
     }
-    metadata_from(&object)
+    metadata_from(&object, mode)
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -149,7 +200,10 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn metadata_from(object: &Map<String, Value>) -> Result<ClientMetadata, ApiError> {
+fn metadata_from(
+    object: &Map<String, Value>,
+    mode: RedirectUris,
+) -> Result<ClientMetadata, ApiError> {
     let client_name = match object.get("client_name") {
         None | Some(Value::Null) => {
             return Err(ApiError::invalid_metadata("client_name is required"));
@@ -174,11 +228,82 @@ fn metadata_from(object: &Map<String, Value>) -> Result<ClientMetadata, ApiError
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err(ApiError::invalid_metadata("software_id must be a string")),
     };
+    let given = object.get(REDIRECT_URIS).filter(|v| !v.is_null());
+    let redirect_uris = match (mode, given) {
+        (RedirectUris::Rejected, Some(_)) => {
+            // What an instance that predates the field might say.
+            return Err(ApiError::invalid_metadata(format!(
+                "unrecognized field '{REDIRECT_URIS}': this server does not accept it"
+            )));
+        }
+        (RedirectUris::Ignored, _) | (_, None) => Vec::new(),
+        (RedirectUris::Supported, Some(value)) => redirect_uris_from(value)?,
+    };
+    // Collibra's product documentation: a user application needs one or
+    // more redirect URIs. An instance without the field cannot ask for them.
+    if mode == RedirectUris::Supported
+        && grant_types.iter().any(|g| g == AUTHORIZATION_CODE)
+        && redirect_uris.is_empty()
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            format!(
+                "{REDIRECT_URIS} is required for a client with the {AUTHORIZATION_CODE} grant \
+                 (a user application): give one or more http or https URLs"
+            ),
+        ));
+    }
     Ok(ClientMetadata {
         client_name,
         grant_types,
         software_id,
+        redirect_uris,
     })
+}
+
+/// RFC 7591 2 and RFC 6749 3.1.2: absolute URIs without a fragment; as
+/// Collibra's documentation says, http or https ones.
+fn redirect_uris_from(value: &Value) -> Result<Vec<String>, ApiError> {
+    let invalid = |description: String| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            description,
+        )
+    };
+    let Value::Array(items) = value else {
+        return Err(invalid(format!(
+            "{REDIRECT_URIS} must be an array of strings"
+        )));
+    };
+    let mut uris: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(uri) = item else {
+            return Err(invalid(format!(
+                "{REDIRECT_URIS} must be an array of strings"
+            )));
+        };
+        let parsed = url::Url::parse(uri)
+            .map_err(|e| invalid(format!("redirect URI '{uri}' is not an absolute URI: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(invalid(format!(
+                "redirect URI '{uri}' must be an http or https URL"
+            )));
+        }
+        if parsed.fragment().is_some() {
+            return Err(invalid(format!(
+                "redirect URI '{uri}' must not contain a fragment"
+            )));
+        }
+        if uris.contains(uri) {
+            return Err(invalid(format!(
+                "redirect URI '{uri}' is listed more than once"
+            )));
+        }
+        uris.push(uri.clone());
+    }
+    Ok(uris)
 }
 
 fn grant_types_from(items: &[Value]) -> Result<Vec<String>, ApiError> {
@@ -212,6 +337,10 @@ fn grant_types_from(items: &[Value]) -> Result<Vec<String>, ApiError> {
 mod tests {
     use super::*;
 
+    fn parse_registration_s(body: &[u8]) -> Result<ClientMetadata, ApiError> {
+        parse_registration(body, RedirectUris::Supported)
+    }
+
     fn code(r: Result<ClientMetadata, ApiError>) -> &'static str {
         match r {
             Ok(_) => "ok",
@@ -221,45 +350,45 @@ mod tests {
 
     #[test]
     fn defaults_grant_types_to_client_credentials() {
-        let m = parse_registration(br#"{"client_name":"a"}"#).expect("valid");
+        let m = parse_registration_s(br#"{"client_name":"a"}"#).expect("valid");
         assert_eq!(m.grant_types, vec!["client_credentials"]);
         assert_eq!(m.software_id, None);
     }
 
     #[test]
     fn rejects_bad_metadata() {
-        assert_eq!(code(parse_registration(b"")), "invalid_request");
-        assert_eq!(code(parse_registration(b"{")), "invalid_request");
-        assert_eq!(code(parse_registration(b"[]")), "invalid_request");
-        assert_eq!(code(parse_registration(b"{}")), "invalid_client_metadata");
+        assert_eq!(code(parse_registration_s(b"")), "invalid_request");
+        assert_eq!(code(parse_registration_s(b"{")), "invalid_request");
+        assert_eq!(code(parse_registration_s(b"[]")), "invalid_request");
+        assert_eq!(code(parse_registration_s(b"{}")), "invalid_client_metadata");
         assert_eq!(
-            code(parse_registration(br#"{"client_name":" "}"#)),
+            code(parse_registration_s(br#"{"client_name":" "}"#)),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse_registration(br#"{"client_name":3}"#)),
+            code(parse_registration_s(br#"{"client_name":3}"#)),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse_registration(
+            code(parse_registration_s(
                 br#"{"client_name":"a","grant_types":["implicit"]}"#
             )),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse_registration(
+            code(parse_registration_s(
                 br#"{"client_name":"a","grant_types":["client_credentials","client_credentials"]}"#
             )),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse_registration(
+            code(parse_registration_s(
                 br#"{"client_name":"a","grant_types":[]}"#
             )),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse_registration(
+            code(parse_registration_s(
                 br#"{"client_name":"a","software_id":1}"#
             )),
             "invalid_client_metadata"
@@ -273,27 +402,77 @@ mod tests {
             client_name: "a".into(),
             grant_types: vec![CLIENT_CREDENTIALS.into()],
             software_id: Some("s".into()),
+            redirect_uris: Vec::new(),
             client_id_issued_at: 1,
             client_secret: "sec".into(),
         };
-        let m =
-            parse_update(br#"{"client_id":"id-1","client_name":"b"}"#, &current).expect("valid");
+        let m = parse_update(
+            br#"{"client_id":"id-1","client_name":"b"}"#,
+            &current,
+            RedirectUris::Supported,
+        )
+        .expect("valid");
         assert_eq!(m.client_name, "b");
         // Replacement semantics: an omitted software_id is removed.
         assert_eq!(m.software_id, None);
         assert_eq!(
             code(parse_update(
                 br#"{"client_id":"id-2","client_name":"b"}"#,
-                &current
+                &current,
+                RedirectUris::Supported
             )),
             "invalid_request"
         );
         assert_eq!(
             code(parse_update(
                 br#"{"client_secret":"nope","client_name":"b"}"#,
-                &current
+                &current,
+                RedirectUris::Supported
             )),
             "invalid_request"
         );
+    }
+
+    #[test]
+    fn redirect_uris_are_validated_and_required_for_user_applications() {
+        let m = parse_registration_s(
+            br#"{"client_name":"ui","grant_types":["authorization_code"],"redirect_uris":["https://app.example/cb","http://localhost:8080/cb"]}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            m.redirect_uris,
+            ["https://app.example/cb", "http://localhost:8080/cb"]
+        );
+        for body in [
+            br#"{"client_name":"ui","grant_types":["authorization_code"]}"#.as_slice(),
+            br#"{"client_name":"ui","grant_types":["authorization_code"],"redirect_uris":[]}"#,
+            br#"{"client_name":"ui","redirect_uris":["/relative"]}"#,
+            br#"{"client_name":"ui","redirect_uris":["ftp://x.example/cb"]}"#,
+            br#"{"client_name":"ui","redirect_uris":["https://x.example/cb#frag"]}"#,
+            br#"{"client_name":"ui","redirect_uris":["https://x.example/cb","https://x.example/cb"]}"#,
+            br#"{"client_name":"ui","redirect_uris":"https://x.example/cb"}"#,
+        ] {
+            assert_eq!(
+                code(parse_registration_s(body)),
+                "invalid_redirect_uri",
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn instances_without_the_field_reject_or_drop_it() {
+        let body = br#"{"client_name":"ui","grant_types":["authorization_code"],"redirect_uris":["https://app.example/cb"]}"#;
+        let err = parse_registration(body, RedirectUris::Rejected).expect_err("rejected");
+        assert_eq!(err.error(), "invalid_client_metadata");
+        assert!(err.description().contains("redirect_uris"));
+        let m = parse_registration(body, RedirectUris::Ignored).expect("ignored");
+        assert!(m.redirect_uris.is_empty());
+        // Such an instance cannot ask for a field it does not know.
+        let without = br#"{"client_name":"ui","grant_types":["authorization_code"]}"#;
+        assert!(parse_registration(without, RedirectUris::Rejected).is_ok());
+        assert_eq!("ignored".parse::<RedirectUris>(), Ok(RedirectUris::Ignored));
+        assert!("maybe".parse::<RedirectUris>().is_err());
     }
 }

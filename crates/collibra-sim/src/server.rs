@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use crate::faults::{self, Decision};
 use crate::state::SimState;
-use crate::{api, inspect, token};
+use crate::{api, authorize, inspect, token};
 
 /// How long requests in flight may take to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -54,6 +54,7 @@ pub(crate) async fn run(
 ) {
     let router = api::router(&state.config.api_path)
         .merge(token::router())
+        .merge(authorize::router())
         .merge(inspect::router())
         .with_state(Arc::clone(&state));
     let app = App { state, router };

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::SimConfig;
 use crate::faults::{FaultState, Faults, ScriptedFault};
-use crate::model::{CLIENT_CREDENTIALS, ClientMetadata, ClientRecord};
+use crate::model::{CLIENT_CREDENTIALS, ClientMetadata, ClientRecord, RedirectUris};
 
 /// Request, response and fault counters.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -81,11 +81,32 @@ struct IssuedToken {
     expires_at: Instant,
 }
 
+/// An authorization code handed out by the authorization endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuedCode {
+    /// The client it was issued to; only that client may redeem it.
+    pub(crate) client_id: String,
+    /// The `redirect_uri` of the authorization request, if it had one: the
+    /// token request must repeat it (RFC 6749 4.1.3).
+    pub(crate) redirect_uri: Option<String>,
+    expires_at: Instant,
+}
+
+/// Why a code cannot be redeemed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CodeError {
+    /// Unknown, already used, or expired.
+    Invalid,
+    /// Issued to another client (it is burnt all the same).
+    OtherClient,
+}
+
 #[derive(Default)]
 struct Registry {
     /// In registration order, which is the order `GET /clients` lists them in.
     clients: Vec<ClientRecord>,
     tokens: HashMap<String, IssuedToken>,
+    codes: HashMap<String, IssuedCode>,
 }
 
 impl Registry {
@@ -107,6 +128,7 @@ impl Registry {
         // A deleted client's tokens die with it.
         self.tokens
             .retain(|_, t| t.owner != TokenOwner::Client(client_id.to_owned()));
+        self.codes.retain(|_, c| c.client_id != client_id);
         true
     }
 }
@@ -121,6 +143,7 @@ pub(crate) struct SimState {
     faults: Mutex<FaultState>,
     put_enabled: AtomicBool,
     delete_enabled: AtomicBool,
+    redirect_uris: Mutex<RedirectUris>,
     registrations: broadcast::Sender<ClientRecord>,
 }
 
@@ -137,6 +160,7 @@ impl SimState {
         SimState {
             put_enabled: AtomicBool::new(config.put_enabled),
             delete_enabled: AtomicBool::new(config.delete_enabled),
+            redirect_uris: Mutex::new(config.redirect_uris),
             config,
             env_id: uuid_like(),
             registry: Mutex::new(Registry::default()),
@@ -185,6 +209,7 @@ impl SimState {
         record.client_name = meta.client_name;
         record.grant_types = meta.grant_types;
         record.software_id = meta.software_id;
+        record.redirect_uris = meta.redirect_uris;
         Ok(record.clone())
     }
 
@@ -200,6 +225,7 @@ impl SimState {
             client_name: name.to_owned(),
             grant_types,
             software_id: None,
+            redirect_uris: Vec::new(),
         };
         let mut registry = lock(&self.registry);
         if let Some(existing) = registry.clients.iter().find(|c| c.client_name == name) {
@@ -232,6 +258,7 @@ impl SimState {
             client_name: meta.client_name,
             grant_types: meta.grant_types,
             software_id: meta.software_id,
+            redirect_uris: meta.redirect_uris,
             client_id_issued_at: unix_now(),
             client_secret: random_token(30),
         }
@@ -302,6 +329,39 @@ impl SimState {
         lock(&self.registry).tokens.clear();
     }
 
+    // ---- authorization codes ----
+
+    /// A new one-time code for `client_id`, valid for the configured time.
+    pub(crate) fn issue_code(&self, client_id: &str, redirect_uri: Option<String>) -> String {
+        let code = random_token(24);
+        let now = Instant::now();
+        let mut registry = lock(&self.registry);
+        registry.codes.retain(|_, c| c.expires_at > now);
+        registry.codes.insert(
+            code.clone(),
+            IssuedCode {
+                client_id: client_id.to_owned(),
+                redirect_uri,
+                expires_at: now + self.config.code_ttl,
+            },
+        );
+        code
+    }
+
+    /// Takes a code for `client_id`: whatever the outcome it cannot be
+    /// used again (RFC 6749 4.1.2: at most once).
+    pub(crate) fn redeem_code(&self, code: &str, client_id: &str) -> Result<IssuedCode, CodeError> {
+        let issued = lock(&self.registry)
+            .codes
+            .remove(code)
+            .filter(|c| c.expires_at > Instant::now())
+            .ok_or(CodeError::Invalid)?;
+        if issued.client_id != client_id {
+            return Err(CodeError::OtherClient);
+        }
+        Ok(issued)
+    }
+
     // ---- capabilities ----
 
     pub(crate) fn put_enabled(&self) -> bool {
@@ -318,6 +378,14 @@ impl SimState {
 
     pub(crate) fn set_delete_enabled(&self, on: bool) {
         self.delete_enabled.store(on, Ordering::SeqCst)
+    }
+
+    pub(crate) fn redirect_uris(&self) -> RedirectUris {
+        *lock(&self.redirect_uris)
+    }
+
+    pub(crate) fn set_redirect_uris(&self, mode: RedirectUris) {
+        *lock(&self.redirect_uris) = mode;
     }
 
     // ---- faults ----

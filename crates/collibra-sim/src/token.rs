@@ -1,4 +1,6 @@
-//! The OAuth 2.0 token endpoint (client credentials grant only, as Collibra's).
+//! The OAuth 2.0 token endpoint: the client credentials grant (Collibra's
+//! integration applications) and the authorization code grant (user
+//! applications, redeeming a code from [`crate::authorize`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use serde_json::json;
 
 use crate::auth::decode_basic;
 use crate::errors::ApiError;
-use crate::state::{SimState, ttl_secs};
+use crate::model::AUTHORIZATION_CODE;
+use crate::state::{SimState, TokenOwner, ttl_secs};
 
 /// Where the token endpoint lives: at the root, not under the api path.
 pub(crate) const TOKEN_PATH: &str = "/rest/oauth/v2/token";
@@ -85,12 +88,18 @@ async fn token(
         return Err(invalid_client("client authentication failed"));
     };
     state.count_token_auth(method);
-    if grant_type != "client_credentials" {
-        return Err(no_store(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            format!("grant type '{grant_type}' is not supported; use client_credentials"),
-        )));
+    match grant_type.as_str() {
+        "client_credentials" => {}
+        AUTHORIZATION_CODE => redeem_code(&state, &owner, &params).map_err(no_store)?,
+        _ => {
+            return Err(no_store(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!(
+                    "grant type '{grant_type}' is not supported; use client_credentials or authorization_code"
+                ),
+            )));
+        }
     }
 
     let access_token = state.issue_token(owner);
@@ -101,6 +110,40 @@ async fn token(
         "expires_in": ttl_secs(state.config.token_ttl),
     }));
     Ok((StatusCode::OK, no_store_headers(), body).into_response())
+}
+
+/// RFC 6749 4.1.3: the code was issued to this client, is used once and in
+/// time, and `redirect_uri` repeats the authorization request's.
+fn redeem_code(
+    state: &SimState,
+    owner: &TokenOwner,
+    params: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let invalid_grant =
+        |description: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", description);
+    let Some(code) = params.get("code") else {
+        return Err(ApiError::invalid_request("code is required"));
+    };
+    let TokenOwner::Client(client_id) = owner else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the admin client is not allowed the authorization_code grant",
+        ));
+    };
+    let issued = state.redeem_code(code, client_id).map_err(|_| {
+        invalid_grant(
+            "the authorization code is unknown, expired, already used, or was issued to another client",
+        )
+    })?;
+    if let Some(expected) = &issued.redirect_uri
+        && params.get("redirect_uri") != Some(expected)
+    {
+        return Err(invalid_grant(
+            "redirect_uri does not match the one of the authorization request",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a form body; RFC 6749 3.2: no parameter may appear twice.

@@ -79,7 +79,7 @@ async fn list_is_in_registration_order_and_grant_types_default() {
     register(
         &sim,
         &http,
-        json!({"client_name": "ui", "grant_types": ["authorization_code", "client_credentials"]}),
+        json!({"client_name": "ui", "grant_types": ["authorization_code", "client_credentials"], "redirect_uris": ["https://ui.example/cb"]}),
     )
     .await;
     let listed: Value = admin(http.get(clients_url(&sim, None)))
@@ -155,7 +155,7 @@ async fn put_replaces_metadata_and_keeps_id_and_secret() {
 
     let response = admin(http.put(clients_url(&sim, Some(id))))
         .json(
-            &json!({"client_id": id, "client_name": "new", "grant_types": ["authorization_code"]}),
+            &json!({"client_id": id, "client_name": "new", "grant_types": ["authorization_code"], "redirect_uris": ["https://new.example/cb"]}),
         )
         .send()
         .await
@@ -165,6 +165,7 @@ async fn put_replaces_metadata_and_keeps_id_and_secret() {
     assert_eq!(body["client_id"], id);
     assert_eq!(body["client_name"], "new");
     assert_eq!(body["grant_types"], json!(["authorization_code"]));
+    assert_eq!(body["redirect_uris"], json!(["https://new.example/cb"]));
     assert!(body.get("client_secret").is_none());
     // Replacement, not merge: software_id was not sent, so it is gone.
     assert!(body.get("software_id").is_none());

@@ -19,6 +19,8 @@ async fn binary_serves_with_flags_and_stops_on_sigterm() {
             "--admin-token",
             "tok-b",
             "--disable-put",
+            "--redirect-uris",
+            "ignored",
             "--retry-after",
             "9",
         ])
@@ -92,7 +94,7 @@ async fn binary_serves_with_flags_and_stops_on_sigterm() {
         .expect("json");
     assert_eq!(
         capabilities,
-        serde_json::json!({"put": false, "delete": true})
+        serde_json::json!({"put": false, "delete": true, "redirect_uris": "ignored"})
     );
 
     // Register one client so its secret would be logged if anything did.

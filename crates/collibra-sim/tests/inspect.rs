@@ -216,7 +216,10 @@ async fn capabilities_switch_over_http() {
         .json()
         .await
         .expect("json");
-    assert_eq!(now, json!({"put": false, "delete": true}));
+    assert_eq!(
+        now,
+        json!({"put": false, "delete": true, "redirect_uris": "supported"})
+    );
     let created = register_ok(&sim, &http, "a").await;
     let id = created["client_id"].as_str().expect("id");
     let response = admin(http.put(clients_url(&sim, Some(id))))
@@ -239,7 +242,10 @@ async fn capabilities_switch_over_http() {
         .json()
         .await
         .expect("json");
-    assert_eq!(now, json!({"put": true, "delete": false}));
+    assert_eq!(
+        now,
+        json!({"put": true, "delete": false, "redirect_uris": "supported"})
+    );
     let response = admin(http.delete(clients_url(&sim, Some(id))))
         .send()
         .await

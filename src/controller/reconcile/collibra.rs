@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{ResourceExt, runtime::events::EventType};
 
 use super::{Outcome, Reconciler, Result, messages, secret_io::Claim};
+use crate::api::ReplacementPolicy;
 use crate::controller::{
     connection::Deletion,
     context::now,
-    decide::{GrantDrift, Listed, RegisterReason, ReplaceReason},
+    decide::{GrantDrift, Listed, RedirectDrift, RegisterReason, ReplaceReason},
     reasons::{EventReason, Issuance, Reason},
     secret, status,
 };
@@ -32,9 +33,9 @@ impl From<ReplaceReason> for Issuance {
     fn from(r: ReplaceReason) -> Self {
         match r {
             ReplaceReason::Rotation => Issuance::Rotated,
-            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
-                Issuance::Replaced
-            }
+            ReplaceReason::LostSecret
+            | ReplaceReason::InterruptedRegistration
+            | ReplaceReason::RedirectUrisChanged => Issuance::Replaced,
         }
     }
 }
@@ -46,6 +47,7 @@ impl Reconciler<'_> {
             client_name: self.obj.spec.client_name.clone(),
             grant_types: self.grant_types(),
             software_id: self.obj.spec.software_id.clone(),
+            redirect_uris: self.obj.spec.redirect_uris.clone(),
         }
     }
 
@@ -139,7 +141,9 @@ impl Reconciler<'_> {
                 .and_then(|s| s.annotations().get(crate::api::REGISTERING_ANNOTATION))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(now),
-            ReplaceReason::Rotation | ReplaceReason::LostSecret => now(),
+            ReplaceReason::Rotation
+            | ReplaceReason::LostSecret
+            | ReplaceReason::RedirectUrisChanged => now(),
         };
         let claimed = match self.claim(current, since).await? {
             Claim::Written(s) => *s,
@@ -161,6 +165,12 @@ impl Reconciler<'_> {
                     ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => {
                         self.exists_without_secret(client_id, true)
                     }
+                    // Now known: the next look reports the difference.
+                    ReplaceReason::RedirectUrisChanged => self.outcome(
+                        Reason::Registering,
+                        "replacement not possible (no DELETE); re-checking",
+                        Duration::from_millis(100),
+                    ),
                     ReplaceReason::Rotation => {
                         self.rotation_unsupported(client_id).await;
                         self.outcome(
@@ -193,7 +203,9 @@ impl Reconciler<'_> {
         };
         let rotated_for = match reason {
             ReplaceReason::Rotation => self.obj.rotation_request(),
-            ReplaceReason::LostSecret | ReplaceReason::InterruptedRegistration => claimed
+            ReplaceReason::LostSecret
+            | ReplaceReason::InterruptedRegistration
+            | ReplaceReason::RedirectUrisChanged => claimed
                 .annotations()
                 .get(secret::ROTATED_FOR_ANNOTATION)
                 .map(String::as_str),
@@ -236,9 +248,11 @@ impl Reconciler<'_> {
     }
 
     /// The client exists and the Secret holds its credentials: refresh the
-    /// Secret's metadata, fix or report grant type drift, report Ready.
-    /// `current` is the Secret when its data was read (it is brought up to
-    /// date); `rotated_for` what its metadata records when it was not.
+    /// Secret's metadata, fix or report grant type and redirect URI drift,
+    /// report Ready. `current` is the Secret when its data was read (it is
+    /// brought up to date); `rotated_for` what its metadata records when it
+    /// was not.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn in_sync(
         &self,
         current: Option<&Secret>,
@@ -246,6 +260,7 @@ impl Reconciler<'_> {
         entry: &Listed,
         adopt: bool,
         drift: Option<GrantDrift>,
+        redirect_drift: Option<RedirectDrift>,
         rotation_unsupported: bool,
     ) -> Result<Outcome> {
         if let Some(cur) = current {
@@ -263,25 +278,60 @@ impl Reconciler<'_> {
         facts.client_id = Some(entry.client_id.clone());
         facts.client_id_issued_at = entry.issued_at.and_then(status::rfc3339);
         facts.grant_types = entry.grant_types.clone();
+        if let Some(uris) = &entry.redirect_uris {
+            facts.redirect_uris = uris.clone();
+        }
         // A Secret re-created without the rotate record keeps status's.
         facts.last_rotation = current
             .and_then(|c| c.annotations().get(secret::ROTATED_FOR_ANNOTATION).cloned())
             .or(rotated_for.map(str::to_owned))
             .or(facts.last_rotation.take());
         let mut notes = Vec::new();
-        match drift {
-            None => {}
-            Some(GrantDrift::Update) => match self.update_grants(entry).await {
-                Ok(Some(updated)) => facts.grant_types = updated,
-                Ok(None) => notes.push(messages::grant_drift(
-                    &entry.grant_types,
-                    &self.grant_types(),
-                )),
+        let mut requeue = self.ctx.settings.resync;
+        // One PUT carries the whole spec, so both kinds of drift share it.
+        let grants_to_update = matches!(drift, Some(GrantDrift::Update));
+        let uris_to_update = matches!(redirect_drift, Some(RedirectDrift::Update));
+        if grants_to_update || uris_to_update {
+            match self
+                .update_client(entry, grants_to_update, uris_to_update)
+                .await
+            {
+                Ok(Some(info)) => {
+                    facts.grant_types = info.grant_types;
+                    facts.redirect_uris = info
+                        .redirect_uris
+                        .unwrap_or_else(|| self.obj.spec.redirect_uris.clone());
+                }
+                Ok(None) => {
+                    if grants_to_update {
+                        notes.push(messages::grant_drift(
+                            &entry.grant_types,
+                            &self.grant_types(),
+                        ));
+                    }
+                    if uris_to_update {
+                        notes.push(messages::redirect_drift(
+                            &facts.redirect_uris,
+                            &self.obj.spec.redirect_uris,
+                        ));
+                        if self.obj.spec.replacement_policy == ReplacementPolicy::Automatic {
+                            // Decide again now that PUT is known to be
+                            // missing: the policy may replace the client.
+                            requeue = Duration::from_millis(100);
+                        }
+                    }
+                }
                 Err(e) => return Ok(self.collibra_failure(Operation::Update, &e)),
-            },
-            Some(GrantDrift::Unsupported { actual }) => {
-                notes.push(messages::grant_drift(&actual, &self.grant_types()));
             }
+        }
+        if let Some(GrantDrift::Unsupported { actual }) = drift {
+            notes.push(messages::grant_drift(&actual, &self.grant_types()));
+        }
+        if let Some(RedirectDrift::Unsupported { actual }) = redirect_drift {
+            notes.push(messages::redirect_drift(
+                &actual,
+                &self.obj.spec.redirect_uris,
+            ));
         }
         if rotation_unsupported {
             self.rotation_unsupported(&entry.client_id).await;
@@ -291,37 +341,63 @@ impl Reconciler<'_> {
             Reason::Registered,
             messages::registered(&entry.client_id, &self.secret_name, &notes),
             facts,
-            self.ctx.settings.resync,
+            requeue,
         ))
     }
 
-    /// Sends a PUT with the spec's grant types. `Ok(None)`: not supported.
-    async fn update_grants(
+    /// Sends a PUT with the spec's grant types and redirect URIs, and
+    /// records what changed (or, unsupported, what could not). `Ok(None)`:
+    /// not supported.
+    async fn update_client(
         &self,
         entry: &Listed,
-    ) -> Result<Option<Vec<String>>, collibra_client::Error> {
+        grants: bool,
+        redirect_uris: bool,
+    ) -> Result<Option<collibra_client::ClientInfo>, collibra_client::Error> {
         let update = ClientUpdate {
             client_name: self.obj.spec.client_name.clone(),
             grant_types: self.grant_types(),
             software_id: self.obj.spec.software_id.clone(),
+            redirect_uris: self.obj.spec.redirect_uris.clone(),
         };
-        match self.collibra.update(&entry.client_id, &update).await? {
+        let id = &entry.client_id;
+        match self.collibra.update(id, &update).await? {
             Some(info) => {
-                self.event(
-                    EventType::Normal,
-                    EventReason::GrantTypesUpdated,
-                    messages::grants_updated(&entry.client_id, &info.grant_types),
-                )
-                .await;
-                Ok(Some(info.grant_types))
+                if grants {
+                    self.event(
+                        EventType::Normal,
+                        EventReason::GrantTypesUpdated,
+                        messages::grants_updated(id, &info.grant_types),
+                    )
+                    .await;
+                }
+                if redirect_uris {
+                    self.event(
+                        EventType::Normal,
+                        EventReason::RedirectUrisUpdated,
+                        messages::redirect_uris_updated(id, &update.redirect_uris),
+                    )
+                    .await;
+                }
+                Ok(Some(info))
             }
             None => {
-                self.event(
-                    EventType::Warning,
-                    EventReason::GrantTypesDrift,
-                    messages::grants_drift_event(&entry.client_id),
-                )
-                .await;
+                if grants {
+                    self.event(
+                        EventType::Warning,
+                        EventReason::GrantTypesDrift,
+                        messages::grants_drift_event(id),
+                    )
+                    .await;
+                }
+                if redirect_uris {
+                    self.event(
+                        EventType::Warning,
+                        EventReason::RedirectUrisDrift,
+                        messages::redirect_drift_event(id),
+                    )
+                    .await;
+                }
                 Ok(None)
             }
         }
@@ -351,7 +427,7 @@ impl Reconciler<'_> {
         use collibra_client::Error as E;
         let rejected = matches!(
             e,
-            E::Rejected { .. } | E::Unauthorized { .. } | E::Config(_)
+            E::Rejected { .. } | E::Ignored { .. } | E::Unauthorized { .. } | E::Config(_)
         );
         let (reason, delay) = if rejected {
             (

@@ -96,6 +96,26 @@ pub fn grant_drift(actual: &[String], desired: &[String]) -> String {
     )
 }
 
+/// A note on Ready: redirect URIs differ and Collibra cannot update them.
+pub fn redirect_drift(actual: &[String], desired: &[String]) -> String {
+    format!(
+        "redirect URIs in Collibra are {actual:?}, spec.redirectUris asks for {desired:?}, and Collibra does not support updates (PUT): change them in Collibra by hand, or set spec.redirectUris back. The client is not replaced for this under replacementPolicy Manual, since a new client loses the grants of the old one; a rotation (oauth.collibra.dev/rotate) or replacementPolicy Automatic registers it anew with the spec's redirect URIs"
+    )
+}
+
+/// Ready's message when Collibra registered a client but ignored a field
+/// it was sent: the credentials are kept, the client is not what the spec
+/// asks for.
+pub fn registered_but_ignored(
+    client_id: &str,
+    secret_name: &str,
+    error: &collibra_client::Error,
+) -> String {
+    format!(
+        "{error}. Client {client_id} is registered without it and its credentials are in Secret {secret_name}; it will not be registered again. Where this Collibra instance supports redirect URIs through an update, the operator applies them on its next look; otherwise set them in Collibra by hand"
+    )
+}
+
 /// A note on Ready: a rotation was asked for and cannot happen.
 pub const ROTATION_UNSUPPORTED_NOTE: &str = "a rotation was requested but Collibra does not support DELETE, so credentials cannot be rotated";
 
@@ -143,6 +163,9 @@ pub fn replaced(r: Replaced<'_>, client_id: &str, secret_name: &str) -> String {
         ReplaceReason::InterruptedRegistration => format!(
             "Replaced client {old}, whose secret was lost between Collibra's answer and the first Secret write (it was never used): new client {client_id}, credentials in Secret {secret_name}"
         ),
+        ReplaceReason::RedirectUrisChanged => format!(
+            "Replaced client {old}, whose redirect URIs Collibra cannot update (replacementPolicy Automatic): new client {client_id} with spec.redirectUris, credentials in Secret {secret_name}; {NEW_APPLICATION}"
+        ),
     }
 }
 
@@ -176,7 +199,12 @@ pub fn collibra_failure(
     delay: Duration,
 ) -> String {
     let operation = operation.as_str();
-    if rejected {
+    if let collibra_client::Error::Ignored { field, .. } = error {
+        // Accepted, not refused: say what happened and what a person can do.
+        format!(
+            "{error}. Set {field} in Collibra by hand; the operator tries again after a change of the spec, or at the latest in five minutes"
+        )
+    } else if rejected {
         format!("Collibra rejected {operation}: {error}")
     } else {
         format!(
@@ -194,6 +222,18 @@ pub fn adopted(client_id: &str, secret_name: &str) -> String {
 /// The GrantTypesUpdated Event.
 pub fn grants_updated(client_id: &str, grant_types: &[String]) -> String {
     format!("Updated grant types of client {client_id} to {grant_types:?}")
+}
+
+/// The RedirectUrisUpdated Event.
+pub fn redirect_uris_updated(client_id: &str, redirect_uris: &[String]) -> String {
+    format!("Updated redirect URIs of client {client_id} to {redirect_uris:?}")
+}
+
+/// The RedirectUrisDrift Event.
+pub fn redirect_drift_event(client_id: &str) -> String {
+    format!(
+        "Redirect URIs of client {client_id} differ from spec.redirectUris and Collibra does not support updates (PUT): change them in Collibra by hand; the client is not replaced"
+    )
 }
 
 /// The GrantTypesDrift Event.
@@ -263,11 +303,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ignored_field_is_not_called_a_rejection() {
+        let e = collibra_client::Error::Ignored {
+            operation: Operation::Update,
+            status: 200,
+            field: "redirect_uris",
+            how: "does not carry it",
+        };
+        let m = collibra_failure(true, Operation::Update, &e, Duration::from_secs(300));
+        assert!(
+            m.contains("ignored redirect_uris") && m.contains("by hand"),
+            "{m}"
+        );
+        assert!(!m.starts_with("Collibra rejected"), "{m}");
+    }
+
+    #[test]
     fn replacement_events_name_old_and_new_client_and_what_is_lost() {
         for reason in [
             ReplaceReason::Rotation,
             ReplaceReason::LostSecret,
             ReplaceReason::InterruptedRegistration,
+            ReplaceReason::RedirectUrisChanged,
         ] {
             let note = replaced(
                 Replaced {

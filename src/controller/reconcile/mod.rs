@@ -220,6 +220,7 @@ impl<'a> Reconciler<'a> {
                 Plan::InSync {
                     adopt: false,
                     drift,
+                    redirect_drift,
                     rotation_unsupported,
                 },
                 Some(entry),
@@ -234,6 +235,7 @@ impl<'a> Reconciler<'a> {
                         &entry,
                         false,
                         drift,
+                        redirect_drift,
                         rotation_unsupported,
                     )
                     .await;
@@ -360,6 +362,8 @@ impl<'a> Reconciler<'a> {
             status_client_id: status.and_then(|s| s.client_id.as_deref()),
             rotation_request: self.obj.rotation_request(),
             grant_types: &self.grant_types(),
+            redirect_uris: &self.obj.spec.redirect_uris,
+            confirmed_redirect_uris: status.map_or(&[][..], |s| &s.redirect_uris[..]),
             delete_supported: self.collibra.delete_supported(),
             update_supported: self.collibra.update_supported(),
             last_rotation: status.and_then(|s| s.last_rotation.as_deref()),
@@ -400,6 +404,7 @@ impl<'a> Reconciler<'a> {
             Plan::InSync {
                 adopt,
                 drift,
+                redirect_drift,
                 rotation_unsupported,
             } => {
                 let Some(entry) = listed else {
@@ -409,8 +414,16 @@ impl<'a> Reconciler<'a> {
                         self.ctx.objects.backoffs.next_delay(&self.uid, None),
                     ));
                 };
-                self.in_sync(current, None, &entry, adopt, drift, rotation_unsupported)
-                    .await
+                self.in_sync(
+                    current,
+                    None,
+                    &entry,
+                    adopt,
+                    drift,
+                    redirect_drift,
+                    rotation_unsupported,
+                )
+                .await
             }
         }
     }
@@ -453,17 +466,32 @@ impl<'a> Reconciler<'a> {
             }
             None => self.facts().last_replacement,
         };
+        let facts = Facts {
+            client_id: Some(id.clone()),
+            client_id_issued_at: issued.info.client_id_issued_at.and_then(status::rfc3339),
+            grant_types: issued.info.grant_types.clone(),
+            // What Collibra confirmed: nothing, when it ignored the field,
+            // so the next look tries to apply them with an update.
+            redirect_uris: issued.info.redirect_uris.clone().unwrap_or_default(),
+            last_rotation: rotated_for.map(str::to_owned),
+            credentials_issued_at: Some(now().to_string()),
+            last_replacement,
+        };
+        if let Some(ignored) = &issued.ignored {
+            // Registered, credentials kept, but not the client the spec
+            // describes: say so (rule 1 still holds: it is listed now, and
+            // never registered again for this).
+            return Ok(Outcome::new(
+                Reason::CollibraRejected,
+                messages::registered_but_ignored(id, &self.secret_name, ignored),
+                facts,
+                Duration::from_secs(300).min(self.ctx.settings.resync),
+            ));
+        }
         Ok(Outcome::new(
             Reason::Registered,
             messages::registered(id, &self.secret_name, &[]),
-            Facts {
-                client_id: Some(id.clone()),
-                client_id_issued_at: issued.info.client_id_issued_at.and_then(status::rfc3339),
-                grant_types: issued.info.grant_types.clone(),
-                last_rotation: rotated_for.map(str::to_owned),
-                credentials_issued_at: Some(now().to_string()),
-                last_replacement,
-            },
+            facts,
             self.ctx.settings.resync,
         ))
     }

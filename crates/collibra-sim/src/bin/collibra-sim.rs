@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use collibra_sim::{Faults, RateLimit, SimConfig, Simulator};
+use collibra_sim::{Faults, RateLimit, RedirectUris, SimConfig, Simulator};
 use tracing_subscriber::EnvFilter;
 
 /// In-memory simulator of Collibra's OAuth client management API and token endpoint.
@@ -64,6 +64,14 @@ struct Args {
     /// Status answered when a client name is taken (400, or 409 as some deployments do).
     #[arg(long, env = "SIM_DUPLICATE_STATUS", default_value_t = 400)]
     duplicate_status: u16,
+    /// How `redirect_uris` in a registration or update is treated:
+    /// `supported`, `rejected` (400 naming the field) or `ignored` (dropped
+    /// without a word), to play instances that do not know the field.
+    #[arg(long, env = "SIM_REDIRECT_URIS", default_value = "supported")]
+    redirect_uris: RedirectUris,
+    /// Lifetime of an authorization code, in seconds.
+    #[arg(long, env = "SIM_CODE_TTL", default_value_t = 60)]
+    code_ttl: u64,
     /// Latency added to every request, in milliseconds.
     #[arg(long, env = "SIM_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
@@ -125,6 +133,8 @@ async fn main() -> anyhow::Result<()> {
         put_enabled: !args.disable_put,
         delete_enabled: !args.disable_delete,
         duplicate_status: args.duplicate_status,
+        redirect_uris: args.redirect_uris,
+        code_ttl: Duration::from_secs(args.code_ttl),
     };
 
     let sim = Simulator::start_on(args.listen, config).await?;
