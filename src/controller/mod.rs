@@ -20,7 +20,6 @@ pub mod runtime;
 pub mod secret;
 pub mod secret_cache;
 pub mod status;
-pub mod type_change;
 
 use std::sync::{
     Arc,

@@ -19,10 +19,12 @@ use crate::{
     controller::{
         decide::SecretView,
         reasons::{EventReason, Reason},
-        secret::{self, Contents, Credentials},
-        type_change::{self, Step},
+        secret::{
+            self, Contents, Credentials,
+            template as secret_template,
+            type_change::{self, Step},
+        },
     },
-    secret_template,
 };
 
 /// Attempts of a credentials write before they are kept in memory instead.

@@ -26,11 +26,11 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::secret::ROTATED_FOR_ANNOTATION;
-use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION},
-    secret_template::{self, Credentials},
+use super::{
+    ROTATED_FOR_ANNOTATION,
+    template::{self as secret_template, Credentials},
 };
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
 
 /// Annotation on the backup naming the Secret it keeps the credentials of.
 pub const BACKUP_OF_ANNOTATION: &str = "oauth.collibra.dev/backup-of";
@@ -156,7 +156,7 @@ pub fn next_step(target: Option<&Secret>, backup: Option<&Secret>, want_type: &s
 }
 
 /// The credentials the target is restored from, as the contents for
-/// [`super::secret::desired`].
+/// [`super::desired`].
 pub fn restore_contents(backup: &Secret) -> Option<(String, SecretString, Option<String>)> {
     let (creds, rotated_for) = backed_up(backup)?;
     Some((creds.client_id, creds.client_secret, rotated_for))

@@ -12,11 +12,12 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
+pub mod template;
+pub mod type_change;
+
+use self::template as secret_template;
 use super::decide::{ManagedSecret, SecretView};
-use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION},
-    secret_template,
-};
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
 
 /// Annotation recording which rotation request the credentials answer.
 pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
