@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 
 use super::{
     backoff::Backoffs,
-    connection::Connection,
+    collibra_instance::CollibraInstance,
     decide::{NameClaim, name_owner},
     names::NameIndex,
     object_cache::ObjectCache,
@@ -215,7 +215,7 @@ pub struct Context {
     /// connections, with what the operator keeps about each.
     pub connections: Arc<Registry>,
     /// The instance configured by flags.
-    pub default_collibra: Arc<Connection>,
+    pub default_collibra: Arc<CollibraInstance>,
     /// Event recorder.
     pub recorder: Recorder,
     /// Metrics.

@@ -1,15 +1,16 @@
 //! The controller: watches OAuthClients and the Secrets it manages, and
 //! reconciles each object. Pure decisions are in [`decide`]; effects in
 //! [`reconcile`]; the Secret's shape in [`secret`]; conditions in
-//! [`status`] and their words in [`reasons`]; Collibra, its shared list and
-//! what was learned about it in [`connection`] and [`client_list`]; state
+//! [`status`] and their words in [`reasons`]; a Collibra instance, its
+//! shared list and what was learned about it in [`collibra_instance`],
+//! [`client_list`] and [`capability`]; state
 //! shared by reconciles in [`context`] and [`backoff`]; rival claims on a
 //! clientName in [`names`]. The design these follow is docs/design.md.
 
 pub mod backoff;
 pub mod capability;
 pub mod client_list;
-pub mod connection;
+pub mod collibra_instance;
 pub mod context;
 pub mod decide;
 pub mod names;
