@@ -147,7 +147,11 @@ impl ConnectionState {
     /// Uses `client` from now on, with a fresh list: the old credentials
     /// may have seen another view (or none).
     pub fn set_client(&self, fingerprint: Fingerprint, client: CollibraClient) {
-        let collibra = Arc::new(CollibraInstance::new(client, self.resync, self.metrics.clone()));
+        let collibra = Arc::new(CollibraInstance::new(
+            client,
+            self.resync,
+            self.metrics.clone(),
+        ));
         write(&self.collibra, Some((fingerprint, collibra)));
     }
 
@@ -271,7 +275,11 @@ impl Registry {
 
     /// The connection an object in `namespace` uses through `key`, when it
     /// may use it now; otherwise why not, naming the connection.
-    pub fn resolve(&self, key: &ConnectionKey, namespace: &str) -> Result<Arc<CollibraInstance>, NotReady> {
+    pub fn resolve(
+        &self,
+        key: &ConnectionKey,
+        namespace: &str,
+    ) -> Result<Arc<CollibraInstance>, NotReady> {
         let not_ready = |why: String| NotReady {
             message: format!("{key}: {why}"),
         };
