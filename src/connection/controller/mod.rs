@@ -8,7 +8,9 @@
 //!
 //! One module per concern: [`wiring`] starts the controllers of both kinds
 //! (and the default instance's counts); [`reconcile`] is the apply and
-//! cleanup of one connection; [`probe`] checks it against its instance;
+//! cleanup of one connection; [`users`] says which OAuthClients hold it,
+//! wake with it and claim clients in it; [`probe`] checks it against its
+//! instance;
 //! [`load`] reads the credentials Secret and CA bundle it names; [`report`]
 //! writes its status and Events.
 
@@ -16,6 +18,7 @@ mod load;
 mod probe;
 mod reconcile;
 mod report;
+mod users;
 mod wiring;
 
 use std::{sync::Arc, time::Duration};

@@ -11,7 +11,7 @@ use tracing::info;
 use super::{
     ConnectionContext,
     load::{ca_bundle_version, credentials_version, load, read_objects, secret_namespace, track},
-    reconcile::{claims, wake_users},
+    users::{claims, wake_users},
 };
 use crate::{
     api::connection::{ConnectionKey, ConnectionResource},

@@ -1,12 +1,12 @@
 //! Reconciling one connection: the finalizer chooses apply (check, report,
 //! requeue) or cleanup (forget the connection once no OAuthClient with
-//! `deletionPolicy: Delete` holds it), and which OAuthClients hold or wake
-//! with it.
+//! `deletionPolicy: Delete` holds it; until then it stays checked and
+//! reports `InUse`).
 
 use std::{sync::Arc, time::Duration};
 
 use kube::{
-    Api, ResourceExt,
+    Api,
     runtime::{
         controller::Action,
         finalizer::{Event, finalizer},
@@ -14,16 +14,10 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{ConnectionContext, Error, probe::check, report::report};
+use super::{ConnectionContext, Error, probe::check, report::report, users::holders};
 use crate::{
-    api::{
-        DeletionPolicy, OAuthClient,
-        connection::{CONNECTION_FINALIZER, ConnectionKey, ConnectionResource},
-    },
-    connection::{
-        accounting,
-        status::{ConnectionReason, Health},
-    },
+    api::connection::{CONNECTION_FINALIZER, ConnectionResource},
+    connection::status::{ConnectionReason, Health},
 };
 
 pub(super) async fn reconcile<K: ConnectionResource>(
@@ -110,29 +104,6 @@ async fn cleanup<K: ConnectionResource>(
     })
 }
 
-/// OAuthClients (`namespace/name`) with `deletionPolicy: Delete` using `key`.
-fn holders(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<String> {
-    let users: Vec<Arc<OAuthClient>> = ctx
-        .scopes
-        .iter()
-        .flat_map(|s| s.oauth_clients.objects_of(key))
-        .collect();
-    holders_among(users.iter().map(AsRef::as_ref))
-}
-
-/// Of `users`, those whose deletion must delete their Collibra client
-/// through the connection (`deletionPolicy: Delete`), as `namespace/name`,
-/// sorted.
-fn holders_among<'a>(users: impl IntoIterator<Item = &'a OAuthClient>) -> Vec<String> {
-    let mut names: Vec<String> = users
-        .into_iter()
-        .filter(|o| o.spec.deletion_policy == DeletionPolicy::Delete)
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-        .collect();
-    names.sort();
-    names
-}
-
 /// The health a connection reports while its deletion waits for
 /// `holders`, and the list it names them by (the first five, then how many
 /// more: the message goes into a condition and an Event).
@@ -150,66 +121,9 @@ fn in_use(holders: &[String]) -> (Health, String) {
     (health, list)
 }
 
-/// Asks for a reconcile of every OAuthClient that uses `key`.
-pub(super) fn wake_users(ctx: &ConnectionContext, key: &ConnectionKey) {
-    for s in &ctx.scopes {
-        for k in s.oauth_clients.keys_of(key) {
-            s.wake.now(k);
-        }
-    }
-}
-
-/// What the OAuthClients using `key` claim in its instance.
-pub(super) fn claims(ctx: &ConnectionContext, key: &ConnectionKey) -> Vec<accounting::Claim> {
-    claims_from(
-        ctx.scopes
-            .iter()
-            .flat_map(|s| s.oauth_clients.claims_of(key)),
-    )
-}
-
-/// `(clientName, clientId)` pairs as the accounting's claims.
-fn claims_from(
-    pairs: impl IntoIterator<Item = (String, Option<String>)>,
-) -> Vec<accounting::Claim> {
-    pairs
-        .into_iter()
-        .map(|(client_name, client_id)| accounting::Claim {
-            client_name,
-            client_id,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(ns: &str, name: &str, policy: &str) -> OAuthClient {
-        let mut o: OAuthClient = serde_json::from_value(serde_json::json!({
-            "apiVersion": "oauth.collibra.dev/v1alpha1",
-            "kind": "OAuthClient",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"clientName": name, "deletionPolicy": policy}
-        }))
-        .expect("object");
-        o.metadata.uid = Some(format!("uid-{name}"));
-        o
-    }
-
-    #[test]
-    fn only_users_that_delete_their_client_hold_the_connection() {
-        let users = [
-            user("team-b", "zeta", "Delete"),
-            user("team-a", "kept", "Orphan"),
-            user("team-a", "beta", "Delete"),
-        ];
-        assert_eq!(
-            holders_among(users.iter()),
-            vec!["team-a/beta".to_owned(), "team-b/zeta".to_owned()]
-        );
-        assert!(holders_among(users.iter().filter(|u| u.name_any() == "kept")).is_empty());
-    }
 
     #[test]
     fn a_held_deletion_names_five_holders_and_counts_the_rest() {
@@ -224,26 +138,5 @@ mod tests {
         let (health, list) = in_use(&many);
         assert_eq!(list, "a/1, a/2, a/3, a/4, a/5 and 3 more");
         assert!(!health.message.contains("a/6"), "{}", health.message);
-    }
-
-    #[test]
-    fn claims_keep_each_name_with_its_id() {
-        let claims = claims_from([
-            ("billing".to_owned(), Some("id-1".to_owned())),
-            ("fresh".to_owned(), None),
-        ]);
-        assert_eq!(
-            claims,
-            vec![
-                accounting::Claim {
-                    client_name: "billing".into(),
-                    client_id: Some("id-1".into()),
-                },
-                accounting::Claim {
-                    client_name: "fresh".into(),
-                    client_id: None,
-                },
-            ]
-        );
     }
 }

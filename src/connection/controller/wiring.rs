@@ -21,7 +21,8 @@ use tracing::{debug, warn};
 use super::{
     ConnectionContext,
     probe::listed_clients,
-    reconcile::{claims, error_policy, reconcile},
+    reconcile::{error_policy, reconcile},
+    users::claims,
 };
 use crate::{
     api::connection::{
