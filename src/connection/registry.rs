@@ -23,16 +23,13 @@ use rand::Rng;
 
 use super::{
     status::{ConnectionReason, Health},
-    watches::Watches,
+    watches::{Version, Watches},
 };
 use crate::{
     api::connection::{Capabilities, ConnectionKey},
     controller::{collibra_instance::CollibraInstance, decide::Listed},
     metrics::CollibraMetrics,
 };
-
-/// uid and resourceVersion of an object: which version of it was read.
-pub type Version = (Option<String>, Option<String>);
 
 /// What a client was built from: a change of any part means the
 /// credentials, the CA or the settings changed, and a new client is built.

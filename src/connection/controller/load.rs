@@ -13,9 +13,8 @@ use crate::{
     api::connection::{CaBundle, ConnectionKey, ConnectionResource, ConnectionSettings},
     connection::{
         client_config::{self, Material},
-        registry::Version,
         status::{ConnectionReason, Health},
-        watches::{Kind, Seen, Watched},
+        watches::{Kind, Seen, Version, Watched},
     },
 };
 
