@@ -250,8 +250,7 @@ impl Reconciler<'_> {
     pub(super) async fn change_type(&self, target: Option<&Secret>) -> Result<bool> {
         let want_type = secret::desired_type(&self.obj).to_owned();
         let backup_name = type_change::backup_name(&self.obj);
-        let wrong_type =
-            target.is_some_and(|t| t.type_.as_deref().unwrap_or(shape::DEFAULT_TYPE) != want_type);
+        let wrong_type = target.is_some_and(|t| shape::type_of(t) != want_type);
         let cached_backup = self.ctx.cached_secret(&self.ns, &backup_name).is_some();
         let must_look = match target {
             Some(_) => wrong_type || cached_backup,

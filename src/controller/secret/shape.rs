@@ -276,19 +276,21 @@ pub fn differs(current: &Secret, shape: &Shape) -> bool {
 /// Whether `current` has another type than `shape`: Kubernetes cannot
 /// change a Secret's type in place, so the Secret must be replaced.
 pub fn type_changes(current: &Secret, shape: &Shape) -> bool {
-    current.type_.as_deref().unwrap_or(DEFAULT_TYPE) != shape.type_
+    type_of(current) != shape.type_
 }
 
 /// The shape part of `secret` (what the template decides), to compare and
 /// patch with.
 pub fn shape_of(secret: &Secret) -> Shape {
     Shape {
-        type_: secret
-            .type_
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TYPE.to_owned()),
+        type_: type_of(secret).to_owned(),
         data: secret.data.clone().unwrap_or_default(),
         labels: secret.metadata.labels.clone().unwrap_or_default(),
         annotations: secret.metadata.annotations.clone().unwrap_or_default(),
     }
+}
+
+/// A Secret's type, as the API server reads a Secret that names none.
+pub fn type_of(secret: &Secret) -> &str {
+    secret.type_.as_deref().unwrap_or(DEFAULT_TYPE)
 }

@@ -26,7 +26,7 @@ use secrecy::ExposeSecret;
 
 use super::{
     ROTATED_FOR_ANNOTATION, owner_reference,
-    shape::{Credentials, DEFAULT_KEYS, DEFAULT_TYPE, stored_credentials},
+    shape::{Credentials, DEFAULT_KEYS, DEFAULT_TYPE, stored_credentials, type_of},
 };
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
 
@@ -135,7 +135,7 @@ pub fn next_step(target: Option<&Secret>, backup: Option<&Secret>, want_type: &s
             Step::Done
         }
         Some(t) => {
-            let right_type = t.type_.as_deref().unwrap_or(DEFAULT_TYPE) == want_type;
+            let right_type = type_of(t) == want_type;
             match (right_type, has_creds(t), backup.is_some()) {
                 (true, true, true) => Step::DropBackup,
                 (true, true, false) | (true, false, false) => Step::Done,
