@@ -4,8 +4,8 @@
 //! The tree follows the data: [`api`] is the custom resources, [`config`] the
 //! command line, [`controller`] the reconcile loop (pure decisions apart from
 //! effects), [`connection`] the Collibra instances (CollibraConnection and
-//! ClusterCollibraConnection) and their audit, [`secret_template`] the
-//! Secret's shape (pure rendering), [`metrics`] and [`server`] what the
+//! ClusterCollibraConnection) and their audit (the Secret's shape is
+//! [`controller::secret`]), [`metrics`] and [`server`] what the
 //! process exposes, [`events`] the Events it records.
 
 pub mod api;
@@ -16,6 +16,5 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
-pub mod secret_template;
 pub mod server;
 pub mod telemetry;

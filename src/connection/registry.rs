@@ -23,16 +23,13 @@ use rand::Rng;
 
 use super::{
     status::{ConnectionReason, Health},
-    watches::Watches,
+    watches::{Version, Watches},
 };
 use crate::{
     api::connection::{Capabilities, ConnectionKey},
-    controller::{connection::Connection as Collibra, decide::Listed},
+    controller::{collibra_instance::CollibraInstance, decide::Listed},
     metrics::CollibraMetrics,
 };
-
-/// uid and resourceVersion of an object: which version of it was read.
-pub type Version = (Option<String>, Option<String>);
 
 /// What a client was built from: a change of any part means the
 /// credentials, the CA or the settings changed, and a new client is built.
@@ -59,7 +56,7 @@ pub struct ConnectionState {
     metrics: Arc<CollibraMetrics>,
     /// Rebuilt, with a fresh list, whenever the credentials change: a
     /// reconcile in flight finishes with the instance it started with.
-    collibra: RwLock<Option<(Fingerprint, Arc<Collibra>)>>,
+    collibra: RwLock<Option<(Fingerprint, Arc<CollibraInstance>)>>,
     health: RwLock<Health>,
     failures: AtomicU32,
     /// Which namespaces may use it (a ClusterCollibraConnection's
@@ -120,7 +117,7 @@ impl ConnectionState {
             resync,
             metrics.clone(),
         );
-        let collibra = Arc::new(Collibra::new(client, resync, metrics));
+        let collibra = Arc::new(CollibraInstance::new(client, resync, metrics));
         let fingerprint = Fingerprint {
             generation: None,
             credentials: (None, None),
@@ -135,7 +132,7 @@ impl ConnectionState {
     }
 
     /// The Collibra instance, once a client could be built.
-    pub fn collibra(&self) -> Option<Arc<Collibra>> {
+    pub fn collibra(&self) -> Option<Arc<CollibraInstance>> {
         read(&self.collibra).map(|(_, c)| c)
     }
 
@@ -147,7 +144,11 @@ impl ConnectionState {
     /// Uses `client` from now on, with a fresh list: the old credentials
     /// may have seen another view (or none).
     pub fn set_client(&self, fingerprint: Fingerprint, client: CollibraClient) {
-        let collibra = Arc::new(Collibra::new(client, self.resync, self.metrics.clone()));
+        let collibra = Arc::new(CollibraInstance::new(
+            client,
+            self.resync,
+            self.metrics.clone(),
+        ));
         write(&self.collibra, Some((fingerprint, collibra)));
     }
 
@@ -222,7 +223,7 @@ pub struct DefaultInstance {
     /// The registry entry.
     pub state: ConnectionState,
     /// Its Collibra instance.
-    pub collibra: Arc<Collibra>,
+    pub collibra: Arc<CollibraInstance>,
 }
 
 /// Why an OAuthClient cannot use its connection now.
@@ -289,7 +290,11 @@ impl Registry {
 
     /// The connection an object in `namespace` uses through `key`, when it
     /// may use it now; otherwise why not, naming the connection.
-    pub fn resolve(&self, key: &ConnectionKey, namespace: &str) -> Result<Arc<Collibra>, NotReady> {
+    pub fn resolve(
+        &self,
+        key: &ConnectionKey,
+        namespace: &str,
+    ) -> Result<Arc<CollibraInstance>, NotReady> {
         let not_ready = |why: String| NotReady {
             message: format!("{key}: {why}"),
         };

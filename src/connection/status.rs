@@ -29,15 +29,13 @@ pub enum ConnectionReason {
     InvalidSpec,
     /// A namespaced connection's host is not on the admin's allow-list.
     HostNotAllowed,
-    /// ClusterCollibraConnections are switched off for this operator.
-    ClusterConnectionsDisabled,
     /// Being deleted, held until the OAuthClients that need it are gone.
     InUse,
 }
 
 impl ConnectionReason {
     /// Every reason.
-    pub const ALL: [ConnectionReason; 11] = [
+    pub const ALL: [ConnectionReason; 10] = [
         ConnectionReason::Connected,
         ConnectionReason::Connecting,
         ConnectionReason::AuthenticationFailed,
@@ -47,7 +45,6 @@ impl ConnectionReason {
         ConnectionReason::CaBundleNotFound,
         ConnectionReason::InvalidSpec,
         ConnectionReason::HostNotAllowed,
-        ConnectionReason::ClusterConnectionsDisabled,
         ConnectionReason::InUse,
     ];
 
@@ -63,7 +60,6 @@ impl ConnectionReason {
             ConnectionReason::CaBundleNotFound => "CABundleNotFound",
             ConnectionReason::InvalidSpec => "InvalidSpec",
             ConnectionReason::HostNotAllowed => "HostNotAllowed",
-            ConnectionReason::ClusterConnectionsDisabled => "ClusterConnectionsDisabled",
             ConnectionReason::InUse => "InUse",
         }
     }
@@ -84,7 +80,6 @@ impl ConnectionReason {
                 | ConnectionReason::CaBundleNotFound
                 | ConnectionReason::InvalidSpec
                 | ConnectionReason::HostNotAllowed
-                | ConnectionReason::ClusterConnectionsDisabled
                 | ConnectionReason::UnexpectedResponse
         )
     }

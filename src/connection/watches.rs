@@ -30,8 +30,10 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use super::registry::Version;
 use crate::api::connection::{ClusterCollibraConnection, CollibraConnection, ConnectionKey};
+
+/// uid and resourceVersion of an object: which version of it was read.
+pub type Version = (Option<String>, Option<String>);
 
 /// Which kind of object a connection reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,7 +14,7 @@ use kube::{
 };
 
 use super::{
-    connection::Connection,
+    collibra_instance::CollibraInstance,
     decide::{NameClaim, name_owner},
     names::NameIndex,
     object_state::ObjectStates,
@@ -111,7 +111,7 @@ pub struct Context {
     /// connections, with what the operator keeps about each.
     pub connections: Arc<Registry>,
     /// The instance configured by flags.
-    pub default_collibra: Arc<Connection>,
+    pub default_collibra: Arc<CollibraInstance>,
     /// Event recorder.
     pub recorder: Recorder,
     /// Metrics.

@@ -2,17 +2,18 @@
 //! kube-runtime's `Controller` in [`run`] (with the re-list adapter in
 //! [`relist`]), pure decisions in [`decide`], effects in [`reconcile`], the
 //! Secret's shape in [`secret`], conditions in [`status`] and their words in
-//! [`reasons`]. Collibra, its shared list and what was learned about it are
-//! in [`connection`] and [`client_list`]; what every reconcile shares in
-//! [`context`]; what is kept per object in [`object_state`] and
-//! [`backoff`]; the operator's own Secret writes in [`own_writes`], the
-//! Secrets' metadata in [`secret_cache`], rival claims on a clientName in
-//! [`names`]. The design these follow is docs/design.md.
+//! [`reasons`]. A Collibra instance, its shared list and what was learned
+//! about it are in [`collibra_instance`], [`client_list`] and
+//! [`capability`]; what every reconcile shares in [`context`]; what is kept
+//! per object in [`object_state`] and [`backoff`]; the operator's own
+//! Secret writes in [`own_writes`], the Secrets' metadata in
+//! [`secret_cache`], rival claims on a clientName in [`names`]. The design
+//! these follow is docs/design.md.
 
 pub mod backoff;
 pub mod capability;
 pub mod client_list;
-pub mod connection;
+pub mod collibra_instance;
 pub mod context;
 pub mod decide;
 pub mod names;
@@ -25,4 +26,3 @@ pub mod run;
 pub mod secret;
 pub mod secret_cache;
 pub mod status;
-pub mod type_change;

@@ -715,7 +715,7 @@ async fn reconcile_now_annotation_refreshes_at_once(env: Arc<Env>) -> anyhow::Re
 /// Leaves the state of a type change cut short after its delete: the
 /// backup holds the credentials, the Secret is gone. Returns its data.
 async fn cut_short(f: &Fixture, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    use collibra_oauth_operator::controller::type_change;
+    use collibra_oauth_operator::controller::secret::type_change;
     use kube::api::{DeleteParams, PostParams};
 
     let obj = f.oauth().get(name).await?;

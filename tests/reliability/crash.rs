@@ -189,7 +189,7 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
 /// last type and the credentials it had before the first change, nothing
 /// was registered again, and no backup is left.
 async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> anyhow::Result<()> {
-    use collibra_oauth_operator::secret_template::stored_credentials;
+    use collibra_oauth_operator::controller::secret::shape::stored_credentials;
     use futures::StreamExt;
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{ListParams, WatchEvent, WatchParams};

@@ -11,7 +11,7 @@ use super::{Error, Reconciler, Result, messages};
 use crate::{
     api::DeletionPolicy,
     controller::{
-        connection::Deletion,
+        collibra_instance::Deletion,
         context::now,
         decide::{self, SecretView},
         reasons::{EventReason, Reason},

@@ -1,7 +1,7 @@
 //! Acting on Collibra: registering, replacing (rotation, lost secret) and
 //! keeping grant types in line, each followed at once by the Secret write
 //! that keeps the credentials (docs/design.md, rule 2). The calls go through
-//! the object's [`Connection`](crate::controller::connection::Connection),
+//! the object's [`CollibraInstance`](crate::controller::collibra_instance::CollibraInstance),
 //! which keeps the shared list and the learned capabilities current.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use kube::{ResourceExt, runtime::events::EventType};
 use super::{Outcome, Reconciler, Result, messages, secret_io::Claim};
 use crate::api::ReplacementPolicy;
 use crate::controller::{
-    connection::Deletion,
+    collibra_instance::Deletion,
     context::now,
     decide::{GrantDrift, Listed, RedirectDrift, RegisterReason, ReplaceReason},
     reasons::{EventReason, Issuance, Reason},

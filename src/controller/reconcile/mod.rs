@@ -6,7 +6,7 @@
 //! - `secret_io`: reading and writing the Secret (its shape is in
 //!   [`crate::controller::secret`]);
 //! - `collibra`: registering, replacing and updating clients through the
-//!   object's [`Connection`];
+//!   object's [`CollibraInstance`];
 //! - `cleanup`: the deletion path;
 //! - `report`: status and Events; `messages`: their words;
 //! - `error`: what ends a reconcile early.
@@ -37,7 +37,7 @@ use tracing::{info, warn};
 
 pub use self::error::{Error, KubeCall};
 use super::{
-    connection::Connection,
+    collibra_instance::CollibraInstance,
     context::{Context, now},
     decide::{self, Listed, Observed, Plan, SecretView},
     reasons::{Issuance, Reason},
@@ -130,7 +130,7 @@ struct Reconciler<'a> {
     obj: Arc<OAuthClient>,
     ctx: &'a Context,
     /// The Collibra instance this object's client lives in.
-    collibra: Arc<Connection>,
+    collibra: Arc<CollibraInstance>,
     /// Why the object's connection cannot be used now; then `collibra` is
     /// only a stand-in and no request may go to it.
     blocked: Option<NotReady>,
@@ -143,7 +143,7 @@ impl<'a> Reconciler<'a> {
     fn new(
         obj: Arc<OAuthClient>,
         ctx: &'a Context,
-        collibra: Arc<Connection>,
+        collibra: Arc<CollibraInstance>,
         blocked: Option<NotReady>,
     ) -> Self {
         Reconciler {

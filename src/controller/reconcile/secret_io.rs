@@ -19,10 +19,12 @@ use crate::{
     controller::{
         decide::SecretView,
         reasons::{EventReason, Reason},
-        secret::{self, Contents, Credentials},
-        type_change::{self, Step},
+        secret::{
+            self, Contents, Credentials, shape,
+            template::TemplateError,
+            type_change::{self, Step},
+        },
     },
-    secret_template,
 };
 
 /// Attempts of a credentials write before they are kept in memory instead.
@@ -60,11 +62,8 @@ impl Reconciler<'_> {
 
     /// Why the template cannot be rendered (with the credentials `current`
     /// holds, if any), or `None` (rule 12).
-    pub(super) fn template_problem(
-        &self,
-        current: Option<&Secret>,
-    ) -> Option<secret_template::TemplateError> {
-        let held = current.and_then(secret_template::stored_credentials);
+    pub(super) fn template_problem(&self, current: Option<&Secret>) -> Option<TemplateError> {
+        let held = current.and_then(shape::stored_credentials);
         self.with_endpoint(|endpoint| secret::template_problem(&self.obj, endpoint, held.as_ref()))
     }
 
@@ -251,9 +250,7 @@ impl Reconciler<'_> {
     pub(super) async fn change_type(&self, target: Option<&Secret>) -> Result<bool> {
         let want_type = secret::desired_type(&self.obj).to_owned();
         let backup_name = type_change::backup_name(&self.obj);
-        let wrong_type = target.is_some_and(|t| {
-            t.type_.as_deref().unwrap_or(secret_template::DEFAULT_TYPE) != want_type
-        });
+        let wrong_type = target.is_some_and(|t| shape::type_of(t) != want_type);
         let cached_backup = self.ctx.cached_secret(&self.ns, &backup_name).is_some();
         let must_look = match target {
             Some(_) => wrong_type || cached_backup,
@@ -304,16 +301,16 @@ impl Reconciler<'_> {
                     target = None;
                 }
                 Step::Restore => {
-                    let Some((client_id, client_secret, rotated_for)) =
-                        backup.as_ref().and_then(type_change::restore_contents)
+                    let Some((creds, rotated_for)) =
+                        backup.as_ref().and_then(type_change::backed_up)
                     else {
                         break;
                     };
                     let want = self.render(
                         Contents::Credentials {
                             creds: Credentials {
-                                client_id: &client_id,
-                                client_secret: &client_secret,
+                                client_id: &creds.client_id,
+                                client_secret: &creds.client_secret,
                             },
                             rotated_for: rotated_for.as_deref(),
                         },
@@ -418,7 +415,7 @@ impl Reconciler<'_> {
         );
         let mut attempt = 0;
         loop {
-            match self.merge_patch(&want, current).await {
+            match self.write_patch(&want, current).await {
                 Ok(_) => return Ok(()),
                 Err(source) if attempt + 1 >= CREDENTIAL_WRITE_ATTEMPTS => {
                     self.ctx.objects.stash_unsaved(&self.uid, issued.clone());
@@ -435,7 +432,7 @@ impl Reconciler<'_> {
     }
 
     async fn patch_secret(&self, want: &Secret, current: Option<&Secret>) -> Result<Secret> {
-        self.merge_patch(want, current)
+        self.write_patch(want, current)
             .await
             .map_err(Error::kube(KubeCall::PatchSecret))
     }
@@ -444,7 +441,7 @@ impl Reconciler<'_> {
     /// server-side apply it also removes what the claim's create set (the
     /// claim annotation, the ownerReference when orphaning), and it keeps
     /// owner references of others.
-    async fn merge_patch(
+    async fn write_patch(
         &self,
         want: &Secret,
         current: Option<&Secret>,

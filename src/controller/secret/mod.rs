@@ -1,6 +1,16 @@
-//! The credentials Secret: reading what the operator may know of it, and
-//! building the bodies it applies (the claim before a registration, the
-//! credentials right after it).
+//! The credentials Secret, everything that decides its shape in one tree.
+//! Here: whose a Secret is ([`classify`], [`view`], [`settled`]), the
+//! bodies the operator applies (the claim before a registration, the
+//! credentials right after it: [`desired`]) and the one [`merge_patch`]
+//! that writes them. Below: [`template`] renders `spec.secretTemplate`,
+//! [`shape`] is what a template decides and how it is recorded and read
+//! back, [`type_change`] replaces a Secret whose type must change. The
+//! requests themselves are made by the reconciler
+//! (`controller/reconcile/secret_io.rs`).
+
+pub mod shape;
+pub mod template;
+pub mod type_change;
 
 use std::collections::BTreeMap;
 
@@ -12,11 +22,12 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
-use super::decide::{ManagedSecret, SecretView};
-use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION},
-    secret_template,
+use self::{
+    shape::{DEFAULT_TYPE, differs, shape_of, shape_patch, stored_credentials, type_changes},
+    template::{Facts, TemplateError},
 };
+use super::decide::{ManagedSecret, SecretView};
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
 
 /// Annotation recording which rotation request the credentials answer.
 pub const ROTATED_FOR_ANNOTATION: &str = "oauth.collibra.dev/rotated-for";
@@ -150,7 +161,7 @@ pub fn view(owner: &OAuthClient, secret: &Secret) -> SecretView {
     SecretView::Managed(ManagedSecret {
         // Wherever the Secret's shape put them (renamed keys, the id in an
         // annotation); both must be there and non-empty.
-        client_id: secret_template::stored_credentials(secret).map(|c| c.client_id),
+        client_id: stored_credentials(secret).map(|c| c.client_id),
         registering_since: annotations
             .and_then(|a| a.get(REGISTERING_ANNOTATION))
             .and_then(|v| v.parse::<Timestamp>().ok()),
@@ -233,9 +244,9 @@ pub struct Endpoint<'a> {
 /// The Secret body the operator applies (a merge patch under its own field
 /// manager). `orphan` drops the ownerReference so the Secret outlives the
 /// OAuthClient. Its shape (key names, templated keys, type, template
-/// metadata) comes from `spec.secretTemplate` via [`secret_template`];
+/// metadata) comes from `spec.secretTemplate` via [`template`];
 /// a template that cannot be rendered still gives a Secret that keeps the
-/// credentials ([`secret_template::render_lenient`]): reconciles check the
+/// credentials ([`template::render_lenient`]): reconciles check the
 /// template first and report it.
 pub fn desired(
     owner: &OAuthClient,
@@ -258,13 +269,13 @@ pub fn desired(
             if let Some(s) = keep {
                 rotated_from(s, &mut extra);
             }
-            keep.and_then(secret_template::stored_credentials)
+            keep.and_then(stored_credentials)
         }
         Contents::Credentials { creds, rotated_for } => {
             if let Some(r) = rotated_for {
                 extra.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.to_owned());
             }
-            Some(secret_template::Credentials {
+            Some(shape::Credentials {
                 client_id: creds.client_id.to_owned(),
                 client_secret: creds.client_secret.clone(),
             })
@@ -281,14 +292,14 @@ pub fn desired(
             {
                 extra.insert(REGISTERING_ANNOTATION.to_owned(), since.clone());
             }
-            secret_template::stored_credentials(current)
+            stored_credentials(current)
         }
     };
     // Recorded only for a rendering without problems: one with a problem
     // must be read and reported again on every reconcile.
     let rendered = creds
         .as_ref()
-        .filter(|c| secret_template::render(template, &facts, Some(c)).is_ok())
+        .filter(|c| template::render(template, &facts, Some(c)).is_ok())
         .map(|c| Rendered {
             client_id: c.client_id.clone(),
             inputs: inputs_digest(owner, endpoint, &c.client_id),
@@ -297,7 +308,7 @@ pub fn desired(
     if let Some(r) = rendered {
         extra.insert(RENDERED_ANNOTATION.to_owned(), r);
     }
-    let shape = secret_template::render_lenient(template, &facts, creds.as_ref());
+    let shape = template::render_lenient(template, &facts, creds.as_ref());
     let mut labels = shape.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
     let mut annotations = shape.annotations;
@@ -325,8 +336,8 @@ fn facts<'a>(
     owner: &'a OAuthClient,
     endpoint: Endpoint<'a>,
     grant_types: &'a [String],
-) -> secret_template::Facts<'a> {
-    secret_template::Facts {
+) -> Facts<'a> {
+    Facts {
         client_name: &owner.spec.client_name,
         token_url: endpoint.token_url,
         token_endpoint_auth_method: TOKEN_ENDPOINT_AUTH_METHOD,
@@ -341,11 +352,11 @@ fn facts<'a>(
 pub fn template_problem(
     owner: &OAuthClient,
     endpoint: Endpoint<'_>,
-    creds: Option<&secret_template::Credentials>,
-) -> Option<secret_template::TemplateError> {
+    creds: Option<&shape::Credentials>,
+) -> Option<TemplateError> {
     let grant_types = grant_types(owner);
     let facts = facts(owner, endpoint, &grant_types);
-    secret_template::render(owner.spec.secret_template.as_deref(), &facts, creds).err()
+    template::render(owner.spec.secret_template.as_deref(), &facts, creds).err()
 }
 
 /// The Secret type `owner`'s template asks for.
@@ -355,13 +366,13 @@ pub fn desired_type(owner: &OAuthClient) -> &str {
         .secret_template
         .as_ref()
         .and_then(|t| t.type_.as_deref())
-        .unwrap_or(secret_template::DEFAULT_TYPE)
+        .unwrap_or(DEFAULT_TYPE)
 }
 
 /// Whether writing `want` over `have` changes what the template decides
 /// (keys, templated data, template metadata): a reshaping.
 pub fn reshapes(have: &Secret, want: &Secret) -> bool {
-    secret_template::differs(have, &shape_of(want))
+    differs(have, &shape_of(want))
 }
 
 /// The spec's grant types as Collibra spells them, sorted, once each.
@@ -377,21 +388,9 @@ pub fn grant_types(owner: &OAuthClient) -> Vec<String> {
     g
 }
 
-/// The shape part of `secret` (what [`secret_template`] decides), to
-/// compare and patch with.
-fn shape_of(secret: &Secret) -> secret_template::Shape {
-    secret_template::Shape {
-        type_: secret
-            .type_
-            .clone()
-            .unwrap_or_else(|| secret_template::DEFAULT_TYPE.to_owned()),
-        data: secret.data.clone().unwrap_or_default(),
-        labels: secret.metadata.labels.clone().unwrap_or_default(),
-        annotations: secret.metadata.annotations.clone().unwrap_or_default(),
-    }
-}
-
-fn owner_reference(owner: &OAuthClient) -> Option<OwnerReference> {
+/// `owner` as the controller owner of a Secret it keeps (the credentials
+/// Secret, or the backup during a type change).
+pub(super) fn owner_reference(owner: &OAuthClient) -> Option<OwnerReference> {
     let mut r = owner.controller_owner_ref(&())?;
     r.block_owner_deletion = Some(true);
     Some(r)
@@ -406,8 +405,8 @@ pub fn merge_patch(want: &Secret, current: Option<&Secret>) -> serde_json::Value
     // it; while the type differs (until the Secret is replaced) nothing is
     // removed either, so the old type's required keys stay valid and a
     // credentials write always succeeds.
-    let same_type = current.is_none_or(|c| !secret_template::type_changes(c, &shape));
-    let mut body = secret_template::merge_patch(current.filter(|_| same_type), &shape);
+    let same_type = current.is_none_or(|c| !type_changes(c, &shape));
+    let mut body = shape_patch(current.filter(|_| same_type), &shape);
     let ours: Vec<OwnerReference> = want.metadata.owner_references.clone().unwrap_or_default();
     let mut owners: Vec<OwnerReference> = current
         .and_then(|c| c.metadata.owner_references.clone())
@@ -462,7 +461,7 @@ pub fn needs_update(have: &Secret, want: &Secret) -> bool {
             .map(|r| r.uid.clone())
             .collect()
     };
-    secret_template::differs(have, &shape_of(want))
+    differs(have, &shape_of(want))
         || !subset(&want.metadata.labels, &have.metadata.labels)
         || !subset(&want.metadata.annotations, &have.metadata.annotations)
         || stale_claim

@@ -1,8 +1,9 @@
-//! One Collibra instance as reconciles see it: the HTTP client, the shared
-//! list of its clients, and what the operator learned about it (whether it
-//! supports DELETE and PUT). Every Collibra call of a reconcile goes through
-//! a [`Connection`], so the list and the capabilities stay current with the
-//! operator's own writes.
+//! One Collibra instance as reconciles see it ([`CollibraInstance`]): the
+//! HTTP client, the shared list of its clients, and what the operator
+//! learned about it (whether it supports DELETE and PUT). Every Collibra
+//! call of a reconcile goes through one, so the list and the capabilities
+//! stay current with the operator's own writes. (A CollibraConnection, in
+//! [`crate::connection`], is the resource that configures one.)
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,18 +23,18 @@ pub enum Deletion {
 }
 
 /// One Collibra instance and the state the operator keeps about it.
-pub struct Connection {
+pub struct CollibraInstance {
     client: CollibraClient,
     list: ClientList,
     delete_supported: Capability,
     update_supported: Capability,
 }
 
-impl Connection {
-    /// A connection whose list, and what it learned of DELETE and PUT, are
+impl CollibraInstance {
+    /// An instance whose list, and what it learned of DELETE and PUT, are
     /// trusted for `resync` (then read, or tried, again).
     pub fn new(client: CollibraClient, resync: Duration, metrics: Arc<CollibraMetrics>) -> Self {
-        Connection {
+        CollibraInstance {
             client,
             list: ClientList::new(resync),
             delete_supported: Capability::new("delete", resync, metrics.clone()),

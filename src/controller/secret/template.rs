@@ -1,48 +1,27 @@
-//! The shape of the credentials Secret (`spec.secretTemplate`): the names of
-//! the standard keys, extra keys rendered from templates, the Secret's type,
-//! and the labels and annotations the template owns.
+//! Rendering `spec.secretTemplate`: the names of the standard keys, extra
+//! keys rendered from MiniJinja templates, the Secret's type, and the
+//! labels and annotations the template owns, checked the way the API
+//! server would and turned into a [`Shape`].
 //!
 //! Pure functions only: [`render`] turns a template and the credentials into
-//! a [`Shape`], [`merge_patch`] turns a shape and the current Secret into the
-//! one write that makes the Secret match it, and [`stored_credentials`] reads
-//! the credentials back from any Secret the operator wrote (whatever shape it
-//! had), so a template change re-renders from what the Secret holds and never
-//! needs Collibra.
-//!
-//! What the template wrote is recorded on the Secret itself
-//! ([`SHAPE_ANNOTATION`]): that record is how keys, labels and annotations
-//! that leave the template are removed while others' are left alone, and
-//! where the credentials are after a rename.
+//! a [`Shape`]; [`super::shape`] holds what a shape is, how it is recorded
+//! on the Secret, and how the credentials are read back from any Secret the
+//! operator wrote (whatever shape it had), so a template change re-renders
+//! from what the Secret holds and never needs Collibra.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::ByteString;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context, syntax::SyntaxConfig};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
-use crate::api::{
-    MANAGED_BY_LABEL, RESERVED_ANNOTATION_PREFIX, SECRET_TYPES, SecretKeys, SecretTemplate,
+use super::shape::{
+    CLIENT_ID_ANNOTATION, Credentials, DEFAULT_TYPE, Record, SHAPE_ANNOTATION, Shape, StandardKeys,
 };
+use crate::api::{MANAGED_BY_LABEL, RESERVED_ANNOTATION_PREFIX, SECRET_TYPES, SecretTemplate};
 
-/// Annotation on the Secret recording what the template wrote (JSON of
-/// [`Record`]).
-pub const SHAPE_ANNOTATION: &str = "oauth.collibra.dev/secret-shape";
-/// Annotation holding the client id when the template leaves its key out
-/// (the id is not secret, and the operator must still know it).
-pub const CLIENT_ID_ANNOTATION: &str = "oauth.collibra.dev/client-id";
-/// The Secret type when the template names none.
-pub const DEFAULT_TYPE: &str = "Opaque";
 /// The basic-auth Secret type, which needs `username` or `password`.
 pub const BASIC_AUTH_TYPE: &str = "kubernetes.io/basic-auth";
-/// Default key names (the Secret of an object without a template).
-pub const DEFAULT_KEYS: StandardKeys<'static> = StandardKeys {
-    client_id: Some("client_id"),
-    client_secret: "client_secret",
-    client_name: Some("client_name"),
-    token_url: Some("token_url"),
-    token_endpoint_auth_method: Some("token_endpoint_auth_method"),
-};
 /// Kubernetes' limit on a Secret's data (keys and values together).
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
 /// Template engine budget per key: generous for a config file, small
@@ -137,115 +116,6 @@ pub enum TemplateError {
     TooLarge(usize),
 }
 
-/// The key names in effect for the five standard values; `None` leaves
-/// that value out of the Secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StandardKeys<'a> {
-    /// Key of the client id.
-    pub client_id: Option<&'a str>,
-    /// Key of the client secret (never left out).
-    pub client_secret: &'a str,
-    /// Key of the client name.
-    pub client_name: Option<&'a str>,
-    /// Key of the token URL.
-    pub token_url: Option<&'a str>,
-    /// Key of the token endpoint authentication method.
-    pub token_endpoint_auth_method: Option<&'a str>,
-}
-
-impl<'a> StandardKeys<'a> {
-    /// The names a template gives (defaults where it gives none; empty
-    /// means left out).
-    pub fn of(keys: Option<&'a SecretKeys>) -> Self {
-        let pick = |given: Option<&'a String>, default: Option<&'static str>| match given {
-            None => default,
-            Some(s) if s.is_empty() => None,
-            Some(s) => Some(s.as_str()),
-        };
-        let Some(k) = keys else {
-            return DEFAULT_KEYS;
-        };
-        StandardKeys {
-            client_id: pick(k.client_id.as_ref(), DEFAULT_KEYS.client_id),
-            client_secret: pick(k.client_secret.as_ref(), Some(DEFAULT_KEYS.client_secret))
-                .unwrap_or(DEFAULT_KEYS.client_secret),
-            client_name: pick(k.client_name.as_ref(), DEFAULT_KEYS.client_name),
-            token_url: pick(k.token_url.as_ref(), DEFAULT_KEYS.token_url),
-            token_endpoint_auth_method: pick(
-                k.token_endpoint_auth_method.as_ref(),
-                DEFAULT_KEYS.token_endpoint_auth_method,
-            ),
-        }
-    }
-
-    /// The names in use, each with the spec field that sets it.
-    fn named(&self) -> Vec<(&'static str, &'a str)> {
-        [
-            ("keys.clientId", self.client_id),
-            ("keys.clientSecret", Some(self.client_secret)),
-            ("keys.clientName", self.client_name),
-            ("keys.tokenUrl", self.token_url),
-            (
-                "keys.tokenEndpointAuthMethod",
-                self.token_endpoint_auth_method,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(field, name)| name.map(|n| (field, n)))
-        .collect()
-    }
-}
-
-/// What the template wrote on a Secret, kept in [`SHAPE_ANNOTATION`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Record {
-    /// Key holding the client id (`None`: it is in [`CLIENT_ID_ANNOTATION`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id_key: Option<String>,
-    /// Key holding the client secret.
-    pub client_secret_key: String,
-    /// Every data key the operator wrote.
-    pub keys: BTreeSet<String>,
-    /// Labels the template set.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub labels: BTreeSet<String>,
-    /// Annotations the template set.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub annotations: BTreeSet<String>,
-}
-
-impl Record {
-    /// What a Secret written before templates (or pre-created for
-    /// adoption) holds: the default keys, no template metadata on record.
-    pub fn legacy() -> Self {
-        Record {
-            client_id_key: DEFAULT_KEYS.client_id.map(str::to_owned),
-            client_secret_key: DEFAULT_KEYS.client_secret.to_owned(),
-            keys: DEFAULT_KEYS
-                .named()
-                .into_iter()
-                .map(|(_, k)| k.to_owned())
-                .collect(),
-            labels: BTreeSet::new(),
-            annotations: BTreeSet::new(),
-        }
-    }
-
-    /// The record on `secret`, or [`Record::legacy`] when it has none (or
-    /// one that does not parse: someone edited it, and the default keys
-    /// are the best guess left).
-    pub fn of(secret: &Secret) -> Self {
-        secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SHAPE_ANNOTATION))
-            .and_then(|v| serde_json::from_str(v).ok())
-            .unwrap_or_else(Record::legacy)
-    }
-}
-
 /// The non-secret facts a template can use besides the credentials.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
@@ -261,30 +131,6 @@ pub struct Facts<'a> {
     pub grant_types: &'a [String],
     /// `spec.redirectUris` (empty for clients without them).
     pub redirect_uris: &'a [String],
-}
-
-/// Credentials to render (or read back).
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// Collibra's id.
-    pub client_id: String,
-    /// The secret Collibra showed once.
-    pub client_secret: SecretString,
-}
-
-/// A rendered Secret shape: everything the template decides.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    /// The Secret's type.
-    pub type_: String,
-    /// The data the operator writes.
-    pub data: BTreeMap<String, ByteString>,
-    /// Template labels (the managed-by label excluded: it is not the
-    /// template's to set or remove).
-    pub labels: BTreeMap<String, String>,
-    /// Template annotations plus the record (and the client id when its
-    /// key is left out).
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// Checks a template without credentials: key names, collisions, type,
@@ -321,7 +167,7 @@ pub fn render(
 ) -> Result<Shape, TemplateError> {
     check(template, facts)?;
     let empty = SecretTemplate::default();
-    shape_of(template.unwrap_or(&empty), facts, creds, true)
+    build(template.unwrap_or(&empty), facts, creds, true)
 }
 
 /// [`render`], or when that fails, the shape that still keeps the
@@ -345,11 +191,11 @@ pub fn render_lenient(
             ..t.clone()
         })
         .unwrap_or_default();
-    match shape_of(&t, facts, creds, false) {
+    match build(&t, facts, creds, false) {
         Ok(shape) => shape,
         // Only the size check can fail here, and the standard values alone
         // are far below it; the default shape is the last resort.
-        Err(_) => shape_of(&empty, facts, creds, false).unwrap_or_else(|_| Shape {
+        Err(_) => build(&empty, facts, creds, false).unwrap_or_else(|_| Shape {
             type_: DEFAULT_TYPE.to_owned(),
             data: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -360,7 +206,7 @@ pub fn render_lenient(
 
 /// Builds the shape of a template already checked; `with_data` renders
 /// the `data` templates too.
-fn shape_of(
+fn build(
     t: &SecretTemplate,
     facts: &Facts<'_>,
     creds: Option<&Credentials>,
@@ -465,116 +311,6 @@ fn shape_of(
         labels,
         annotations,
     })
-}
-
-/// The credentials a Secret the operator wrote holds, wherever its shape
-/// put them; `None` while it holds none (a claim, an emptied Secret).
-pub fn stored_credentials(secret: &Secret) -> Option<Credentials> {
-    let record = Record::of(secret);
-    let value = |key: &str| secret.data.as_ref().and_then(|d| d.get(key));
-    let client_secret = value(&record.client_secret_key)
-        .filter(|v| !v.0.is_empty())
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())?;
-    let client_id = match &record.client_id_key {
-        Some(k) => value(k).and_then(|v| String::from_utf8(v.0.clone()).ok()),
-        None => secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CLIENT_ID_ANNOTATION))
-            .cloned(),
-    }
-    .filter(|s| !s.trim().is_empty())?;
-    Some(Credentials {
-        client_id,
-        client_secret: SecretString::from(client_secret),
-    })
-}
-
-/// The JSON merge patch (data, labels, annotations) that makes `current`
-/// match `shape`: sets what the shape holds and removes (`null`) what the
-/// record on `current` says the operator wrote before and the shape no
-/// longer has. Keys, labels and annotations others added are left alone.
-/// The type is not part of it: Kubernetes keeps it fixed, see
-/// [`type_changes`].
-pub fn merge_patch(current: Option<&Secret>, shape: &Shape) -> serde_json::Value {
-    use serde_json::{Map, Value};
-    let before = current.map(Record::of);
-    let mut data: Map<String, Value> = shape
-        .data
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
-        .collect();
-    let mut labels: Map<String, Value> = shape
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut annotations: Map<String, Value> = shape
-        .annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    if let Some(before) = before {
-        let drop = |map: &mut Map<String, Value>, old: &BTreeSet<String>| {
-            for k in old {
-                map.entry(k.clone()).or_insert(Value::Null);
-            }
-        };
-        drop(&mut data, &before.keys);
-        drop(&mut labels, &before.labels);
-        drop(&mut annotations, &before.annotations);
-    }
-    // The record goes with the template; the client id annotation once the
-    // id has a key again.
-    for own in [SHAPE_ANNOTATION, CLIENT_ID_ANNOTATION] {
-        if !shape.annotations.contains_key(own)
-            && current
-                .and_then(|c| c.metadata.annotations.as_ref())
-                .is_some_and(|a| a.contains_key(own))
-        {
-            annotations.insert(own.to_owned(), Value::Null);
-        }
-    }
-    serde_json::json!({
-        "metadata": {"labels": labels, "annotations": annotations},
-        "data": data,
-    })
-}
-
-/// Whether writing `shape` would change anything in `current` that the
-/// template manages (data, labels, annotations, or keys to remove).
-pub fn differs(current: &Secret, shape: &Shape) -> bool {
-    let before = Record::of(current);
-    let data = current.data.clone().unwrap_or_default();
-    let labels = current.metadata.labels.clone().unwrap_or_default();
-    let annotations = current.metadata.annotations.clone().unwrap_or_default();
-    fn stale<A, B>(
-        old: &BTreeSet<String>,
-        new: &BTreeMap<String, A>,
-        have: &BTreeMap<String, B>,
-    ) -> bool {
-        old.iter()
-            .any(|k| !new.contains_key(k) && have.contains_key(k))
-    }
-    shape.data.iter().any(|(k, v)| data.get(k) != Some(v))
-        || shape.labels.iter().any(|(k, v)| labels.get(k) != Some(v))
-        || shape
-            .annotations
-            .iter()
-            .any(|(k, v)| annotations.get(k) != Some(v))
-        || stale(&before.keys, &shape.data, &data)
-        || stale(&before.labels, &shape.labels, &labels)
-        || stale(&before.annotations, &shape.annotations, &annotations)
-        || [SHAPE_ANNOTATION, CLIENT_ID_ANNOTATION]
-            .iter()
-            .any(|own| !shape.annotations.contains_key(*own) && annotations.contains_key(*own))
-}
-
-/// Whether `current` has another type than `shape`: Kubernetes cannot
-/// change a Secret's type in place, so the Secret must be replaced.
-pub fn type_changes(current: &Secret, shape: &Shape) -> bool {
-    current.type_.as_deref().unwrap_or(DEFAULT_TYPE) != shape.type_
 }
 
 /// The checks that need no template engine.
@@ -759,9 +495,12 @@ fn template_context(facts: &Facts<'_>, creds: &Credentials) -> minijinja::Value 
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
     use super::*;
+    use crate::controller::secret::shape::{
+        differs, shape_patch, stored_credentials, type_changes,
+    };
 
     const SECRET: &str = "Sup3r-S3cret-Value-0042";
 
@@ -1366,7 +1105,7 @@ mod tests {
         let second = render(Some(&after), &facts(&g), Some(&held)).expect("renders");
         assert!(differs(&secret, &second));
         assert!(!type_changes(&secret, &second));
-        let patch = merge_patch(Some(&secret), &second);
+        let patch = shape_patch(Some(&secret), &second);
         assert_eq!(patch["metadata"]["labels"]["tier"], serde_json::Value::Null);
         assert_eq!(
             patch["metadata"]["annotations"]["gone"],
@@ -1402,7 +1141,7 @@ mod tests {
 
         // Back to no template: today's Secret again, their additions kept.
         let third = render(None, &facts(&g), Some(&kept)).expect("renders");
-        let back = apply(&patched, &merge_patch(Some(&patched), &third));
+        let back = apply(&patched, &shape_patch(Some(&patched), &third));
         let data = back.data.clone().unwrap_or_default();
         assert_eq!(
             data.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -1430,7 +1169,7 @@ mod tests {
         legacy.metadata.annotations = None; // written before the record existed
         let t = template(serde_json::json!({"keys": {"clientId": "", "clientSecret": "S"}}));
         let shape = render(Some(&t), &facts(&g), Some(&creds())).expect("renders");
-        let patched = apply(&legacy, &merge_patch(Some(&legacy), &shape));
+        let patched = apply(&legacy, &shape_patch(Some(&legacy), &shape));
         let data = patched.data.clone().unwrap_or_default();
         assert_eq!(
             data.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -1445,7 +1184,7 @@ mod tests {
         assert_eq!(c.client_id, "urn:id:1");
         // The id annotation goes when the id has a key again.
         let again = render(None, &facts(&g), Some(&c)).expect("renders");
-        let patch = merge_patch(Some(&patched), &again);
+        let patch = shape_patch(Some(&patched), &again);
         assert_eq!(
             patch["metadata"]["annotations"][CLIENT_ID_ANNOTATION],
             serde_json::Value::Null

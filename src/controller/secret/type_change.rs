@@ -19,18 +19,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    ByteString,
-    api::core::v1::Secret,
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use kube::{Resource, ResourceExt};
-use secrecy::{ExposeSecret, SecretString};
+use kube::ResourceExt;
+use secrecy::ExposeSecret;
 
-use super::secret::ROTATED_FOR_ANNOTATION;
-use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION},
-    secret_template::{self, Credentials},
+use super::{
+    ROTATED_FOR_ANNOTATION, owner_reference,
+    shape::{Credentials, DEFAULT_KEYS, DEFAULT_TYPE, stored_credentials, type_of},
 };
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_ANNOTATION};
 
 /// Annotation on the backup naming the Secret it keeps the credentials of.
 pub const BACKUP_OF_ANNOTATION: &str = "oauth.collibra.dev/backup-of";
@@ -49,12 +47,12 @@ pub fn backup_name(owner: &OAuthClient) -> String {
 /// operator's watch sees it. `None` when `current` holds no credentials
 /// (then there is nothing to lose, and no backup is needed).
 pub fn backup(owner: &OAuthClient, current: &Secret) -> Option<Secret> {
-    let creds = secret_template::stored_credentials(current)?;
+    let creds = stored_credentials(current)?;
     let mut annotations = BTreeMap::from([(BACKUP_OF_ANNOTATION.to_owned(), owner.secret_name())]);
     if let Some(r) = current.annotations().get(ROTATED_FOR_ANNOTATION) {
         annotations.insert(ROTATED_FOR_ANNOTATION.to_owned(), r.clone());
     }
-    let keys = secret_template::DEFAULT_KEYS;
+    let keys = DEFAULT_KEYS;
     let data = BTreeMap::from([
         (
             keys.client_id.unwrap_or("client_id").to_owned(),
@@ -77,7 +75,7 @@ pub fn backup(owner: &OAuthClient, current: &Secret) -> Option<Secret> {
             owner_references: owner_reference(owner).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        type_: Some(secret_template::DEFAULT_TYPE.to_owned()),
+        type_: Some(DEFAULT_TYPE.to_owned()),
         data: Some(data),
         ..Secret::default()
     })
@@ -98,7 +96,7 @@ pub fn is_backup_of(owner: &OAuthClient, backup: &Secret) -> bool {
 
 /// The credentials a backup holds, with the rotation they answered.
 pub fn backed_up(backup: &Secret) -> Option<(Credentials, Option<String>)> {
-    let creds = secret_template::stored_credentials(backup)?;
+    let creds = stored_credentials(backup)?;
     Some((
         creds,
         backup.annotations().get(ROTATED_FOR_ANNOTATION).cloned(),
@@ -124,7 +122,7 @@ pub enum Step {
 /// (if it exists and is this object's) and the type the template wants,
 /// the next step. Credentials are always in at least one of the two.
 pub fn next_step(target: Option<&Secret>, backup: Option<&Secret>, want_type: &str) -> Step {
-    let has_creds = |s: &Secret| secret_template::stored_credentials(s).is_some();
+    let has_creds = |s: &Secret| stored_credentials(s).is_some();
     let backup_holds = backup.is_some_and(has_creds);
     match target {
         // The target is gone: only the backup can bring it back.
@@ -137,8 +135,7 @@ pub fn next_step(target: Option<&Secret>, backup: Option<&Secret>, want_type: &s
             Step::Done
         }
         Some(t) => {
-            let right_type =
-                t.type_.as_deref().unwrap_or(secret_template::DEFAULT_TYPE) == want_type;
+            let right_type = type_of(t) == want_type;
             match (right_type, has_creds(t), backup.is_some()) {
                 (true, true, true) => Step::DropBackup,
                 (true, true, false) | (true, false, false) => Step::Done,
@@ -153,19 +150,6 @@ pub fn next_step(target: Option<&Secret>, backup: Option<&Secret>, want_type: &s
             }
         }
     }
-}
-
-/// The credentials the target is restored from, as the contents for
-/// [`super::secret::desired`].
-pub fn restore_contents(backup: &Secret) -> Option<(String, SecretString, Option<String>)> {
-    let (creds, rotated_for) = backed_up(backup)?;
-    Some((creds.client_id, creds.client_secret, rotated_for))
-}
-
-fn owner_reference(owner: &OAuthClient) -> Option<OwnerReference> {
-    let mut r = owner.controller_owner_ref(&())?;
-    r.block_owner_deletion = Some(true);
-    Some(r)
 }
 
 #[cfg(test)]
@@ -306,9 +290,13 @@ mod tests {
     fn restoring_gives_the_backed_up_credentials() {
         let o = owner();
         let b = backup(&o, &target("Opaque", true)).expect("backup");
-        let (id, secret, rotated_for) = restore_contents(&b).expect("contents");
+        let (creds, rotated_for) = backed_up(&b).expect("contents");
         assert_eq!(
-            (id.as_str(), secret.expose_secret(), rotated_for.as_deref()),
+            (
+                creds.client_id.as_str(),
+                creds.client_secret.expose_secret(),
+                rotated_for.as_deref()
+            ),
             ("id-1", SECRET, Some("r1"))
         );
     }
