@@ -305,7 +305,7 @@ async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Re
         (vec!["delete", oac, "--all-namespaces"], false),
         (vec!["watch", "secrets", "--all-namespaces"], true),
         (vec!["create", "secrets", "--all-namespaces"], true),
-        // Deleted only to change a Secret's type (README, "The Secret's shape").
+        // Deleted only to change a Secret's type (docs/src/guides/secret-templates.md).
         (vec!["delete", "secrets", "--all-namespaces"], true),
         (vec!["update", "secrets", "--all-namespaces"], false),
         (
