@@ -127,8 +127,9 @@ mdbook:
 	@mdbook --version 2>/dev/null | grep -qx 'mdbook v$(MDBOOK_VERSION)' || \
 		cargo install mdbook --locked --version $(MDBOOK_VERSION)
 
-docs: mdbook ## Build the user guide (mdBook) into docs/book/; fails on a broken SUMMARY.md
-	mdbook build docs
+docs: mdbook ## Build the user guide (mdBook) into docs/book/; fails on a broken SUMMARY.md or any mdBook warning
+	@out="$$(mdbook build docs 2>&1)"; status=$$?; echo "$$out"; \
+		[ $$status -eq 0 ] && ! grep -q 'WARN' <<<"$$out" || { echo 'mdbook build docs: fix the errors and warnings above' >&2; exit 1; }
 
 docs-gen: ## Regenerate the generated reference pages (API from the CRDs, flags, chart values) in docs/src/reference/
 	UPDATE_DOCS=1 cargo test -p collibra-oauth-operator --test docs

@@ -48,12 +48,24 @@ fn generated_header(source: &str) -> String {
     )
 }
 
-/// Markdown table cell text: one line, pipes escaped.
+/// Markdown table cell text: one line, pipes escaped, and `<` outside code
+/// spans escaped so that `<fullname>` is text, not an HTML tag.
 fn cell(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(line.len());
+    let mut in_code = false;
+    for c in line.chars() {
+        match c {
+            '`' => {
+                in_code = !in_code;
+                out.push(c);
+            }
+            '|' => out.push_str("\\|"),
+            '<' if !in_code => out.push_str("&lt;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Every Markdown file the link check covers, relative to the root.
