@@ -11,7 +11,7 @@ KUBE_OLDEST ?= 1.34
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: background-builds lint test-deps node-deps ## Everything: formatting, clippy, unit, simulator, client, end-to-end (newest and oldest Kubernetes), upgrade, reliability (short), packaging and node tests, a short fuzz run
+test: background-builds lint test-deps node-deps docs ## Everything: formatting, clippy, the user guide, unit, doc, simulator, client, end-to-end (newest and oldest Kubernetes), upgrade, reliability (short), packaging and node tests, a short fuzz run
 	cargo test --workspace
 	$(MAKE) e2e-namespaced
 	$(MAKE) e2e-oldest
@@ -105,7 +105,7 @@ bench: ## Rollout benchmark, not part of `make test`: make bench N=1000 [RESYNC=
 
 .PHONY: bench-connections
 CONNECTIONS ?= 10
-bench-connections: ## Issue 12's scale bound, not part of `make test`: make bench-connections N=1000 CONNECTIONS=10 [RESYNC=60s] [JSON=out.json] [BENCH_ARGS="--kind cluster"] [OPERATOR_ARGS="--concurrency 64"]
+bench-connections: ## Connections at scale, not part of `make test`: make bench-connections N=1000 CONNECTIONS=10 [RESYNC=60s] [JSON=out.json] [BENCH_ARGS="--kind cluster"] [OPERATOR_ARGS="--concurrency 64"]
 	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
 	target/release/collibra-oauth-bench-connections --n $(N) --connections $(CONNECTIONS) --resync $(RESYNC) $(if $(JSON),--json $(JSON)) $(BENCH_ARGS) -- $(OPERATOR_ARGS)
 
@@ -125,3 +125,21 @@ image: node-deps ## Build the operator's OCI image with podman (static binary, n
 
 node: node-deps test-deps ## The chart and deploy/ on a real node (containerd, kubelet, kube-proxy): install, probes, rotation, upgrade, leader hand-over, uninstall
 	cargo test -p collibra-oauth-operator --test node
+
+.PHONY: mdbook docs docs-gen docs-check
+# mdBook builds the user guide (docs/book.toml); pinned, and installed with
+# cargo from crates.io when missing or another version.
+MDBOOK_VERSION := 0.5.4
+mdbook:
+	@mdbook --version 2>/dev/null | grep -qx 'mdbook v$(MDBOOK_VERSION)' || \
+		cargo install mdbook --locked --version $(MDBOOK_VERSION)
+
+docs: mdbook ## Build the user guide (mdBook) into docs/book/; fails on a broken SUMMARY.md or any mdBook warning
+	@out="$$(mdbook build docs 2>&1)"; status=$$?; echo "$$out"; \
+		[ $$status -eq 0 ] && ! grep -q 'WARN' <<<"$$out" || { echo 'mdbook build docs: fix the errors and warnings above' >&2; exit 1; }
+
+docs-gen: ## Regenerate the generated reference pages (API from the CRDs, flags, chart values) in docs/src/reference/
+	UPDATE_DOCS=1 cargo test -p collibra-oauth-operator --test docs
+
+docs-check: docs ## The guide builds; generated pages current; every reason on the troubleshooting page; every relative link and anchor resolves
+	cargo test -p collibra-oauth-operator --test docs

@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Everything the demo calls, checked before a 15-minute build starts.
+missing=()
+for tool in cargo go kubectl python3 curl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "make demo needs these on PATH: ${missing[*]} (Debian: apt-get install python3 curl)" >&2
+  exit 1
+fi
+
 work=$(mktemp -d -t collibra-demo.XXXXXX)
 pids=()
 cleanup() {

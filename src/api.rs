@@ -121,7 +121,7 @@ pub struct Replacement {
     pub time: String,
 }
 
-// ---- spec.secretTemplate (issue 13): the shape of the generated Secret ----
+// ---- spec.secretTemplate: the shape of the generated Secret ----
 
 /// Secret data key syntax (Kubernetes' ConfigMap/Secret key rule); the
 /// "not `.`, not starting with `..`" half is a CEL rule beside it.
@@ -257,7 +257,7 @@ pub struct SecretKeys {
 }
 
 /// Annotation whose new value asks for a reconcile now, with a fresh read
-/// of Collibra's list (issue 13); the value handled is recorded in
+/// of Collibra's list; the value handled is recorded in
 /// `status.lastHandledReconcileAt`.
 pub const RECONCILE_REQUESTED_ANNOTATION: &str = "oauth.collibra.dev/reconcile-requested-at";
 

@@ -1,5 +1,5 @@
 //! Command-line flags of `collibra-oauth-operator run`; each has an
-//! environment variable of the same meaning (README, "Configuration").
+//! environment variable of the same meaning (docs/src/reference/flags.md).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

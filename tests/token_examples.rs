@@ -1,4 +1,4 @@
-//! The README's "Using the credentials" examples (`examples/using-credentials`)
+//! The examples of docs/src/guides/using-credentials.md (`examples/using-credentials`)
 //! run against the Collibra simulator with a client shaped like Collibra's
 //! (its id contains ':'), as an application would with the Secret's values in
 //! CLIENT_ID, CLIENT_SECRET and TOKEN_URL. Each must get a token; the token
@@ -169,7 +169,7 @@ async fn go_clientcredentials_example_gets_a_token() -> anyhow::Result<()> {
 }
 
 /// The registration in `spring/application.yaml` (Spring Boot's properties,
-/// shown in the README): checks that it takes the Secret's values and returns
+/// shown in the guide): checks that it takes the Secret's values and returns
 /// its `client-authentication-method`, which the Spring example then uses.
 fn spring_boot_registration() -> anyhow::Result<String> {
     let path = examples().join("spring/application.yaml");
@@ -211,7 +211,7 @@ async fn spring_example_gets_a_token_with_the_registration_of_application_yaml()
     expect_token(&sim, &out, "got a Bearer token", 1, &method)
 }
 
-/// What the README says about Spring's HTTP Basic: Spring Security 7 form-encodes
+/// What the guide says about Spring's HTTP Basic: Spring Security 7 form-encodes
 /// id and secret (RFC 6749 2.3.1) by default, so `client_secret_basic` works
 /// with Collibra's ids too; the simulator sees Basic, not the form body.
 #[tokio::test(flavor = "multi_thread")]
@@ -222,7 +222,7 @@ async fn spring_example_gets_a_token_with_client_secret_basic() -> anyhow::Resul
     expect_token(&sim, &out, "got a Bearer token", 1, "client_secret_basic")
 }
 
-/// What the README warns about: Basic without form-encoding (authlib's
+/// What the guide warns about: Basic without form-encoding (authlib's
 /// default, `curl -u`) is refused, because the id's first ':' ends the user
 /// name.
 #[tokio::test(flavor = "multi_thread")]
@@ -256,10 +256,11 @@ async fn basic_without_form_encoding_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The README shows the tested files, not copies that could drift.
+/// The guide shows the tested files, not copies that could drift.
 #[test]
-fn readme_shows_the_tested_examples() -> anyhow::Result<()> {
-    let readme = std::fs::read_to_string(root().join("README.md"))?;
+fn guide_shows_the_tested_examples() -> anyhow::Result<()> {
+    let page = "docs/src/guides/using-credentials.md";
+    let guide = std::fs::read_to_string(root().join(page))?;
     for file in [
         "token.sh",
         "token_requests.py",
@@ -271,8 +272,8 @@ fn readme_shows_the_tested_examples() -> anyhow::Result<()> {
         let text = std::fs::read_to_string(examples().join(file))
             .with_context(|| format!("reading examples/using-credentials/{file}"))?;
         ensure!(
-            readme.contains(text.trim_end()),
-            "README.md does not show examples/using-credentials/{file} as it is; copy the file into its code block"
+            guide.contains(text.trim_end()),
+            "{page} does not show examples/using-credentials/{file} as it is; copy the file into its code block"
         );
     }
     Ok(())

@@ -344,10 +344,14 @@ pub struct ConnectionStatus {
     /// Clients in the instance that an OAuthClient using this connection
     /// accounts for, at the last list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Kubernetes knows the integer formats int32 and int64 only; the
+    // "uint64" schemars derives for u64 makes every apply of the CRD warn.
+    #[schemars(extend("format" = "int64"))]
     pub managed_clients: Option<u64>,
     /// Clients in the instance that no OAuthClient using this connection
     /// accounts for (`collibra-oauth-operator audit` names them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int64"))]
     pub unmanaged_clients: Option<u64>,
 }
 

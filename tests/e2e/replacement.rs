@@ -1,4 +1,4 @@
-//! Treating the Collibra side with care (issue 11): replacement as a
+//! Treating the Collibra side with care: replacement as a
 //! choice, capabilities learned again, a young list before a POST.
 
 use std::{sync::Arc, time::Duration};

@@ -1,4 +1,4 @@
-//! `spec.secretTemplate` (issue 13): what the API server accepts and
+//! `spec.secretTemplate`: what the API server accepts and
 //! rejects, with messages that name the problem.
 
 use std::{

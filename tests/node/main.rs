@@ -145,35 +145,56 @@ impl World {
         Ok(())
     }
 
-    /// `helm install` into `ns` with the local image and `extra` flags,
-    /// waiting for the rollout.
+    /// `helm install` as README.md shows it (its `readme:install-helm`
+    /// block), with the README's example URL, image, chart path and
+    /// namespace replaced by this rig's, then what only the rig needs (no
+    /// pulls, this namespace only, text logs) and `extra` flags; waits for
+    /// the rollout.
     async fn install(&self, ns: &str, extra: &[&str]) -> anyhow::Result<()> {
+        use test_support::readme;
         let chart = tooling::chart();
         let chart = chart.to_str().context("non-UTF-8 chart path")?;
-        let url = format!("collibra.url={}", self.collibra_url);
-        let repo = format!("image.repository={}", self.image_repository);
-        let tag = format!("image.tag={}", self.image_tag);
+        let command = readme::command("install-helm", &["helm", "install", RELEASE])?;
+        let mut args: Vec<String> = Vec::new();
+        let mut words = command.iter().skip(1).map(String::as_str).peekable();
+        while let Some(word) = words.next() {
+            let word = match word {
+                "charts/collibra-oauth-operator" => chart.to_owned(),
+                "--namespace" => {
+                    let name = words
+                        .next()
+                        .context("README: --namespace without a value")?;
+                    ensure!(
+                        name == readme::EXAMPLE_NAMESPACE,
+                        "README installs into {name:?}, the test expects {:?}",
+                        readme::EXAMPLE_NAMESPACE
+                    );
+                    args.push("--namespace".to_owned());
+                    ns.to_owned()
+                }
+                other => other
+                    .replace(readme::EXAMPLE_URL, &self.collibra_url)
+                    .replace(readme::EXAMPLE_REPOSITORY, &self.image_repository)
+                    .replace(
+                        &format!("image.tag={}", readme::EXAMPLE_TAG),
+                        &format!("image.tag={}", self.image_tag),
+                    ),
+            };
+            args.push(word);
+        }
         let watch = format!("watchNamespaces=[\"{ns}\"]");
-        let mut args = vec![
-            "install",
-            RELEASE,
-            chart,
-            "--namespace",
-            ns,
-            "--set",
-            &url,
-            "--set",
-            &repo,
-            "--set",
-            &tag,
+        for word in [
             "--set",
             "image.pullPolicy=Never",
             "--set-json",
             &watch,
             "--set",
             "logFormat=text",
-        ];
-        args.extend_from_slice(extra);
+        ] {
+            args.push(word.to_owned());
+        }
+        args.extend(extra.iter().map(|w| (*w).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.helm(&args).await?;
         self.rollout(ns).await
     }
@@ -662,12 +683,35 @@ async fn node_two_replicas_one_leader_and_a_handover(w: Arc<World>) -> anyhow::R
     Ok(())
 }
 
-/// `kubectl apply -k` of an overlay on deploy/ that sets the image (and,
-/// so it touches only its own namespace here, WATCH_NAMESPACES).
+/// `kubectl apply -k` as README.md shows it: its overlay on deploy/
+/// (`readme:kustomization`, with the rig's image and URL) applied with its
+/// command (`readme:install-kustomize`), through one more overlay that only
+/// the rig needs (no pulls; WATCH_NAMESPACES, so it touches only its own
+/// namespace here).
 async fn node_kubectl_apply_k_overlay_with_the_image(w: Arc<World>) -> anyhow::Result<()> {
+    use test_support::readme;
     const NS: &str = "collibra-oauth-operator";
     let dir = w.dir.path().join("kustomize");
     copy_dir(&test_support::repo("deploy"), &dir.join("deploy"))?;
+    let mine = dir.join("my-install");
+    std::fs::create_dir_all(&mine)?;
+    let kustomization = readme::block("kustomization")?;
+    for example in [readme::EXAMPLE_REPOSITORY, readme::EXAMPLE_URL] {
+        ensure!(
+            kustomization.contains(example),
+            "README's overlay no longer shows {example}"
+        );
+    }
+    std::fs::write(
+        mine.join("kustomization.yaml"),
+        kustomization
+            .replace(readme::EXAMPLE_REPOSITORY, &w.image_repository)
+            .replace(
+                &format!("newTag: \"{}\"", readme::EXAMPLE_TAG),
+                &format!("newTag: \"{}\"", w.image_tag),
+            )
+            .replace(readme::EXAMPLE_URL, &w.collibra_url),
+    )?;
     let overlay = dir.join("overlay");
     std::fs::create_dir_all(&overlay)?;
     std::fs::write(
@@ -676,11 +720,7 @@ async fn node_kubectl_apply_k_overlay_with_the_image(w: Arc<World>) -> anyhow::R
             r#"apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../deploy
-images:
-  - name: ghcr.io/collibra-oauth-operator/collibra-oauth-operator
-    newName: {repo}
-    newTag: "{tag}"
+  - ../my-install
 patches:
   - patch: |
       apiVersion: apps/v1
@@ -695,27 +735,33 @@ patches:
               - name: operator
                 imagePullPolicy: Never
                 env:
-                  - name: COLLIBRA_URL
-                    value: {url}
                   - name: WATCH_NAMESPACES
                     value: {NS}
-"#,
-            repo = w.image_repository,
-            tag = w.image_tag,
-            url = w.collibra_url,
+"#
         ),
     )?;
     let overlay_path = overlay.to_str().context("non-UTF-8 path")?;
-    // The namespace comes from deploy/; the credentials go in first, as the
-    // README says, so create the namespace from the overlay's output.
+    // The namespace comes from deploy/, so the credentials Secret is created
+    // after the apply, as docs/src/install/kustomize.md does.
     let rendered = w.kubectl(&["kustomize", overlay_path]).await?;
     ensure!(
         rendered.contains(&format!("image: {}:{}", w.image_repository, w.image_tag)),
         "the overlay did not set the image"
     );
-    w.kubectl(&["apply", "-k", overlay_path, "--server-side"])
-        .await
-        .context("kubectl apply -k")?;
+    let command = readme::command("install-kustomize", &["kubectl", "apply"])?;
+    let args: Vec<&str> = command
+        .iter()
+        .skip(1)
+        .map(|word| match word.as_str() {
+            "my-install/" | "my-install" => overlay_path,
+            other => other,
+        })
+        .collect();
+    ensure!(
+        args.contains(&overlay_path),
+        "README's kubectl command does not apply my-install/: {command:?}"
+    );
+    w.kubectl(&args).await.context("kubectl apply -k")?;
     w.set_credentials(NS, "operator-secret").await?;
     w.rollout(NS).await?;
     let enforce = w

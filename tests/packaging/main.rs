@@ -50,6 +50,7 @@ test_support::tests!(
     cluster_wide_rbac_is_what_the_chart_grants,
     cluster_wide_leads_and_is_ready,
     cluster_connection_serves_the_namespaces_its_selector_picks,
+    first_install_commands_print_no_warnings,
 );
 
 async fn start() -> anyhow::Result<World> {
@@ -305,7 +306,7 @@ async fn cluster_wide_rbac_is_what_the_chart_grants(w: Arc<World>) -> anyhow::Re
         (vec!["delete", oac, "--all-namespaces"], false),
         (vec!["watch", "secrets", "--all-namespaces"], true),
         (vec!["create", "secrets", "--all-namespaces"], true),
-        // Deleted only to change a Secret's type (README, "The Secret's shape").
+        // Deleted only to change a Secret's type (docs/src/guides/secret-templates.md).
         (vec!["delete", "secrets", "--all-namespaces"], true),
         (vec!["update", "secrets", "--all-namespaces"], false),
         (
@@ -412,5 +413,127 @@ async fn cluster_wide_leads_and_is_ready(w: Arc<World>) -> anyhow::Result<()> {
         "the operator was refused something:\n{}",
         forbidden.join("\n")
     );
+    Ok(())
+}
+
+/// Runs kubectl as the admin, feeding `stdin`, and returns its stderr; a
+/// failure is an error. [`test_support::Env`]'s kubectl drops stderr on
+/// success, and stderr is where the API server's warnings go.
+async fn kubectl_stderr(env: &Env, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(env.cp.bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(env.cp.kubeconfig_path())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning kubectl")?;
+    let mut pipe = child.stdin.take().context("kubectl's stdin")?;
+    let input = stdin.as_bytes().to_vec();
+    let feed = async move {
+        pipe.write_all(&input).await?;
+        pipe.shutdown().await
+    };
+    let (fed, output) = tokio::join!(feed, child.wait_with_output());
+    let output = output.context("waiting for kubectl")?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        output.status.success(),
+        "kubectl {} failed: {stderr}",
+        args.join(" ")
+    );
+    fed.context("writing kubectl's stdin")?;
+    Ok(stderr)
+}
+
+/// A user's first commands print no warnings: the CRDs as a first apply
+/// creates them, the chart (with its CRDs, a PodDisruptionBudget and a
+/// NetworkPolicy) and `deploy/`, all through the API server's dry run, which
+/// returns the same warnings a real apply gets (a CRD field format
+/// Kubernetes does not know printed `Warning: unrecognized format "uint64"`).
+async fn first_install_commands_print_no_warnings(w: Arc<World>) -> anyhow::Result<()> {
+    let env = &w.env;
+    let mut warnings = Vec::new();
+    let mut check = |what: &str, stderr: String| {
+        for line in stderr.lines().filter(|l| l.contains("Warning:")) {
+            warnings.push(format!("{what}: {line}"));
+        }
+    };
+
+    // The API server warns about a CRD's schema when the CRD is created, and
+    // on an update only about what the update introduces; the CRDs exist
+    // here already, so they are created again (server dry run) under
+    // another group, which makes every apply a first one. The chart's and
+    // deploy/'s copies are the same CRDs (packaging tests check that).
+    let mut crds = String::new();
+    for kind in [
+        "oauthclients",
+        "collibraconnections",
+        "clustercollibraconnections",
+    ] {
+        let path = test_support::repo(&format!("crds/{kind}.yaml"));
+        let yaml = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        crds.push_str("---\n");
+        crds.push_str(&yaml.replace("oauth.collibra.dev", "warnings.oauth.collibra.dev"));
+    }
+    check(
+        "the CRDs of crds/, created",
+        kubectl_stderr(env, &["create", "--dry-run=server", "-f", "-"], &crds).await?,
+    );
+
+    let ns = env.cp.create_namespace("warnings").await?;
+    let chart = render(
+        env,
+        "warnings",
+        &ns,
+        &[
+            "--include-crds",
+            "--set",
+            "podDisruptionBudget.enabled=true,networkPolicy.enabled=true",
+        ],
+    )
+    .await?;
+    check(
+        "helm template | kubectl apply --dry-run=server",
+        kubectl_stderr(
+            env,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            &chart,
+        )
+        .await?,
+    );
+
+    let deploy = test_support::repo("deploy");
+    let deploy = deploy.to_str().context("non-UTF-8 path")?;
+    check(
+        "kubectl apply -k deploy/ --dry-run=server",
+        kubectl_stderr(
+            env,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-k",
+                deploy,
+            ],
+            "",
+        )
+        .await?,
+    );
+
+    ensure!(warnings.is_empty(), "warnings:\n{}", warnings.join("\n"));
     Ok(())
 }

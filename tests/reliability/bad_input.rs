@@ -70,7 +70,7 @@ async fn invalid_objects_are_refused_with_the_field_named(env: Arc<Env>) -> anyh
         ("secretTemplate a string", "spec:\n  clientName: ok\n  secretTemplate: labels\n".into(), "spec.secretTemplate"),
         ("label value a list", "spec:\n  clientName: ok\n  secretTemplate:\n    labels: {team: [a]}\n".into(), "spec.secretTemplate.labels.team"),
         ("unknown spec field", "spec:\n  clientName: ok\n  clientSecret: hunter2\n".into(), "spec.clientSecret"),
-        // `data` became a field (issue 13); `stringData` is not one.
+        // `data` became a field; `stringData` is not one.
         ("unknown secretTemplate field", "spec:\n  clientName: ok\n  secretTemplate:\n    stringData: {a: b}\n".into(), "spec.secretTemplate.stringData"),
         ("unknown top-level field", "spec:\n  clientName: ok\nextra: 1\n".into(), "extra"),
     ];

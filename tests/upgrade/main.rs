@@ -6,7 +6,7 @@
 //! operator built from the same commit. It is installed with `helm install`
 //! and runs (as its chart's Deployment configures it, with exactly the
 //! chart's RBAC through impersonation) until its OAuthClients are Ready.
-//! Then the upgrade follows docs/upgrading.md for Helm: the current CRD by
+//! Then the upgrade follows docs/src/operations/upgrading.md for Helm: the current CRD by
 //! server-side apply, `helm upgrade` to the current chart, the current
 //! operator in place of the old one. Every object must stay Ready with the
 //! same credentials, and Collibra (the simulator) must see no new
@@ -180,7 +180,7 @@ async fn helm_upgrade_keeps_clients_ready_without_registering_again(
         CLIENTS.len()
     );
 
-    // The upgrade, as docs/upgrading.md says for Helm: the CRD first (Helm
+    // The upgrade, as docs/src/operations/upgrading.md says for Helm: the CRD first (Helm
     // never upgrades it), then the chart; the old operator keeps running
     // under the new CRD until its pod is replaced.
     let crds = chart().join("crds");

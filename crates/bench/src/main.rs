@@ -1,4 +1,4 @@
-//! Rollout benchmark of the operator (issue 6).
+//! Rollout benchmark of the operator.
 //!
 //! Starts a real control plane (`test-control-plane`), the Collibra
 //! simulator with latency and a rate limit, and the operator's release

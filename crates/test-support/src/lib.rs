@@ -38,6 +38,7 @@
 //! installed cluster-wide) implements [`World`] for it.
 
 pub mod harness;
+pub mod readme;
 pub mod tooling;
 
 mod env;

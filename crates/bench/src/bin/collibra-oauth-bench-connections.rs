@@ -1,4 +1,4 @@
-//! Connections at scale (issue 12): N OAuthClients spread over C
+//! Connections at scale: N OAuthClients spread over C
 //! connections, each connection its own Collibra simulator.
 //!
 //! Starts a real control plane (`test-control-plane`), C simulators in this

@@ -1,4 +1,4 @@
-//! Side-by-side rollout benchmark (issue 14): ory/hydra-maester against
+//! Side-by-side rollout benchmark: ory/hydra-maester against
 //! Ory Hydra, and this operator against the Collibra simulator with the
 //! same latency and no rate limit, on one control plane in one invocation.
 //!
