@@ -18,11 +18,6 @@ const PAGE: &str = "docs/src/troubleshooting.md";
 const OAUTHCLIENT_SECTION: &str = "Reasons of an OAuthClient's Ready condition";
 const CONNECTION_SECTION: &str = "Reasons of a connection's Ready condition";
 const EVENT_SECTION: &str = "Events";
-/// A connection reason that is defined but never set, and is being removed
-/// from the code; nobody can meet it, so it has no entry. Once the variant
-/// is gone this name matches nothing and can go too.
-const NEVER_SET: &str = "ClusterConnectionsDisabled";
-
 /// Every Event reason that is not a Ready reason. `EventReason` holds data
 /// (`Condition(Reason)`), so it cannot list itself; the match below does not
 /// compile when a variant is added, which sends the author here.
@@ -39,6 +34,8 @@ fn event_reasons() -> Vec<EventReason> {
             | EventReason::SecretReshaped
             | EventReason::SecretTypeChanged
             | EventReason::GrantTypesDrift
+            | EventReason::RedirectUrisUpdated
+            | EventReason::RedirectUrisDrift
             | EventReason::RotationUnsupported
             | EventReason::Orphaned
             | EventReason::ClientAlreadyGone
@@ -58,6 +55,8 @@ fn event_reasons() -> Vec<EventReason> {
         EventReason::SecretReshaped,
         EventReason::SecretTypeChanged,
         EventReason::GrantTypesDrift,
+        EventReason::RedirectUrisUpdated,
+        EventReason::RedirectUrisDrift,
         EventReason::RotationUnsupported,
         EventReason::Orphaned,
         EventReason::ClientAlreadyGone,
@@ -196,9 +195,6 @@ fn every_reason_and_event_has_an_entry() {
 
     let section = page.get(CONNECTION_SECTION);
     for r in ConnectionReason::ALL {
-        if r.as_str() == NEVER_SET {
-            continue;
-        }
         check_reason(
             &mut missing,
             section,
