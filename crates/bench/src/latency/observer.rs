@@ -191,7 +191,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut lists = 0u64;
+        let mut announced = false;
         let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(ev) = events.next().await {
             // Stamped on receipt, before anything else is done with it.
@@ -200,16 +200,16 @@ where
             let obj = match ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o,
                 watcher::Event::Init => {
-                    lists += 1;
-                    if lists > 1
-                        && let Ok(mut s) = seen.lock()
-                    {
+                    if announced && let Ok(mut s) = seen.lock() {
                         s.relists += 1;
                     }
                     continue;
                 }
                 watcher::Event::InitDone => {
-                    if lists == 1 {
+                    // The first complete list, even if an earlier one
+                    // failed half-way.
+                    if !announced {
+                        announced = true;
                         let _ = listed.send(()).await;
                     }
                     tx.send_modify(|v| *v += 1);
