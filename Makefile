@@ -116,6 +116,19 @@ bench-peer: ## Side by side with ory/hydra-maester + Ory Hydra, not part of `mak
 	peer_dir="$$(bash hack/peer/build.sh $(HYDRA_MAESTER_SRC) | tail -n 1)" && \
 		target/release/collibra-oauth-bench-peer --n $(N) --peer-dir "$$peer_dir" $(if $(JSON),--json $(JSON)) $(PEER_ARGS)
 
+.PHONY: bench-latency bench-peer-latency
+R ?= 0,1000
+LATENCY_MS ?= 20
+LATENCY_RESYNC ?= 10m
+bench-latency: ## Apply-to-Ready latency (issue 22), not part of `make test` (a smoke run is): make bench-latency R=0,1000 LATENCY_MS=20 [JSON=out.json] [BENCH_ARGS="--samples 100 --bursts 20,100"] [OPERATOR_ARGS="--concurrency 64"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	target/release/collibra-oauth-bench --mode latency --resident $(R) --latency-ms $(LATENCY_MS) --resync $(LATENCY_RESYNC) $(if $(JSON),--json $(JSON)) $(BENCH_ARGS) -- $(OPERATOR_ARGS)
+
+bench-peer-latency: ## Apply-to-Ready latency side by side with hydra-maester + Ory Hydra: make bench-peer-latency R=0,1000 HYDRA_MAESTER_SRC=<git clone> [JSON=out.json] [PEER_ARGS="--configs maester-tuned,operator-tuned"]
+	cargo build --release -p collibra-oauth-operator -p collibra-oauth-bench
+	peer_dir="$$(bash hack/peer/build.sh $(HYDRA_MAESTER_SRC) | tail -n 1)" && \
+		target/release/collibra-oauth-bench-peer --mode latency --resident $(R) --peer-dir "$$peer_dir" $(if $(JSON),--json $(JSON)) $(PEER_ARGS)
+
 .PHONY: image node node-deps
 node-deps: ## Install what `make image` and the node tests need: podman, containerd, runc, CNI plugins, iptables (Debian)
 	bash hack/node/deps.sh

@@ -2,7 +2,7 @@
 //! `collibra-oauth-bench-peer` and `collibra-oauth-bench-connections`): a
 //! process's figures from /proc, Prometheus text, the machine's facts that
 //! every report records, counter arithmetic, and how a rollout spreads
-//! over connections.
+//! over connections; the apply-to-Ready latency mode ([`latency`]).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -19,6 +19,8 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use test_support::Operator;
+
+pub mod latency;
 
 /// The flags `collibra-oauth-bench` and `collibra-oauth-bench-connections`
 /// share: the rollout, the simulators, the operator and where to write.
@@ -67,6 +69,34 @@ pub fn write_report(
         eprintln!("{who}: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// `sha256sum` of a file, if the tool is there.
+pub fn sha256_of(path: &Path) -> String {
+    std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// The commit of this repository's checkout, if git says.
+pub fn git_describe() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(test_support::repo("."))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Resource use of a process, from /proc.

@@ -18,6 +18,14 @@
 //! Prints a table and writes the figures as JSON (`--json`). Every process
 //! it starts is killed on every exit path (kill-on-drop, and the control
 //! plane stops when dropped).
+//!
+//! `--mode latency` measures instead what a GitOps sync waits for (issue
+//! 22): the time from an OAuthClient's create to its Secret with
+//! credentials and to `Ready=True`, with R objects resident, beside the
+//! critical path's floor (see `latency_mode.rs` and the library's
+//! `latency` module).
+
+mod latency_mode;
 
 use std::{
     collections::BTreeMap,
@@ -42,8 +50,15 @@ use test_support::{Env, Operator, Rbac};
 #[derive(Parser, Debug)]
 #[command(about = "Rollout benchmark: N OAuthClients against the rate-limited simulator")]
 struct Args {
+    /// What to measure: the rollout of N objects, or apply-to-Ready
+    /// latency (`latency`: no rate limit; --n, --rate-limit and the
+    /// rollout's phases do not apply).
+    #[arg(long, value_enum, default_value_t = Mode::Rollout)]
+    mode: Mode,
     #[command(flatten)]
     rollout: RolloutArgs,
+    #[command(flatten)]
+    latency: collibra_oauth_bench::latency::LatencyArgs,
     /// Skip the steady-state window.
     #[arg(long)]
     no_steady: bool,
@@ -60,9 +75,21 @@ struct Args {
     operator_args: Vec<String>,
 }
 
+/// What a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// N objects at once: converge, steady state, restart.
+    Rollout,
+    /// One object at a time and bursts: create to Secret and to Ready.
+    Latency,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    collibra_oauth_bench::run(bench(args))
+    match args.mode {
+        Mode::Rollout => collibra_oauth_bench::run(bench(args)),
+        Mode::Latency => collibra_oauth_bench::run(latency_mode::bench(args)),
+    }
 }
 
 /// The running operator's resource use.

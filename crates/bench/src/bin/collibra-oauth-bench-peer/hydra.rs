@@ -145,6 +145,37 @@ impl Hydra {
     }
 }
 
+/// Hydra's `POST /admin/clients`, as hydra-maester sends it, for the
+/// latency floor.
+pub struct HydraPost {
+    /// Keep-alive client.
+    pub http: reqwest::Client,
+    /// The admin API's base URL.
+    pub admin_url: String,
+    /// Prefix of the registered names.
+    pub prefix: String,
+}
+
+impl collibra_oauth_bench::latency::Backend for HydraPost {
+    fn post(&self, i: usize) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.http
+                .post(format!("{}/admin/clients", self.admin_url))
+                .json(&json!({
+                    "client_name": format!("{}-{i}", self.prefix),
+                    "grant_types": ["client_credentials"],
+                    "scope": "read",
+                }))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            Ok(())
+        })
+    }
+}
+
 /// Counts the `completed handling request` lines of Hydra's JSON log by
 /// operation.
 pub fn count_requests(log: &str) -> BTreeMap<String, u64> {

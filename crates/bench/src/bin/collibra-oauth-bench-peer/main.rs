@@ -10,9 +10,15 @@
 //! operation, peak RSS and CPU; then a steady window; then a restart with N
 //! objects present (time from start to the first finished reconcile).
 //!
+//! `--mode latency` measures instead, per configuration, the time from an
+//! object's create to its Secret with credentials and to `Ready=True`
+//! (both operators write a Ready condition), with R objects resident, next
+//! to the floor of each one's critical path (issue 22; `latency.rs`).
+//!
 //! Build the peer first with `hack/peer/build.sh` (`make bench-peer` does).
 
 mod hydra;
+mod latency;
 mod rollout;
 mod subject;
 mod table;
@@ -24,7 +30,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use collibra_oauth_bench::{load, meminfo_total, round3};
+use collibra_oauth_bench::{git_describe, load, meminfo_total, round3, sha256_of};
 use collibra_sim::{Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 use test_support::{Env, Rbac};
@@ -38,6 +44,12 @@ use crate::{
 #[derive(Parser, Debug)]
 #[command(about = "Side-by-side rollout: hydra-maester + Ory Hydra vs this operator + simulator")]
 struct Args {
+    /// What to measure: the rollout of N objects, or apply-to-Ready
+    /// latency (`latency`; --n and --steady do not apply).
+    #[arg(long, value_enum, default_value_t = Mode::Rollout)]
+    mode: Mode,
+    #[command(flatten)]
+    latency: collibra_oauth_bench::latency::LatencyArgs,
     /// Number of objects each configuration creates.
     #[arg(long, default_value_t = 1000)]
     n: usize,
@@ -73,37 +85,18 @@ struct Args {
     logs: Option<PathBuf>,
 }
 
+/// What a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// N objects at once: converge, steady state, restart.
+    Rollout,
+    /// One object at a time and bursts: create to Secret and to Ready.
+    Latency,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     collibra_oauth_bench::run(bench(args))
-}
-
-/// `sha256sum` of a file, if the tool is there.
-fn sha256_of(path: &Path) -> String {
-    std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
-}
-
-/// The commit of this repository's checkout, if git says.
-fn git_describe() -> String {
-    std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .current_dir(test_support::repo("."))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
@@ -176,7 +169,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "operator_sha256": sha256_of(&args.operator),
     });
     report["total_seconds"] = json!(round3(began.elapsed().as_secs_f64()));
-    table::print(&report);
+    match args.mode {
+        Mode::Rollout => table::print(&report),
+        Mode::Latency => {
+            for (name, run) in report["runs"].as_object().into_iter().flatten() {
+                for phase in run["phases"].as_array().into_iter().flatten() {
+                    collibra_oauth_bench::latency::print_phase(name, phase);
+                }
+            }
+        }
+    }
     collibra_oauth_bench::write_report(args.json.as_deref(), &report, "bench-peer")?;
     Ok(())
 }
@@ -229,34 +231,47 @@ async fn run_all(
         }
     };
 
+    // The latency floor's objects: no configuration's objects live here.
+    let floor_ns = cp.create_namespace("peer-floor").await?;
     let mut runs = serde_json::Map::new();
     for config in &args.configs.0 {
         eprintln!("bench-peer: === {} ===", config.name);
         let ns = cp.create_namespace(config.name).await?;
         let kubeconfig = log_dir.join(format!("{}.kubeconfig", config.name));
         cp.write_kubeconfig_as(&kubeconfig, subject::service_account(config.kind), &[])?;
-        let (backend, url, port) = match config.kind {
-            Kind::Maester => {
-                let h = Hydra::start(
-                    hydra_bin,
-                    log_dir.join(format!("{}-hydra.log", config.name)),
-                    &http,
-                )
-                .await?;
-                let (url, port) = (h.admin_url(), h.admin_port());
-                (Backend::Hydra(h), url, port)
-            }
-            Kind::Operator => {
-                let sim = Simulator::start(SimConfig::default()).await?;
-                sim.handle().set_faults(Faults {
-                    latency_ms,
-                    ..Faults::default()
-                });
-                let url = sim.url();
-                let port = sim.addr().port();
-                (Backend::Sim(sim), url, port)
-            }
-        };
+        let (backend, url, port, post): (_, _, _, Box<dyn collibra_oauth_bench::latency::Backend>) =
+            match config.kind {
+                Kind::Maester => {
+                    let h = Hydra::start(
+                        hydra_bin,
+                        log_dir.join(format!("{}-hydra.log", config.name)),
+                        &http,
+                    )
+                    .await?;
+                    let (url, port) = (h.admin_url(), h.admin_port());
+                    let post = hydra::HydraPost {
+                        http: http.clone(),
+                        admin_url: url.clone(),
+                        prefix: format!("{}-floor", config.name),
+                    };
+                    (Backend::Hydra(h), url, port, Box::new(post))
+                }
+                Kind::Operator => {
+                    let sim = Simulator::start(SimConfig::default()).await?;
+                    sim.handle().set_faults(Faults {
+                        latency_ms,
+                        ..Faults::default()
+                    });
+                    let url = sim.url();
+                    let port = sim.addr().port();
+                    let post = collibra_oauth_bench::latency::SimPost::new(
+                        http.clone(),
+                        url.clone(),
+                        format!("{}-floor", config.name),
+                    );
+                    (Backend::Sim(sim), url, port, Box::new(post))
+                }
+            };
         let launch = subject::launch(config, &args.operator, maester_bin, &url, port, &ns);
         let rollout = Rollout {
             config: config.clone(),
@@ -272,7 +287,17 @@ async fn run_all(
             steady: args.steady,
         };
         let load_before = load();
-        let result = rollout.run(admin, &http, &backend).await;
+        let result = match args.mode {
+            Mode::Rollout => rollout.run(admin, &http, &backend).await,
+            Mode::Latency => {
+                let run = latency::LatencyRun {
+                    args: &args.latency,
+                    floor_ns: &floor_ns,
+                    post: post.as_ref(),
+                };
+                run.run(&rollout, admin, &http, &backend).await
+            }
+        };
         backend.stop().await?;
         let mut figures = result.with_context(|| format!("configuration {}", config.name))?;
         figures["load_start"] = json!(load_before);
@@ -280,6 +305,7 @@ async fn run_all(
         runs.insert(config.name.to_owned(), figures);
     }
     Ok(json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
         "n": args.n,
         "steady_window_seconds": args.steady.as_secs_f64(),
         "simulator_latency_ms": latency_ms,

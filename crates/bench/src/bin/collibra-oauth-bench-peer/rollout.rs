@@ -35,7 +35,7 @@ pub enum Backend {
 
 impl Backend {
     /// Requests so far by operation (`list`, `register`, `get`, ...).
-    fn requests(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+    pub fn requests(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         match self {
             Backend::Hydra(h) => h.requests(),
             Backend::Sim(s) => Ok(s.handle().stats().requests),
@@ -77,7 +77,7 @@ pub struct Rollout {
 }
 
 /// The operator as a process; killed when dropped.
-struct Process {
+pub struct Process {
     child: Child,
     pid: u32,
     metrics_addr: String,
@@ -94,7 +94,7 @@ struct Snapshot {
 }
 
 impl Rollout {
-    fn spawn(&self) -> anyhow::Result<Process> {
+    pub(crate) fn spawn(&self) -> anyhow::Result<Process> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -125,7 +125,11 @@ impl Rollout {
         })
     }
 
-    async fn metrics(&self, p: &Process, http: &reqwest::Client) -> anyhow::Result<Metrics> {
+    pub(crate) async fn metrics(
+        &self,
+        p: &Process,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Metrics> {
         let text = http
             .get(format!("http://{}/metrics", p.metrics_addr))
             .send()
@@ -137,7 +141,11 @@ impl Rollout {
     }
 
     /// Waits for `/readyz` where the operator has one, else for `/metrics`.
-    async fn wait_up(&self, p: &mut Process, http: &reqwest::Client) -> anyhow::Result<()> {
+    pub(crate) async fn wait_up(
+        &self,
+        p: &mut Process,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
         let path = self.launch.ready_path.unwrap_or("/metrics");
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -162,7 +170,7 @@ impl Rollout {
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
-    async fn stop(&self, mut p: Process) -> anyhow::Result<()> {
+    pub(crate) async fn stop(&self, mut p: Process) -> anyhow::Result<()> {
         let _ = send_sigterm(p.pid);
         match tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await {
             Ok(r) => {
@@ -192,7 +200,11 @@ impl Rollout {
 
     /// Waits until the reconcile count has not changed for 3 s (at most
     /// 120 s); returns how long that took.
-    async fn settle(&self, p: &Process, http: &reqwest::Client) -> anyhow::Result<Duration> {
+    pub(crate) async fn settle(
+        &self,
+        p: &Process,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Duration> {
         let (_, reconciles) = subject::metric_names(self.config.kind);
         let began = Instant::now();
         let mut last = self.metrics(p, http).await?.sum(reconciles);

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use collibra_oauth_bench::latency;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -168,6 +169,71 @@ pub fn credential_keys(kind: Kind) -> [&'static str; 2] {
     match kind {
         Kind::Maester => ["CLIENT_ID", "CLIENT_SECRET"],
         Kind::Operator => ["client_id", "client_secret"],
+    }
+}
+
+/// The latency mode's view of `kind`: objects as [`object`] makes them.
+pub fn latency_subject(kind: Kind) -> latency::Subject {
+    match kind {
+        Kind::Operator => latency::Subject::oauth_client(),
+        Kind::Maester => latency::Subject {
+            resource: resource(Kind::Maester),
+            object: |name| {
+                json!({
+                    "apiVersion": "hydra.ory.sh/v1alpha1",
+                    "kind": "OAuth2Client",
+                    "metadata": { "name": name },
+                    "spec": {
+                        "grantTypes": ["client_credentials"],
+                        "scope": "read",
+                        "secretName": name,
+                    },
+                })
+            },
+            credential_keys: credential_keys(Kind::Maester),
+            // What its ensureEmptyStatusError writes (controller-runtime's
+            // CreateOrPatch: a merge patch of the status).
+            ready_status: || {
+                json!({
+                    "observedGeneration": 1,
+                    "reconciliationError": {},
+                    "conditions": [{ "type": "Ready", "status": "True" }],
+                })
+            },
+            status_by_apply: false,
+        },
+    }
+}
+
+/// The steps of `kind`'s critical path (see `latency::measure_floor`), to
+/// the Secret with credentials and to Ready. hydra-maester adds its
+/// finalizer (an update of the object), POSTs, creates the Secret with the
+/// credentials and then writes the status; its list of Hydra's clients
+/// before each POST is its own choice, not a floor.
+pub fn critical_path(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>) {
+    match kind {
+        Kind::Operator => (
+            latency::OPERATOR_SECRET_PATH.to_vec(),
+            latency::OPERATOR_READY_PATH.to_vec(),
+        ),
+        Kind::Maester => (
+            vec!["object_metadata_patch", "backend_post", "secret_create"],
+            vec![
+                "object_metadata_patch",
+                "backend_post",
+                "secret_create",
+                "status_write",
+            ],
+        ),
+    }
+}
+
+/// Reconciles the operator of `kind` runs at once: hydra-maester has one
+/// worker and no flag for more; this operator takes `--concurrency`.
+pub fn concurrency(kind: Kind, launch: &Launch) -> usize {
+    match kind {
+        Kind::Maester => 1,
+        Kind::Operator => latency::operator_concurrency(&launch.args),
     }
 }
 
