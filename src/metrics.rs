@@ -62,6 +62,7 @@ pub struct Metrics {
     reconcile_not_ready: Family<ReasonLabel, Counter>,
     reconcile_duration: Histogram,
     objects: Family<ReadyLabels, Gauge>,
+    leader: Gauge,
     kubernetes_requests: Family<MethodLabel, Counter>,
     collibra: Arc<CollibraMetrics>,
     /// Metrics labelled by connection.
@@ -184,6 +185,12 @@ impl Default for Metrics {
             "OAuthClients by Ready status and reason",
             objects.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads and reconciles (always, without leader election), 0 while it stands by",
+            leader.clone(),
+        );
         let kubernetes_requests = Family::<MethodLabel, Counter>::default();
         registry.register(
             "kubernetes_requests",
@@ -195,6 +202,7 @@ impl Default for Metrics {
         let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
             registry,
+            leader,
             connections,
             reconciles,
             reconcile_errors,
@@ -244,6 +252,11 @@ impl Metrics {
                 reason: reason.as_str().to_owned(),
             })
             .inc();
+    }
+
+    /// Records whether this replica leads (and reconciles).
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Moves one object in the objects gauge from `from` (`None`: new) to `to`.

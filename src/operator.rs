@@ -119,6 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         leadership = Some(l);
     }
     role.syncing();
+    metrics.leading(true);
 
     let namespaces: Vec<Option<String>> = match args.namespaces() {
         Some(ns) => ns.into_iter().map(Some).collect(),
@@ -215,6 +216,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await;
 
     role.stopping();
+    metrics.leading(false);
     if let Some(l) = leadership {
         l.release().await;
     }

@@ -68,7 +68,7 @@ test_support::tests!(
     every_alert_fires_and_stays_quiet_in_promtool_unit_tests,
     runbook_links_point_at_sections_of_the_alerts_page,
     dashboard_is_a_configmap_for_the_grafana_sidecar,
-    only_the_leader_exports_the_series_no_leader_watches,
+    the_leader_gauge_tells_the_leader_from_a_standby,
     rules_and_dashboard_select_only_what_the_operator_exports,
 );
 
@@ -625,22 +625,19 @@ async fn dashboard_is_a_configmap_for_the_grafana_sidecar(w: Arc<World>) -> anyh
 }
 
 /// CollibraOAuthOperatorNoLeader and the dashboard's leader panels rest on
-/// this: a leading replica exports collibra_oauth_collibra_capability, a
-/// standby does not (while both export collibra_oauth_reconciles_total, the
-/// series the dashboard's variables read).
-async fn only_the_leader_exports_the_series_no_leader_watches(w: Arc<World>) -> anyhow::Result<()> {
+/// this: `collibra_oauth_leader` is 1 on the leading replica and 0 on a
+/// standby (while both export collibra_oauth_reconciles_total, the series
+/// the dashboard's variables read).
+async fn the_leader_gauge_tells_the_leader_from_a_standby(w: Arc<World>) -> anyhow::Result<()> {
+    let leader_value = leader_gauge(&*w.leader.lock().await).await?;
+    let standby_value = leader_gauge(&*w.standby.lock().await).await?;
+    ensure!(leader_value == Some(1), "the leader says {leader_value:?}");
+    ensure!(
+        standby_value == Some(0),
+        "the standby says {standby_value:?}"
+    );
     let leader = scrape(&*w.leader.lock().await).await?;
     let standby = scrape(&*w.standby.lock().await).await?;
-    ensure!(
-        leader
-            .get("collibra_oauth_collibra_capability")
-            .is_some_and(|l| l.contains("operation") && l.contains("state")),
-        "the leader exports no capability series: {leader:?}"
-    );
-    ensure!(
-        !standby.contains_key("collibra_oauth_collibra_capability"),
-        "the standby exports capability series"
-    );
     for names in [&leader, &standby] {
         ensure!(
             names.contains_key("collibra_oauth_reconciles_total"),
@@ -875,6 +872,15 @@ async fn make_every_series_exist(w: &World) -> anyhow::Result<()> {
 
 /// The leader's or standby's `/metrics`, as Prometheus' scrape parser reads
 /// it: series name -> label names.
+/// The value of `collibra_oauth_leader` a replica serves.
+async fn leader_gauge(op: &Operator) -> anyhow::Result<Option<i64>> {
+    let body = reqwest::get(op.url("/metrics")).await?.text().await?;
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix("collibra_oauth_leader "))
+        .and_then(|v| v.trim().parse().ok()))
+}
+
 async fn scrape(op: &Operator) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     let r = reqwest::get(op.url("/metrics")).await?;
     let content_type = r
