@@ -280,7 +280,7 @@ impl OAuthClient {
 
 // ---- end of spec.secretTemplate ----
 
-// ---- spec.redirectUris (issue 24): user applications ----
+// ---- spec.redirectUris user applications ----
 
 /// At most this many redirect URIs per client. A web app or portal needs a
 /// few (one per host name it is served under, plus a local one for

@@ -563,8 +563,8 @@ async fn before_the_secret_watch_has_listed_the_secret_is_asked_for() {
     assert_eq!(collibra.stats().requests_for("register"), 0);
 }
 
-/// A user application on an instance that ignores `redirect_uris`
-/// (issue 24): the client exists and its secret was shown once, so the
+/// A user application on an instance that ignores `redirect_uris`:
+/// the client exists and its secret was shown once, so the
 /// credentials are written exactly as for any registration, and then the
 /// object reports `CollibraRejected` saying which field was ignored.
 #[tokio::test]

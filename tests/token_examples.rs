@@ -279,7 +279,7 @@ fn guide_shows_the_tested_examples() -> anyhow::Result<()> {
     Ok(())
 }
 
-// ---- user applications (issue 24): the authorization code grant ---------
+// ---- user applications: the authorization code grant ---------
 
 /// The guide page that shows the user-application example.
 const USER_APPS_GUIDE: &str = "docs/src/guides/user-applications.md";

@@ -1,4 +1,4 @@
-//! `spec.redirectUris` (issue 24): user applications. What admission
+//! `spec.redirectUris`: user applications. What admission
 //! refuses (each rule, with the field named), registration with redirect
 //! URIs, a change applied in place or reported, and the instances that
 //! reject or ignore the field.

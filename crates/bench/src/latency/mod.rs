@@ -1,4 +1,4 @@
-//! Apply-to-Ready latency (issue 22), shared by `collibra-oauth-bench
+//! Apply-to-Ready latency, shared by `collibra-oauth-bench
 //! --mode latency` and `collibra-oauth-bench-peer --mode latency`.
 //!
 //! With R objects already Ready and the operator quiet, objects are applied

@@ -13,7 +13,7 @@
 //! `--mode latency` measures instead, per configuration, the time from an
 //! object's create to its Secret with credentials and to `Ready=True`
 //! (both operators write a Ready condition), with R objects resident, next
-//! to the floor of each one's critical path (issue 22; `latency.rs`).
+//! to the floor of each one's critical path (`latency.rs`).
 //!
 //! Build the peer first with `hack/peer/build.sh` (`make bench-peer` does).
 
