@@ -1207,6 +1207,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_drops_both_directions_between_the_pod_and_the_port() {
+        let [inbound, outbound] = cut_rules("10.244.0.7", 4321);
+        let text = |r: &[String]| r.join(" ");
+        assert!(
+            text(&inbound).starts_with("INPUT -s 10.244.0.7 -p tcp --dport 4321 ")
+                && text(&inbound).ends_with("-j DROP"),
+            "{inbound:?}"
+        );
+        assert!(
+            text(&outbound).starts_with("OUTPUT -d 10.244.0.7 -p tcp --sport 4321 ")
+                && text(&outbound).ends_with("-j DROP"),
+            "{outbound:?}"
+        );
+    }
+
+    #[test]
     fn the_process_table_holds_this_process() {
         let me = std::process::id();
         assert!(process_table().iter().any(|(pid, _)| *pid == me));
