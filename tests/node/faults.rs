@@ -7,8 +7,8 @@
 //! changed value.
 //!
 //! The test has a simulator of its own (exposed on the node), which holds
-//! each registration's 201 for 400 ms after committing it, as the crash
-//! suite's does: the container kill and the cut are aimed at the moment a
+//! each registration's 201 for a second after committing it, as the crash
+//! suite's does (400 ms there): the container kill and the cut are aimed at the moment a
 //! commit is announced, so a secret dies in flight. Collibra supports
 //! DELETE, so every such secret must be recovered (the client deleted and
 //! registered again), exactly as `crash_rounds_lose_nothing_with_delete`
@@ -149,7 +149,7 @@ async fn run(
     collibra.set_faults(Faults {
         latency_ms: 5,
         latency_jitter_ms: 30,
-        register_response_delay_ms: 400,
+        register_response_delay_ms: 1000,
         ..Faults::default()
     });
     let mut announced = collibra.on_register();
@@ -164,7 +164,18 @@ async fn run(
             let upto = (applied + per_fault).min(objects);
             apply(w, ns, applied..upto).await?;
             applied = upto;
-            // Aim at a commit: the fault lands while its 201 is held back.
+            // Whom the fault hits is looked up first, so that a targeted
+            // fault lands within the second a 201 is held back.
+            let leader = w.leader(ns).await?;
+            let target = match fault {
+                Fault::KillLeaderContainer => {
+                    pod_field(w, ns, &leader, "{.status.containerStatuses[0].containerID}").await?
+                }
+                Fault::CutLeaderFromCollibra => {
+                    pod_field(w, ns, &leader, "{.status.podIP}").await?
+                }
+                _ => String::new(),
+            };
             let mut on_commit = false;
             if fault.targeted() {
                 while let Ok(_) | Err(TryRecvError::Lagged(_)) = announced.try_recv() {}
@@ -179,16 +190,13 @@ async fn run(
             let mut lost_now = BTreeSet::new();
             match fault {
                 Fault::KillLeaderContainer => {
-                    let leader = w.leader(ns).await?;
-                    let id =
-                        pod_field(w, ns, &leader, "{.status.containerStatuses[0].containerID}")
-                            .await?;
-                    w.node.kill_container(&id).await?;
+                    w.node.kill_container(&target).await?;
+                    // Let writes already sent land, then see which secrets
+                    // died with the process (as the crash suite does).
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     lost_now = clients_without_secret(w, ns, collibra).await?;
                 }
                 Fault::DeleteLeaderPod => {
-                    let leader = w.leader(ns).await?;
                     w.kubectl(&["delete", "pod", &leader, "--namespace", ns, "--wait=false"])
                         .await?;
                 }
@@ -197,13 +205,13 @@ async fn run(
                     eprintln!("node faults: kubelet and containerd restarted: {t:?}");
                 }
                 Fault::CutLeaderFromCollibra => {
-                    let leader = w.leader(ns).await?;
-                    let ip = pod_field(w, ns, &leader, "{.status.podIP}").await?;
-                    w.node.cut_tcp(&ip, port_of(on_node)).await?;
+                    w.node.cut_tcp(&target, port_of(on_node)).await?;
                     tokio::time::sleep(cut).await;
-                    // Before healing: what the cut left without a Secret.
+                    // Before healing: registrations whose answer the cut
+                    // holds (TCP may still deliver it after the heal, if
+                    // the operator has not given up on it by then).
                     let seen = clients_without_secret(w, ns, collibra).await;
-                    w.node.heal_tcp(&ip, port_of(on_node)).await?;
+                    w.node.heal_tcp(&target, port_of(on_node)).await?;
                     lost_now = seen?;
                 }
                 Fault::HelmUpgrade => {
@@ -261,26 +269,36 @@ async fn run(
     wait_all_ready(w, ns, applied).await?;
     // Everything through the token endpoint at the end.
     check(w, ns, collibra, &sim.url(), applied, applied).await?;
-    // Every secret that died in flight was recovered: its client is gone
-    // (deleted by the operator) and the name has a client whose
-    // credentials are in the Secret.
+    // Each secret seen missing right after a fault was either lost and
+    // recovered (the operator deleted that client and registered the name
+    // again) or only late (the cut delayed its answer, and it reached the
+    // Secret). A client still without a Secret would have failed `check`.
     let now: BTreeSet<String> = collibra
         .clients()
         .into_iter()
         .map(|c| c.client_id)
         .collect();
-    let unrecovered: Vec<&String> = lost_in_flight
-        .iter()
-        .filter(|id| now.contains(*id))
+    let held: BTreeSet<String> = credentials(w, ns)
+        .await?
+        .into_values()
+        .map(|(id, _)| id)
         .collect();
+    let recovered = lost_in_flight
+        .iter()
+        .filter(|id| !now.contains(*id))
+        .count();
+    let late = lost_in_flight
+        .iter()
+        .filter(|id| held.contains(*id))
+        .count();
     ensure!(
-        unrecovered.is_empty(),
-        "clients whose secret died in flight are still in Collibra: {unrecovered:?}"
+        recovered + late == lost_in_flight.len(),
+        "of {} secrets missing after a fault, {recovered} were recovered and {late} arrived late",
+        lost_in_flight.len()
     );
     eprintln!(
-        "NODE-FAULTS lost_in_flight={} recovered={}",
-        lost_in_flight.len(),
-        lost_in_flight.len() - unrecovered.len()
+        "NODE-FAULTS secrets_missing_after_a_fault={} recovered={recovered} arrived_late={late} lost=0",
+        lost_in_flight.len()
     );
     Ok(done)
 }
