@@ -105,8 +105,8 @@ impl Restored {
         let at_snapshot = ids(&f);
 
         // 2. The backup.
-        let snapshot = tempfile::tempdir()?;
-        let snapshot = snapshot.keep().join("etcd.snapshot");
+        let snapshot_dir = tempfile::tempdir()?;
+        let snapshot = snapshot_dir.path().join("etcd.snapshot");
         let size = env.cp.etcd_snapshot_save(&snapshot).await?;
         eprintln!("etcd snapshot: {size} bytes");
 
@@ -153,7 +153,7 @@ impl Restored {
         f.op.kill().await?;
         let t = env.cp.restore_etcd_snapshot(&snapshot).await?;
         eprintln!("etcd snapshot restored: {t:?}");
-        let _ = std::fs::remove_file(&snapshot);
+        drop(snapshot_dir);
 
         // 5. audit, then the operator.
         let audit = audit(&f).await?;
@@ -460,6 +460,16 @@ async fn restore_registers_no_name_twice_and_deletes_nothing_unproven(
     }
     let twice: Vec<_> = by_name.iter().filter(|(_, n)| **n > 1).collect();
     ensure!(twice.is_empty(), "names with several clients: {twice:?}");
+    // Under Manual nothing is replaced: the clients that lost their
+    // secrets with the restore are still there.
+    for name in [LATE_MANUAL, ROTATED_MANUAL] {
+        let before = r.before_restore.get(name).cloned().unwrap_or_default();
+        ensure!(
+            r.clients_named(name) == std::slice::from_ref(&before),
+            "{name}: clients {:?}, before the restore {before}",
+            r.clients_named(name)
+        );
+    }
     let registered = stats.requests_for("register") - r.registers_at_start;
     eprintln!(
         "DISASTER-RECOVERY registrations_after_restore={registered} deletes={} refused={refused}",
