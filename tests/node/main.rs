@@ -847,7 +847,12 @@ impl test_support::World for World {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One test at a time: the fault test restarts the node's kubelet and
+    // containerd under every pod on it.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
     let mut all = tests();
     all.extend(faults::tests());
     test_support::run(&args, all, "the image, control plane or node", World::start)
