@@ -161,11 +161,9 @@ async fn run(
     let mut upgrades = 0;
     for round in 0..rounds {
         for fault in Fault::ALL {
-            let upto = (applied + per_fault).min(objects);
-            apply(w, ns, applied..upto).await?;
-            applied = upto;
-            // Whom the fault hits is looked up first, so that a targeted
-            // fault lands within the second a 201 is held back.
+            // Whom the fault hits is looked up before the batch goes in,
+            // so that a targeted fault lands within the second a 201 is
+            // held back.
             let leader = w.leader(ns).await?;
             let target = match fault {
                 Fault::KillLeaderContainer => {
@@ -176,9 +174,12 @@ async fn run(
                 }
                 _ => String::new(),
             };
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = announced.try_recv() {}
+            let upto = (applied + per_fault).min(objects);
+            apply(w, ns, applied..upto).await?;
+            applied = upto;
             let mut on_commit = false;
             if fault.targeted() {
-                while let Ok(_) | Err(TryRecvError::Lagged(_)) = announced.try_recv() {}
                 on_commit = matches!(
                     tokio::time::timeout(Duration::from_secs(10), announced.recv()).await,
                     Ok(Ok(_))
