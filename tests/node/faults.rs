@@ -140,8 +140,21 @@ async fn run(
 ) -> anyhow::Result<Vec<Round>> {
     let url = format!("collibra.url=http://{on_node}");
     let installed = Instant::now();
-    w.install(ns, &["--set", "replicas=2", "--set", &url])
-        .await?;
+    // A request timeout shorter than the cut: a registration whose answer
+    // the cut holds ends as an unknown outcome, which the operator must
+    // settle from the list (and recover), rather than arrive late.
+    w.install(
+        ns,
+        &[
+            "--set",
+            "replicas=2",
+            "--set",
+            &url,
+            "--set",
+            "collibra.timeout=5s",
+        ],
+    )
+    .await?;
     eprintln!(
         "node faults: installed with 2 replicas in {:?}",
         installed.elapsed()
