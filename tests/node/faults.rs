@@ -33,7 +33,7 @@ use serde_json::Value;
 use test_support::{tail, token_accepted, tooling};
 use tokio::sync::broadcast::error::TryRecvError;
 
-use super::{RELEASE, WAIT, World};
+use super::{RELEASE, WAIT, World, eventually};
 
 test_support::tests!(
     World;
@@ -177,7 +177,7 @@ async fn run(
             // Whom the fault hits is looked up before the batch goes in,
             // so that a targeted fault lands within the second a 201 is
             // held back.
-            let leader = w.leader(ns).await?;
+            let leader = current_leader(w, ns).await?;
             let target = match fault {
                 Fault::KillLeaderContainer => {
                     pod_field(w, ns, &leader, "{.status.containerStatuses[0].containerID}").await?
@@ -315,6 +315,21 @@ async fn run(
         lost_in_flight.len()
     );
     Ok(done)
+}
+
+/// The Lease holder, once it is one of the Deployment's running, Ready
+/// pods (after a rollout the Lease may still name a pod that is gone until
+/// a new one takes it).
+async fn current_leader(w: &World, ns: &str) -> anyhow::Result<String> {
+    eventually("a leader among the running pods", || async {
+        let leader = w.leader(ns).await?;
+        let pods = w.pods(ns).await?;
+        Ok(pods
+            .iter()
+            .any(|p| p.name == leader && p.ready)
+            .then_some(leader))
+    })
+    .await
 }
 
 fn port_of(addr: std::net::SocketAddr) -> u16 {
