@@ -90,6 +90,13 @@ demo: build ## Run it all locally: control plane, simulator, operator, examples/
 reliability: ## Full reliability suites (crash 200 objects x 30 kill rounds, faults on 200 objects, bad input, hygiene); see RELIABILITY.md
 	RELIABILITY_FULL=1 cargo test -p collibra-oauth-operator --test reliability
 
+.PHONY: reliability-node disaster-recovery
+reliability-node: node-deps test-deps ## Faults on a real node at full size (200 OAuthClients, 3 rounds of: leader container killed through containerd, leader Pod deleted, kubelet and containerd restarted, leader cut from Collibra, helm upgrade); see bench-results/reliability/node-faults.md
+	RELIABILITY_FULL=1 cargo test -p collibra-oauth-operator --test node -- node_faults
+
+disaster-recovery: ## Restore from an etcd snapshot older than Collibra's state (etcdctl/etcdutl from hack/control-plane/etcd-tools); docs/src/operations/disaster-recovery.md
+	cargo test -p collibra-oauth-operator --test disaster_recovery
+
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?= 0
 fuzz: ## cargo fuzz on the Collibra response parsing (nightly; installs cargo-fuzz when missing): make fuzz [FUZZ_SECONDS=60] [FUZZ_SEED=0 (random)]

@@ -13,6 +13,8 @@
 //! built or started, every test fails with the reason. At the end the node
 //! must leave nothing behind (processes, mounts, namespaces, cgroups).
 
+mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -891,11 +893,13 @@ impl test_support::World for World {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    test_support::run(
-        &args,
-        tests(),
-        "the image, control plane or node",
-        World::start,
-    )
+    let mut args = Arguments::from_args();
+    // One test at a time: the fault test restarts the node's kubelet and
+    // containerd under every pod on it.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let mut all = tests();
+    all.extend(faults::tests());
+    test_support::run(&args, all, "the image, control plane or node", World::start)
 }

@@ -9,12 +9,14 @@
 //! the [`ControlPlane`] kills the processes and removes the dir, and the
 //! processes are also killed if the test process itself dies.
 
+mod backup;
 mod kubeconfig;
 mod node;
 mod pki;
 mod process;
 
-pub use node::{NODE_CONTROLLERS, NODE_IP, Node, NodeTimings, POD_CIDR, leftovers};
+pub use backup::RestoreTimings;
+pub use node::{NODE_CONTROLLERS, NODE_IP, Node, NodeTimings, POD_CIDR, RuntimeRestart, leftovers};
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -104,6 +106,8 @@ pub struct ControlPlane {
     kubectl_cache: PathBuf,
     apiserver_port: u16,
     etcd_port: u16,
+    /// etcd's peer port: a restore names it in the new member's cluster.
+    etcd_peer_port: u16,
     pki: Pki,
     etcd: Component,
     apiserver: Component,
@@ -180,6 +184,7 @@ impl ControlPlane {
             kubeconfig,
             apiserver_port,
             etcd_port,
+            etcd_peer_port,
             pki,
             etcd,
             apiserver,

@@ -384,6 +384,110 @@ impl Node {
             .map(Component::log_path)
     }
 
+    /// SIGKILLs a container's task through containerd (`ctr task kill`), as
+    /// an OOM kill or a crash would; the kubelet sees it exit and restarts
+    /// it as the pod's `restartPolicy` says. `container_id` is a pod
+    /// status's `containerID` (`containerd://ID`) or the bare id.
+    pub async fn kill_container(&self, container_id: &str) -> Result<()> {
+        let id = container_id
+            .strip_prefix("containerd://")
+            .unwrap_or(container_id);
+        if id.is_empty() {
+            bail!("no container id to kill");
+        }
+        self.ctr(&["task", "kill", "--signal", "SIGKILL", id])
+            .await
+            .with_context(|| format!("killing container {id} through containerd"))
+    }
+
+    /// Restarts the node's container runtime and kubelet as
+    /// `systemctl restart containerd kubelet` would: SIGTERM to both, then
+    /// both started again with the same flags and state. Running containers
+    /// survive it (their runc shims outlive containerd by design). Waits
+    /// until containerd answers and the kubelet has renewed its node Lease
+    /// again, i.e. talks to the API server.
+    pub async fn restart_kubelet_and_containerd(
+        &self,
+        cp: &ControlPlane,
+    ) -> Result<RuntimeRestart> {
+        let began = Instant::now();
+        let lease = || async {
+            cp.kubectl(&[
+                "get",
+                "lease",
+                &self.name,
+                "--namespace",
+                "kube-node-lease",
+                "--request-timeout=5s",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ])
+            .await
+            .map(|s| s.trim().to_owned())
+        };
+        let renewed_before = lease().await.unwrap_or_default();
+        self.kubelet.stop().await?;
+        self.containerd.stop().await?;
+        let stopped = began.elapsed();
+        let deadline = Instant::now() + start_timeout();
+        self.containerd.start()?;
+        self.wait_until(
+            "containerd to answer after its restart",
+            deadline,
+            &[&self.containerd],
+            || self.ctr(&["version"]),
+        )
+        .await?;
+        let containerd = began.elapsed();
+        self.kubelet.start()?;
+        self.wait_until(
+            "the kubelet to renew its node Lease after its restart",
+            deadline,
+            &[&self.containerd, &self.kubelet],
+            || async {
+                let now = lease().await?;
+                if !now.is_empty() && now != renewed_before {
+                    Ok(())
+                } else {
+                    Err(anyhow!("node Lease still renewed at {now:?}"))
+                }
+            },
+        )
+        .await?;
+        Ok(RuntimeRestart {
+            stopped,
+            containerd,
+            total: began.elapsed(),
+        })
+    }
+
+    /// Drops every TCP packet between `pod_ip` and `port` on the node's
+    /// address, both ways, in the node's network namespace (iptables
+    /// `INPUT` and `OUTPUT`): the pod's connections to a server exposed
+    /// with [`Node::expose_host_port`] hang, as when a network path to it
+    /// fails, until [`Node::heal_tcp`]. Nothing outside the namespace changes.
+    pub async fn cut_tcp(&self, pod_ip: &str, port: u16) -> Result<()> {
+        for rule in cut_rules(pod_ip, port) {
+            self.iptables("-I", &rule).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what [`Node::cut_tcp`] added for `pod_ip` and `port`.
+    pub async fn heal_tcp(&self, pod_ip: &str, port: u16) -> Result<()> {
+        for rule in cut_rules(pod_ip, port) {
+            self.iptables("-D", &rule).await?;
+        }
+        Ok(())
+    }
+
+    async fn iptables(&self, op: &str, rule: &[String]) -> Result<()> {
+        let netns = format!("--net=/run/netns/{}", self.netns);
+        let mut args: Vec<&str> = vec![&netns, "--", "iptables", "-w", op];
+        args.extend(rule.iter().map(String::as_str));
+        run("nsenter", &args).await
+    }
+
     /// Stops everything and removes every trace (processes, containers,
     /// mounts, namespaces, cgroups, the temp dir); an error names what could
     /// not be removed.
@@ -683,6 +787,47 @@ impl Drop for Node {
             tracing::warn!("stopping the node: {e:#}");
         }
     }
+}
+
+/// How long [`Node::restart_kubelet_and_containerd`] took, from its start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuntimeRestart {
+    /// Until both had exited.
+    pub stopped: Duration,
+    /// Until containerd answered again.
+    pub containerd: Duration,
+    /// Until the kubelet had renewed its node Lease again.
+    pub total: Duration,
+}
+
+/// The iptables rules (chain and match, after `-I`/`-D`) that cut TCP
+/// between a pod and a port on the node: its packets to the port, and the
+/// port's packets to it.
+fn cut_rules(pod_ip: &str, port: u16) -> [Vec<String>; 2] {
+    let port = port.to_string();
+    let rule = |chain: &str, addr_flag: &str, port_flag: &str| {
+        [
+            chain,
+            addr_flag,
+            pod_ip,
+            "-p",
+            "tcp",
+            port_flag,
+            &port,
+            "-m",
+            "comment",
+            "--comment",
+            "test-control-plane cut",
+            "-j",
+            "DROP",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    [
+        rule("INPUT", "-s", "--dport"),
+        rule("OUTPUT", "-d", "--sport"),
+    ]
 }
 
 /// Everything of a node outside its processes: mounts under its dir (the
@@ -1059,6 +1204,22 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn a_cut_drops_both_directions_between_the_pod_and_the_port() {
+        let [inbound, outbound] = cut_rules("10.244.0.7", 4321);
+        let text = |r: &[String]| r.join(" ");
+        assert!(
+            text(&inbound).starts_with("INPUT -s 10.244.0.7 -p tcp --dport 4321 ")
+                && text(&inbound).ends_with("-j DROP"),
+            "{inbound:?}"
+        );
+        assert!(
+            text(&outbound).starts_with("OUTPUT -d 10.244.0.7 -p tcp --sport 4321 ")
+                && text(&outbound).ends_with("-j DROP"),
+            "{outbound:?}"
+        );
     }
 
     #[test]
