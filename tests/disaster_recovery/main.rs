@@ -522,7 +522,7 @@ async fn restore_late_client_recovers_once_its_stale_client_is_deleted(
     Ok(())
 }
 
-/// Issue 23: a client registered after the snapshot, its object applied
+/// A restore: a client registered after the snapshot, its object applied
 /// again: its secret is gone for good; under `Manual` the object stops and
 /// says so (as `CredentialsLost` does: "Collibra shows a secret only
 /// once"), naming the client, and replaces nothing.
@@ -537,17 +537,15 @@ async fn gap_late_registration_manual_reports_the_secret_gone_for_good(
     expect_lost_reported(&r, LATE_MANUAL, &stale).await
 }
 
-/// Issue 23: the same under `Automatic`: the stale client is replaced (a
+/// A restore: the same under `Automatic`: the stale client is replaced (a
 /// new client, the old one deleted, `Replaced`, `lastReplacement` with
 /// cause `LostSecret`).
-async fn gap_late_registration_automatic_is_replaced(
-    r: Arc<Restored>,
-) -> anyhow::Result<()> {
+async fn gap_late_registration_automatic_is_replaced(r: Arc<Restored>) -> anyhow::Result<()> {
     let stale = r.before_restore.get(LATE_AUTO).cloned().unwrap_or_default();
     expect_replaced(&r, LATE_AUTO, &stale).await
 }
 
-/// Issue 23: a Secret older than a rotation holds a client id Collibra no
+/// A restore: a Secret older than a rotation holds a client id Collibra no
 /// longer lists, while the name is taken by the rotated client: handled
 /// like a remote deletion, per `replacementPolicy`. `Manual`: stop and say
 /// so.
@@ -562,7 +560,7 @@ async fn gap_secret_older_than_a_rotation_manual_reports_it(
     expect_lost_reported(&r, ROTATED_MANUAL, &current).await
 }
 
-/// Issue 23: as above with `Automatic`: replaced.
+/// A restore: as above with `Automatic`: replaced.
 async fn gap_secret_older_than_a_rotation_automatic_is_replaced(
     r: Arc<Restored>,
 ) -> anyhow::Result<()> {
