@@ -2,9 +2,10 @@
 //! uid: credentials Collibra issued whose Secret write failed, the backoff,
 //! the Ready reason last reported (which the objects gauge counts) and the
 //! last replacement made. All of it is dropped when the watch reports the
-//! object gone ([`ObjectStates::forget`]) or a re-list no longer shows it
-//! ([`ObjectStates::retain`]), whichever way it went: cleanup, a finalizer
-//! removed by hand, a namespace deleted while the operator was down.
+//! object gone or a re-list no longer shows it ([`ObjectStates::forget`],
+//! called with the uids the clientName index reports gone,
+//! `NameIndex::apply`), whichever way it went: cleanup, a finalizer removed
+//! by hand, a namespace deleted while the operator was down.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -94,21 +95,6 @@ impl ObjectStates {
         }
     }
 
-    /// Forgets every object whose uid `live` does not hold (a re-list
-    /// that no longer shows it).
-    pub fn retain(&self, live: &HashSet<String>) {
-        let known: HashSet<String> = lock(&self.reported)
-            .keys()
-            .chain(lock(&self.unsaved).keys())
-            .chain(lock(&self.replacements).keys())
-            .cloned()
-            .chain(self.backoffs.uids())
-            .collect();
-        for uid in known.difference(live) {
-            self.forget(uid);
-        }
-    }
-
     /// How many objects have any state kept.
     pub fn len(&self) -> usize {
         let mut uids: HashSet<String> = lock(&self.reported).keys().cloned().collect();
@@ -148,18 +134,5 @@ mod tests {
         assert_eq!(states.last_reported("u1"), None);
         assert!(states.backoffs.uids().is_empty(), "its backoff goes too");
         assert_eq!(registered(&metrics).as_deref(), Some("1"));
-    }
-
-    #[test]
-    fn a_relist_drops_the_objects_it_no_longer_shows() {
-        let states = ObjectStates::new(Arc::new(Metrics::default()));
-        states.record_reported("kept", Reason::Registered);
-        states.record_reported("gone", Reason::Registering);
-        let _ = states.backoffs.next_delay("gone-too", None);
-        states.retain(&HashSet::from(["kept".to_owned()]));
-        assert_eq!(states.len(), 1);
-        assert_eq!(states.last_reported("kept"), Some(Reason::Registered));
-        assert_eq!(states.last_reported("gone"), None);
-        assert!(states.backoffs.uids().is_empty());
     }
 }
