@@ -23,6 +23,12 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "collibra-oauth-operator";
 /// Annotation whose new value requests a credential rotation.
 pub const ROTATE_ANNOTATION: &str = "oauth.collibra.dev/rotate";
+/// Annotation on an OAuthClient naming a Collibra client that is this
+/// object's although nothing in the cluster records it, and whose secret is
+/// therefore lost: what an administrator sets after restoring the cluster
+/// from an etcd backup taken before that client was registered. The client
+/// is then handled per `spec.replacementPolicy` (docs/src/operations/disaster-recovery.md).
+pub const LOST_CLIENT_ANNOTATION: &str = "oauth.collibra.dev/lost-client-id";
 /// Annotation on a Secret recording a registration in flight (RFC 3339
 /// time). It is written before the POST and removed with the credentials,
 /// so after a crash a client registered no earlier than this time is

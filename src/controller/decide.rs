@@ -85,6 +85,13 @@ pub struct Observed<'a> {
     pub last_rotation: Option<&'a str>,
     /// `spec.replacementPolicy`.
     pub replacement_policy: ReplacementPolicy,
+    /// `metadata.creationTimestamp`: since when this object has claimed
+    /// `clientName` (which is immutable).
+    pub created: Option<Timestamp>,
+    /// The `oauth.collibra.dev/lost-client-id` annotation: an
+    /// administrator's word that this client is this object's and that its
+    /// secret is lost (a restore from a backup older than the client).
+    pub declared_lost: Option<&'a str>,
 }
 
 /// Why a new registration is needed.
@@ -144,6 +151,31 @@ pub enum RedirectDrift {
     Unsupported { actual: Vec<String> },
 }
 
+/// How a client of this object came to have no secret in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lost {
+    /// The Secret no longer holds the credentials of the client status
+    /// records.
+    FromSecret,
+    /// `held`, the client status records, is gone from Collibra, and the
+    /// name is held by a client registered since this object claimed it:
+    /// a rotation or re-registration whose Secret and status were lost,
+    /// as when the cluster is restored from an older etcd backup.
+    Superseded { held: String },
+    /// The lost-client annotation names the client.
+    Declared,
+}
+
+/// Why a listed client is provably the operator's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Own {
+    /// It is (or was) this object's client in use.
+    InUse(Lost),
+    /// Our claim on the Secret predates its registration: a crash after
+    /// the POST, never used.
+    Interrupted,
+}
+
 /// The decision.
 #[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum Plan {
@@ -174,10 +206,10 @@ pub enum Plan {
         own: bool,
         rotation_unsupported: bool,
     },
-    /// The Secret lost the credentials of `client_id`, which is in use, and
-    /// `replacementPolicy` is `Manual`: a person decides (restore the
-    /// Secret, or request a rotation).
-    CredentialsLost { client_id: String },
+    /// No Secret holds the credentials of `client_id`, which is provably
+    /// this object's (`how` says why), and `replacementPolicy` is `Manual`:
+    /// a person decides (restore the Secret, or request a rotation).
+    CredentialsLost { client_id: String, how: Lost },
     /// The Secret exists and is not ours: never overwritten.
     SecretConflict { why: String },
 }
@@ -265,7 +297,7 @@ pub fn decide(o: &Observed<'_>) -> Plan {
     }
 
     // The name is taken by a client whose secret we do not hold.
-    let Some(reason) = provably_own(managed, o.status_client_id, listed) else {
+    let Some(own) = provably_own(o, managed, listed) else {
         return Plan::ClientExistsWithoutSecret {
             client_id: listed.client_id.clone(),
             own: false,
@@ -281,14 +313,16 @@ pub fn decide(o: &Observed<'_>) -> Plan {
     }
     // A client in use is replaced on the operator's own initiative only
     // under Automatic; otherwise only a new rotation request replaces it.
-    let reason = match reason {
-        ReplaceReason::LostSecret if rotation_wanted => ReplaceReason::Rotation,
-        ReplaceReason::LostSecret if o.replacement_policy == ReplacementPolicy::Manual => {
+    let reason = match own {
+        Own::Interrupted => ReplaceReason::InterruptedRegistration,
+        Own::InUse(_) if rotation_wanted => ReplaceReason::Rotation,
+        Own::InUse(how) if o.replacement_policy == ReplacementPolicy::Manual => {
             return Plan::CredentialsLost {
                 client_id: listed.client_id.clone(),
+                how,
             };
         }
-        r => r,
+        Own::InUse(_) => ReplaceReason::LostSecret,
     };
     Plan::Replace {
         client_id: listed.client_id.clone(),
@@ -296,20 +330,39 @@ pub fn decide(o: &Observed<'_>) -> Plan {
     }
 }
 
-/// Whether a listed client is ours, and why: status recorded its id (it was
-/// in use), or our claim on the Secret predates its registration (a crash
-/// after the POST: never used).
-fn provably_own(
-    managed: Option<&ManagedSecret>,
-    status_client_id: Option<&str>,
-    listed: &Listed,
-) -> Option<ReplaceReason> {
-    if status_client_id == Some(listed.client_id.as_str()) {
-        return Some(ReplaceReason::LostSecret);
+/// Whether a listed client is ours, and why (docs/design.md, rule 2):
+/// - status recorded its id (it was in use);
+/// - our claim on the Secret predates its registration (a crash after the
+///   POST: never used);
+/// - an administrator named it with the lost-client annotation;
+/// - status recorded another client, gone now, and this one was registered
+///   after this object claimed the name (`clientName` is immutable): a
+///   rotation or re-registration of ours whose record was lost, which is
+///   what a restore from an older etcd backup leaves.
+fn provably_own(o: &Observed<'_>, managed: Option<&ManagedSecret>, listed: &Listed) -> Option<Own> {
+    let id = listed.client_id.as_str();
+    if o.status_client_id == Some(id) {
+        return Some(Own::InUse(Lost::FromSecret));
     }
-    match (managed.and_then(|m| m.registering_since), listed.issued_at) {
-        (Some(since), Some(issued)) if issued >= since.as_second() - CLOCK_SKEW_SECS => {
-            Some(ReplaceReason::InterruptedRegistration)
+    let registered_after = |since: Timestamp| {
+        listed
+            .issued_at
+            .is_some_and(|issued| issued >= since.as_second() - CLOCK_SKEW_SECS)
+    };
+    if managed
+        .and_then(|m| m.registering_since)
+        .is_some_and(registered_after)
+    {
+        return Some(Own::Interrupted);
+    }
+    if o.declared_lost == Some(id) {
+        return Some(Own::InUse(Lost::Declared));
+    }
+    match (o.status_client_id, o.created) {
+        (Some(held), Some(created)) if registered_after(created) => {
+            Some(Own::InUse(Lost::Superseded {
+                held: held.to_owned(),
+            }))
         }
         _ => None,
     }
@@ -390,6 +443,8 @@ mod tests {
         policy: ReplacementPolicy,
         want_uris: Vec<String>,
         confirmed_uris: Vec<String>,
+        created: Option<Timestamp>,
+        declared_lost: Option<&'a str>,
     }
 
     impl Default for Case<'_> {
@@ -406,6 +461,8 @@ mod tests {
                 policy: ReplacementPolicy::Manual,
                 want_uris: vec![],
                 confirmed_uris: vec![],
+                created: None,
+                declared_lost: None,
             }
         }
     }
@@ -423,6 +480,8 @@ mod tests {
             update_supported: c.update,
             last_rotation: c.last_rotation,
             replacement_policy: c.policy,
+            created: c.created,
+            declared_lost: c.declared_lost,
         })
     }
 
@@ -604,7 +663,8 @@ mod tests {
         assert_eq!(
             run(&c),
             Plan::CredentialsLost {
-                client_id: "id1".into()
+                client_id: "id1".into(),
+                how: Lost::FromSecret,
             }
         );
         // The same with an emptied Secret of ours, and with an old claim
@@ -624,7 +684,8 @@ mod tests {
             assert_eq!(
                 run(&c),
                 Plan::CredentialsLost {
-                    client_id: "id1".into()
+                    client_id: "id1".into(),
+                    how: Lost::FromSecret,
                 }
             );
         }
@@ -646,6 +707,98 @@ mod tests {
         }
     }
 
+    /// A restore from an etcd backup older than a rotation: status and the
+    /// Secret hold the old client, Collibra lists the rotated one.
+    #[test]
+    fn successor_registered_after_our_claim_is_ours_and_lost() {
+        let mut c = Case {
+            secret: managed(Some("old")),
+            listed: Some(listed("rotated", 5_000)),
+            status_id: Some("old"),
+            created: Some(ts(1_000)),
+            ..Case::default()
+        };
+        assert_eq!(
+            run(&c),
+            Plan::CredentialsLost {
+                client_id: "rotated".into(),
+                how: Lost::Superseded { held: "old".into() },
+            }
+        );
+        c.policy = ReplacementPolicy::Automatic;
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "rotated".into(),
+                reason: ReplaceReason::LostSecret
+            }
+        );
+        // Registered before this object claimed the name: not provably ours.
+        c.listed = Some(listed("older", 1_000 - CLOCK_SKEW_SECS - 1));
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: false, .. }
+        ));
+        // Nothing ever held under the name: no evidence either, however
+        // young the listed client.
+        c.listed = Some(listed("young", 5_000));
+        c.status_id = None;
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: false, .. }
+        ));
+    }
+
+    /// A restore from an etcd backup older than the client itself: nothing
+    /// in the cluster knows it, until an administrator names it.
+    #[test]
+    fn a_client_declared_lost_is_handled_per_policy() {
+        let mut c = Case {
+            listed: Some(listed("late", 5_000)),
+            created: Some(ts(9_000)),
+            delete: Some(true),
+            ..Case::default()
+        };
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: false, .. }
+        ));
+        c.declared_lost = Some("another");
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: false, .. }
+        ));
+        c.declared_lost = Some("late");
+        assert_eq!(
+            run(&c),
+            Plan::CredentialsLost {
+                client_id: "late".into(),
+                how: Lost::Declared,
+            }
+        );
+        c.policy = ReplacementPolicy::Automatic;
+        assert_eq!(
+            run(&c),
+            Plan::Replace {
+                client_id: "late".into(),
+                reason: ReplaceReason::LostSecret
+            }
+        );
+        // Once replaced, the annotation names a client that is gone, and
+        // the new one is in sync.
+        c.secret = managed(Some("new"));
+        c.listed = Some(listed("new", 9_500));
+        assert!(matches!(run(&c), Plan::InSync { .. }));
+        // Without DELETE it stays reported as ours.
+        c.secret = SecretView::Missing;
+        c.listed = Some(listed("late", 5_000));
+        c.delete = Some(false);
+        assert!(matches!(
+            run(&c),
+            Plan::ClientExistsWithoutSecret { own: true, .. }
+        ));
+    }
+
     #[test]
     fn manual_replacement_is_a_new_rotation_request() {
         let mut c = Case {
@@ -661,7 +814,8 @@ mod tests {
         assert_eq!(
             run(&c),
             Plan::CredentialsLost {
-                client_id: "id1".into()
+                client_id: "id1".into(),
+                how: Lost::FromSecret,
             }
         );
         c.rotate = Some("r2");

@@ -16,13 +16,14 @@
 //!    again (`ControlPlane::restore_etcd_snapshot`);
 //! 5. `collibra-oauth-operator audit` before the operator starts; then the
 //!    operator starts, and the `late-*` objects are applied again, as GitOps
-//!    would.
+//!    would;
+//! 6. the administrator's step of the procedure
+//!    (docs/src/operations/disaster-recovery.md): `late-manual` and
+//!    `late-auto`, which report `ClientExistsWithoutSecret` for a client
+//!    `audit` listed, are annotated with `oauth.collibra.dev/lost-client-id`
+//!    (`late-recover` is left to the other way out: deleting the client).
 //!
-//! Each test then checks one case. Tests named `gap_*` assert what is asked
-//! of a restore where the operator does something else today (see
-//! docs/src/operations/disaster-recovery.md, "Known gaps"); the harness
-//! reports them as ignored (`test_support::harness::GAP_PREFIX`) and
-//! `-- --include-ignored` runs them: they fail until the operator does it.
+//! Each test then checks one case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use collibra_oauth_operator::api::{
-    OAuthClient, RECONCILE_REQUESTED_ANNOTATION, ROTATE_ANNOTATION,
+    LOST_CLIENT_ANNOTATION, OAuthClient, RECONCILE_REQUESTED_ANNOTATION, ROTATE_ANNOTATION,
 };
 use kube::api::ListParams;
 use serde_json::Value;
@@ -69,6 +70,9 @@ struct Restored {
     registers_at_start: u64,
     /// `audit -o json` on the restored cluster, before the operator ran.
     audit: Value,
+    /// Ready's reason and message of `late-manual` and `late-auto` before
+    /// the lost-client annotation (step 6).
+    before_claim: BTreeMap<String, (Option<String>, String)>,
 }
 
 fn spec_for(name: &str) -> String {
@@ -174,14 +178,49 @@ impl Restored {
             "--overwrite",
         ])
         .await?;
-        let r = Restored {
+        let mut r = Restored {
             f,
             at_snapshot,
             before_restore,
             registers_at_start,
             audit,
+            before_claim: BTreeMap::new(),
         };
         let settle = r.settle().await?;
+
+        // 6. The administrator names the clients `audit` listed whose
+        // objects report them without a secret.
+        for name in [LATE_MANUAL, LATE_AUTO] {
+            let o = r.object(name).await?;
+            let message = o
+                .ready_condition()
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            r.before_claim
+                .insert(name.to_owned(), (ready_reason(&o), message));
+            let id = unmanaged_id(&r.audit, name)?;
+            r.f.kubectl(&[
+                "annotate",
+                "oauthclient",
+                name,
+                &format!("{LOST_CLIENT_ANNOTATION}={id}"),
+            ])
+            .await?;
+        }
+        for name in [LATE_MANUAL, LATE_AUTO] {
+            // The tests say what was wrong should it not be handled.
+            let handled =
+                r.f.wait_for(name, "handled after the annotation", |o| {
+                    !matches!(
+                        ready_reason(o).as_deref(),
+                        Some("ClientExistsWithoutSecret" | "Registering") | None
+                    )
+                })
+                .await;
+            if let Err(e) = handled {
+                eprintln!("{name}: {e:#}");
+            }
+        }
         eprintln!(
             "DISASTER-RECOVERY snapshot_bytes={size} restore_stop_secs={:.1} restore_secs={:.1} restore_start_secs={:.1} restore_total_secs={:.1} settle_after_start_secs={:.1} scenario_secs={:.0}",
             t.stop.as_secs_f64(),
@@ -346,10 +385,11 @@ test_support::tests!(
     restore_audit_lists_the_clients_registered_after_the_snapshot,
     restore_registers_no_name_twice_and_deletes_nothing_unproven,
     restore_late_client_recovers_once_its_stale_client_is_deleted,
-    gap_late_registration_manual_reports_the_secret_gone_for_good,
-    gap_late_registration_automatic_is_replaced,
-    gap_secret_older_than_a_rotation_manual_reports_it,
-    gap_secret_older_than_a_rotation_automatic_is_replaced,
+    restore_late_registration_says_how_to_claim_it,
+    restore_late_registration_claimed_under_manual_reports_the_secret_gone_for_good,
+    restore_late_registration_claimed_under_automatic_is_replaced,
+    restore_secret_older_than_a_rotation_under_manual_reports_it,
+    restore_secret_older_than_a_rotation_under_automatic_is_replaced,
 );
 
 /// Objects registered before the snapshot and not touched since are in
@@ -448,7 +488,7 @@ async fn restore_audit_lists_the_clients_registered_after_the_snapshot(
 /// (the simulator refuses it with 400), never holds two clients for a name,
 /// and deletes no client it cannot prove its own: the clients registered
 /// after the snapshot and those of the rotation are still there unless a
-/// replacement deleted them, which only `gap_*` tests expect.
+/// replacement under `Automatic` deleted them.
 async fn restore_registers_no_name_twice_and_deletes_nothing_unproven(
     r: Arc<Restored>,
 ) -> anyhow::Result<()> {
@@ -522,11 +562,28 @@ async fn restore_late_client_recovers_once_its_stale_client_is_deleted(
     Ok(())
 }
 
-/// A restore: a client registered after the snapshot, its object applied
-/// again: its secret is gone for good; under `Manual` the object stops and
-/// says so (as `CredentialsLost` does: "Collibra shows a secret only
-/// once"), naming the client, and replaces nothing.
-async fn gap_late_registration_manual_reports_the_secret_gone_for_good(
+/// A client registered after the snapshot, its object applied again:
+/// nothing in the restored cluster knows the client, so it cannot be told
+/// from someone else's of the same name. The object says so, names the
+/// client, and says how to claim it.
+async fn restore_late_registration_says_how_to_claim_it(r: Arc<Restored>) -> anyhow::Result<()> {
+    for name in [LATE_MANUAL, LATE_AUTO] {
+        let stale = r.before_restore.get(name).cloned().unwrap_or_default();
+        let (reason, message) = r.before_claim.get(name).cloned().unwrap_or_default();
+        ensure!(
+            reason.as_deref() == Some("ClientExistsWithoutSecret")
+                && message.contains(&format!("{LOST_CLIENT_ANNOTATION}={stale}"))
+                && message.contains("restored"),
+            "{name}: before the annotation, want ClientExistsWithoutSecret naming {LOST_CLIENT_ANNOTATION}={stale}; got {reason:?}: {message}"
+        );
+    }
+    Ok(())
+}
+
+/// Once claimed under `Manual`: its secret is gone for good; the object
+/// stops and says so (as `CredentialsLost` does: "Collibra shows a secret
+/// only once"), naming the client, and replaces nothing.
+async fn restore_late_registration_claimed_under_manual_reports_the_secret_gone_for_good(
     r: Arc<Restored>,
 ) -> anyhow::Result<()> {
     let stale = r
@@ -537,19 +594,20 @@ async fn gap_late_registration_manual_reports_the_secret_gone_for_good(
     expect_lost_reported(&r, LATE_MANUAL, &stale).await
 }
 
-/// A restore: the same under `Automatic`: the stale client is replaced (a
-/// new client, the old one deleted, `Replaced`, `lastReplacement` with
-/// cause `LostSecret`).
-async fn gap_late_registration_automatic_is_replaced(r: Arc<Restored>) -> anyhow::Result<()> {
+/// Once claimed under `Automatic`: the stale client is replaced (a new
+/// client, the old one deleted, `Replaced`, `lastReplacement`).
+async fn restore_late_registration_claimed_under_automatic_is_replaced(
+    r: Arc<Restored>,
+) -> anyhow::Result<()> {
     let stale = r.before_restore.get(LATE_AUTO).cloned().unwrap_or_default();
     expect_replaced(&r, LATE_AUTO, &stale).await
 }
 
-/// A restore: a Secret older than a rotation holds a client id Collibra no
-/// longer lists, while the name is taken by the rotated client: handled
-/// like a remote deletion, per `replacementPolicy`. `Manual`: stop and say
-/// so.
-async fn gap_secret_older_than_a_rotation_manual_reports_it(
+/// A Secret older than a rotation holds a client id Collibra no longer
+/// lists, while the name is taken by the rotated client, registered after
+/// the object claimed the name: its secret is lost, handled per
+/// `replacementPolicy` with no one's help. `Manual`: stop and say so.
+async fn restore_secret_older_than_a_rotation_under_manual_reports_it(
     r: Arc<Restored>,
 ) -> anyhow::Result<()> {
     let current = r
@@ -560,8 +618,8 @@ async fn gap_secret_older_than_a_rotation_manual_reports_it(
     expect_lost_reported(&r, ROTATED_MANUAL, &current).await
 }
 
-/// A restore: as above with `Automatic`: replaced.
-async fn gap_secret_older_than_a_rotation_automatic_is_replaced(
+/// As above with `Automatic`: replaced.
+async fn restore_secret_older_than_a_rotation_under_automatic_is_replaced(
     r: Arc<Restored>,
 ) -> anyhow::Result<()> {
     let current = r
@@ -570,6 +628,20 @@ async fn gap_secret_older_than_a_rotation_automatic_is_replaced(
         .cloned()
         .unwrap_or_default();
     expect_replaced(&r, ROTATED_AUTO, &current).await
+}
+
+/// The id `audit` listed as unmanaged for `name` on the default instance.
+fn unmanaged_id(audit: &Value, name: &str) -> anyhow::Result<String> {
+    audit
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["connection"] == "default")
+        .flat_map(|c| c["unmanaged"].as_array().into_iter().flatten())
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["id"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("audit lists no unmanaged client {name}: {audit:#}"))
 }
 
 async fn expect_lost_reported(r: &Restored, name: &str, listed: &str) -> anyhow::Result<()> {

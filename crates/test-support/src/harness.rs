@@ -142,15 +142,7 @@ fn run_all<W: Send + Sync + 'static>(
                     .block_on(f(world))
                     .map_err(|e| Failed::from(format!("{e:#}")))
             })
-            .with_ignored_flag(name.starts_with(GAP_PREFIX))
         })
         .collect();
     libtest_mimic::run(args, trials)
 }
-
-/// Tests named `gap_…` assert what an open request asks and the code does
-/// not do yet (each says which in its doc comment). They are reported as
-/// ignored in every run, so the summary shows them, and run with
-/// `-- --include-ignored` (or `--ignored`); when one passes, drop the
-/// prefix.
-pub const GAP_PREFIX: &str = "gap_";

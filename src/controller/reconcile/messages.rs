@@ -7,9 +7,9 @@ use std::time::Duration;
 use collibra_client::Operation;
 
 use crate::{
-    api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION},
+    api::{LOST_CLIENT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION},
     controller::{
-        decide::{NameClaim, ReplaceReason},
+        decide::{Lost, NameClaim, ReplaceReason},
         reasons::Issuance,
     },
 };
@@ -71,7 +71,7 @@ pub fn exists_without_secret(
         )
     } else {
         format!(
-            "A client named {client_name:?} (id {client_id}) already exists in Collibra and this operator holds no credentials for it. To use it, {adopt}; otherwise choose another clientName, or delete that client in Collibra"
+            "A client named {client_name:?} (id {client_id}) already exists in Collibra and this operator holds no credentials for it. To use it, {adopt}; otherwise choose another clientName, or delete that client in Collibra. If this cluster was restored from an etcd backup taken before client {client_id} was registered, it is this object's and its secret is gone for good: set the annotation {LOST_CLIENT_ANNOTATION}={client_id} on this OAuthClient and it is handled per spec.replacementPolicy"
         )
     }
 }
@@ -127,11 +127,23 @@ pub fn rotation_unsupported(request: &str, client_id: &str) -> String {
 }
 
 /// Ready=False, CredentialsLost (`replacementPolicy: Manual`): what was
-/// lost and the two ways on.
-pub fn credentials_lost(client_id: &str, secret_name: &str) -> String {
-    format!(
-        "Secret {secret_name} no longer holds the credentials of client {client_id}, which is in use, and Collibra shows a secret only once. replacementPolicy is Manual, so nothing was replaced. Restore the Secret with its client_id, client_secret and the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} (it is adopted again and nothing is lost), or set the annotation {ROTATE_ANNOTATION} to a new value to delete client {client_id} and register a new one: a new Collibra application, without the roles and permissions granted to the old one"
-    )
+/// lost, how the operator knows the client is this object's, and the ways
+/// on.
+pub fn credentials_lost(client_id: &str, secret_name: &str, how: &Lost) -> String {
+    let rotate = format!(
+        "set the annotation {ROTATE_ANNOTATION} to a new value to delete client {client_id} and register a new one: a new Collibra application, without the roles and permissions granted to the old one"
+    );
+    match how {
+        Lost::FromSecret => format!(
+            "Secret {secret_name} no longer holds the credentials of client {client_id}, which is in use, and Collibra shows a secret only once. replacementPolicy is Manual, so nothing was replaced. Restore the Secret with its client_id, client_secret and the label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} (it is adopted again and nothing is lost), or {rotate}"
+        ),
+        Lost::Superseded { held } => format!(
+            "Client {held}, which this object recorded, is no longer in Collibra, and its name is held by client {client_id}, registered after this object claimed the name: a rotation or re-registration whose Secret and status were lost, as when the cluster is restored from an etcd backup taken before it. Collibra shows a secret only once, so its secret is gone for good. replacementPolicy is Manual, so nothing was replaced. To go on, {rotate}"
+        ),
+        Lost::Declared => format!(
+            "The annotation {LOST_CLIENT_ANNOTATION} names client {client_id} as this object's, and no Secret holds its credentials (as when the cluster is restored from an etcd backup taken before it was registered). Collibra shows a secret only once, so its secret is gone for good. replacementPolicy is Manual, so nothing was replaced. To go on, {rotate}"
+        ),
+    }
 }
 
 /// What a deleted and re-registered client loses, for replacement Events.
@@ -158,7 +170,7 @@ pub fn replaced(r: Replaced<'_>, client_id: &str, secret_name: &str) -> String {
             r.request.unwrap_or_default()
         ),
         ReplaceReason::LostSecret => format!(
-            "Replaced client {old}, whose credentials were no longer in Secret {secret_name} (replacementPolicy Automatic): new client {client_id}; {NEW_APPLICATION}"
+            "Replaced client {old}, whose credentials Secret {secret_name} no longer held (replacementPolicy Automatic): new client {client_id}; {NEW_APPLICATION}"
         ),
         ReplaceReason::InterruptedRegistration => format!(
             "Replaced client {old}, whose secret was lost between Collibra's answer and the first Secret write (it was never used): new client {client_id}, credentials in Secret {secret_name}"
@@ -362,7 +374,7 @@ mod tests {
 
     #[test]
     fn credentials_lost_says_both_ways_on() {
-        let m = credentials_lost("urn:x", "app-oauth");
+        let m = credentials_lost("urn:x", "app-oauth", &Lost::FromSecret);
         for needle in [
             "urn:x",
             "Secret app-oauth",
@@ -373,6 +385,33 @@ mod tests {
             assert!(m.contains(needle), "{needle} missing in {m}");
         }
         assert!(rotation_unsupported("r2", "urn:x").contains("\"r2\""));
+    }
+
+    #[test]
+    fn a_secret_lost_with_a_restore_is_said_to_be_gone_for_good() {
+        let superseded = Lost::Superseded {
+            held: "urn:old".into(),
+        };
+        for (how, needle) in [
+            (&superseded, "urn:old"),
+            (&Lost::Declared, LOST_CLIENT_ANNOTATION),
+        ] {
+            let m = credentials_lost("urn:x", "app-oauth", how);
+            for needle in [
+                "urn:x",
+                needle,
+                "only once",
+                "gone for good",
+                ROTATE_ANNOTATION,
+            ] {
+                assert!(m.contains(needle), "{needle} missing in {m}");
+            }
+        }
+        let foreign = exists_without_secret("app", "urn:x", "app-oauth", false);
+        assert!(
+            foreign.contains(&format!("{LOST_CLIENT_ANNOTATION}=urn:x")),
+            "{foreign}"
+        );
     }
 
     #[test]

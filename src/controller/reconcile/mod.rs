@@ -368,6 +368,12 @@ impl<'a> Reconciler<'a> {
             update_supported: self.collibra.update_supported(),
             last_rotation: status.and_then(|s| s.last_rotation.as_deref()),
             replacement_policy: self.obj.spec.replacement_policy,
+            created: self.obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            declared_lost: self
+                .obj
+                .annotations()
+                .get(crate::api::LOST_CLIENT_ANNOTATION)
+                .map(String::as_str),
         })
     }
 
@@ -394,9 +400,9 @@ impl<'a> Reconciler<'a> {
                 }
                 Ok(self.exists_without_secret(&client_id, own))
             }
-            Plan::CredentialsLost { client_id } => Ok(self.outcome(
+            Plan::CredentialsLost { client_id, how } => Ok(self.outcome(
                 Reason::CredentialsLost,
-                messages::credentials_lost(&client_id, &self.secret_name),
+                messages::credentials_lost(&client_id, &self.secret_name, &how),
                 self.ctx.settings.resync,
             )),
             Plan::Register(reason) => self.register(current, reason).await,
