@@ -190,9 +190,8 @@ async fn crash_rounds(env: Arc<Env>, delete: bool) -> anyhow::Result<()> {
 /// was registered again, and no backup is left.
 async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> anyhow::Result<()> {
     use collibra_oauth_operator::controller::secret::shape::stored_credentials;
-    use futures::StreamExt;
     use k8s_openapi::api::core::v1::Secret;
-    use kube::api::{ListParams, WatchEvent, WatchParams};
+    use kube::api::ListParams;
 
     let (objects, rounds): (usize, usize) = if common::full() { (100, 20) } else { (20, 6) };
     let seed = common::seed();
@@ -247,17 +246,8 @@ async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> 
             ""
         };
         common::apply_retrying(&f, &with_template(tmpl)).await?;
-        let rv = f
-            .secrets()
-            .list_metadata(&ListParams::default())
-            .await?
-            .metadata
-            .resource_version
-            .unwrap_or_default();
-        let backups = f
-            .secrets()
-            .watch(&WatchParams::default().timeout(30), &rv)
-            .await?;
+        // Watched from before the restart, so the first backup is not missed.
+        let backups = watch_secrets(&f).await?;
         f.op.restart().await?;
         // The first round always aims inside a replacement, so even a short
         // run has a kill there whatever the seed draws.
@@ -265,25 +255,7 @@ async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> 
             // Kill inside a replacement: the moment a backup appears (step
             // 1 done), or the moment a Secret is deleted (step 2 done).
             let on_delete = rng.random_bool(0.5);
-            let is_backup = |s: &Secret| {
-                s.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
-            };
-            let appeared = tokio::time::timeout(Duration::from_secs(10), async {
-                futures::pin_mut!(backups);
-                while let Some(Ok(ev)) = backups.next().await {
-                    match ev {
-                        WatchEvent::Added(s) if !on_delete && is_backup(&s) => return true,
-                        WatchEvent::Deleted(s) if on_delete && !is_backup(&s) => return true,
-                        _ => {}
-                    }
-                }
-                false
-            })
-            .await;
-            if matches!(appeared, Ok(true)) {
+            if replacement_step(&f, backups, on_delete, Duration::from_secs(10)).await? {
                 targeted += 1;
             }
         } else {
@@ -383,4 +355,70 @@ async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> 
         "no kill landed inside a replacement (with the backup present)"
     );
     f.finish().await
+}
+
+/// A watch of the fixture's Secrets from now.
+async fn watch_secrets(f: &Fixture) -> anyhow::Result<SecretEvents> {
+    use futures::StreamExt;
+    use kube::api::{ListParams, WatchParams};
+    let rv = f
+        .secrets()
+        .list_metadata(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    Ok(f.secrets()
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await?
+        .boxed())
+}
+
+type SecretEvents = futures::stream::BoxStream<
+    'static,
+    kube::Result<kube::api::WatchEvent<k8s_openapi::api::core::v1::Secret>>,
+>;
+
+/// Waits up to `within` for a step of a Secret type change: a backup
+/// Secret created, or (`on_delete`) a Secret deleted. A watch that ends
+/// early is opened again: under load the API server may close one at once
+/// (its watch cache behind the version the list returned), and a short run
+/// would then aim no kill at all inside a replacement.
+async fn replacement_step(
+    f: &Fixture,
+    first: SecretEvents,
+    on_delete: bool,
+    within: Duration,
+) -> anyhow::Result<bool> {
+    use futures::StreamExt;
+    use kube::api::WatchEvent;
+    let deadline = Instant::now() + within;
+    let is_backup = |s: &k8s_openapi::api::core::v1::Secret| {
+        s.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
+    };
+    let mut events = first;
+    loop {
+        let seen = tokio::time::timeout_at(deadline.into(), async {
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(WatchEvent::Added(s)) if !on_delete && is_backup(&s) => return true,
+                    Ok(WatchEvent::Deleted(s)) if on_delete && !is_backup(&s) => return true,
+                    Ok(WatchEvent::Error(e)) => eprintln!("  Secret watch ended: {e}"),
+                    Err(e) => eprintln!("  Secret watch ended: {e}"),
+                    Ok(_) => {}
+                }
+            }
+            false
+        })
+        .await;
+        match seen {
+            Ok(true) => return Ok(true),
+            Err(_) => return Ok(false),
+            Ok(false) if Instant::now() >= deadline => return Ok(false),
+            Ok(false) => events = watch_secrets(f).await?,
+        }
+    }
 }
