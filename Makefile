@@ -87,8 +87,9 @@ demo: build ## Run it all locally: control plane, simulator, operator, examples/
 	bash hack/demo.sh
 
 .PHONY: reliability fuzz
-reliability: ## Full reliability suites (crash 200 objects x 30 kill rounds, faults on 200 objects, bad input, hygiene); see RELIABILITY.md
+reliability: ## Full reliability suites (crash 200 objects x 30 kill rounds, faults on 200 objects, bad input, hygiene), then the node faults at full size (reliability-node); see RELIABILITY.md
 	RELIABILITY_FULL=1 cargo test -p collibra-oauth-operator --test reliability
+	$(MAKE) reliability-node
 
 .PHONY: reliability-node disaster-recovery
 reliability-node: node-deps test-deps ## Faults on a real node at full size (200 OAuthClients, 3 rounds of: leader container killed through containerd, leader Pod deleted, kubelet and containerd restarted, leader cut from Collibra, helm upgrade); see bench-results/reliability/node-faults.md
