@@ -267,10 +267,7 @@ async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now: Vec<Secret> = f.secrets().list(&ListParams::default()).await?.items;
         let names: BTreeSet<String> = now.iter().filter_map(|s| s.metadata.name.clone()).collect();
-        if names
-            .iter()
-            .any(|n| n.starts_with("collibra-oauth-backup-"))
-        {
+        if names.iter().any(|n| is_backup_name(n)) {
             with_backup += 1;
         }
         if before.keys().any(|n| !names.contains(n)) {
@@ -291,12 +288,7 @@ async fn crash_rounds_during_secret_type_changes_lose_nothing(env: Arc<Env>) -> 
         let now: Vec<Secret> = f.secrets().list(&ListParams::default()).await?.items;
         let left_backups = now
             .iter()
-            .filter(|s| {
-                s.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
-            })
+            .filter(|s| s.metadata.name.as_deref().is_some_and(is_backup_name))
             .count();
         if left_backups > 0 {
             failures.push(format!("{left_backups} backup Secrets left"));
@@ -394,10 +386,7 @@ async fn replacement_step(
     use kube::api::WatchEvent;
     let deadline = Instant::now() + within;
     let is_backup = |s: &k8s_openapi::api::core::v1::Secret| {
-        s.metadata
-            .name
-            .as_deref()
-            .is_some_and(|n| n.starts_with("collibra-oauth-backup-"))
+        s.metadata.name.as_deref().is_some_and(is_backup_name)
     };
     let mut events = first;
     loop {
@@ -421,4 +410,10 @@ async fn replacement_step(
             Ok(false) => events = watch_secrets(f).await?,
         }
     }
+}
+
+/// Whether a Secret name is one of the backups a type change writes
+/// (`collibra-oauth-backup-<uid>`).
+fn is_backup_name(name: &str) -> bool {
+    name.starts_with("collibra-oauth-backup-")
 }
