@@ -135,6 +135,30 @@ impl ClientList {
             .await
     }
 
+    /// Whether a list that lookups within `max_age` read is past half that
+    /// age with no refresh in flight: a refresh started now
+    /// ([`Self::refresh_ahead`]) arrives before one of them has to wait for
+    /// it. Only registrations look up within `--list-max-age`, so a list
+    /// nobody registers against is never refreshed ahead.
+    pub fn past_half(&self, max_age: Duration) -> bool {
+        let max_age = max_age.min(self.max_age);
+        let s = self.lock();
+        Self::fresh(&s, max_age)
+            && s.fetched_at.is_some_and(|t| t.elapsed() >= max_age / 2)
+            && self.refresh.try_lock().is_ok()
+    }
+
+    /// Fetches the list unless one less than half of `max_age` old is
+    /// stored (or arrives while this waits for a fetch in flight).
+    pub async fn refresh_ahead<F, Fut, E>(&self, max_age: Duration, fetch: F) -> Result<(), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Listed)>, E>>,
+    {
+        self.read(max_age.min(self.max_age) / 2, fetch, |_| ())
+            .await
+    }
+
     /// Every listed client by name, from the cache or, when it is stale,
     /// from one shared fetch (a connection's check counts these).
     pub async fn all<F, Fut, E>(&self, fetch: F) -> Result<Vec<(String, Listed)>, E>
@@ -289,6 +313,40 @@ mod tests {
         let failed = list.lookup("a", || async { Err::<Vec<(String, Listed)>, ()>(()) });
         assert!(failed.await.is_err());
         assert!(list.lock().written_during_fetch.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_list_past_half_its_age_is_refreshed_ahead_without_a_wait() {
+        let max_age = Duration::from_millis(400);
+        let list = ClientList::new(Duration::from_secs(60));
+        let fetches = AtomicUsize::new(0);
+        let fetch = || async {
+            fetches.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ()>(vec![entry("a", "1")])
+        };
+        assert!(!list.past_half(max_age), "no list yet: a lookup must wait");
+        list.lookup_within("a", max_age, fetch).await.expect("ok");
+        assert!(!list.past_half(max_age), "young");
+        list.refresh_ahead(max_age, fetch).await.expect("ok");
+        assert_eq!(
+            fetches.load(Ordering::Relaxed),
+            1,
+            "young: not fetched again"
+        );
+        tokio::time::sleep(max_age / 2).await;
+        assert!(list.past_half(max_age));
+        // Still answered from the stored list, at once...
+        list.lookup_within("a", max_age, fetch).await.expect("ok");
+        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+        // ...while the refresh ahead makes it young again.
+        list.refresh_ahead(max_age, fetch).await.expect("ok");
+        assert_eq!(fetches.load(Ordering::Relaxed), 2);
+        assert!(!list.past_half(max_age));
+        // Lookups that trust the list for the resync do not ask for one.
+        assert!(!list.past_half(Duration::MAX));
+        // A stale list is no list to refresh ahead: the next lookup waits.
+        list.invalidate();
+        assert!(!list.past_half(max_age));
     }
 
     #[tokio::test]

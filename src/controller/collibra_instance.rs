@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use collibra_client::{ClientInfo, ClientUpdate, CollibraClient, Error, IssuedClient, NewClient};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{capability::Capability, client_list::ClientList, decide::Listed};
 use crate::metrics::CollibraMetrics;
@@ -65,20 +65,35 @@ impl CollibraInstance {
     /// The client named `name`, from the shared list (fetched single-flight
     /// when stale).
     pub async fn lookup(&self, name: &str) -> Result<Option<Listed>, Error> {
-        self.lookup_within(name, Duration::MAX).await
+        self.list.lookup(name, || self.fetch_list()).await
     }
 
     /// Like [`Self::lookup`], from a list at most `max_age` old: what a
     /// decision to register rests on (`--list-max-age`), so that a client
-    /// created in Collibra shortly before is not POSTed again.
+    /// created in Collibra shortly before is not POSTed again. Once the
+    /// list is past half that age, it is fetched again in the background,
+    /// so that while registrations keep coming none waits for a list
+    /// (docs/design.md, rule 7); without registrations nothing is fetched.
     pub async fn lookup_within(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         max_age: Duration,
     ) -> Result<Option<Listed>, Error> {
-        self.list
+        let hit = self
+            .list
             .lookup_within(name, max_age, || self.fetch_list())
-            .await
+            .await?;
+        if self.list.past_half(max_age) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.list.refresh_ahead(max_age, || this.fetch_list()).await {
+                    // The next registration past the list's age fetches it
+                    // and reports what fails then.
+                    debug!(error = %e, "refreshing the Collibra list ahead failed");
+                }
+            });
+        }
+        Ok(hit)
     }
 
     /// Every client by name, from the shared list (a connection's check
