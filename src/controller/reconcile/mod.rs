@@ -113,6 +113,8 @@ struct Outcome {
     ready: Readiness,
     facts: Facts,
     requeue: Duration,
+    /// An Event the action asks for, recorded alongside the status write.
+    event: Option<report::Note>,
 }
 
 impl Outcome {
@@ -121,7 +123,12 @@ impl Outcome {
             ready: Readiness::new(reason, message),
             facts,
             requeue,
+            event: None,
         }
+    }
+
+    fn with_event(self, event: Option<report::Note>) -> Self {
+        Outcome { event, ..self }
     }
 }
 
@@ -189,7 +196,8 @@ impl<'a> Reconciler<'a> {
         }
         let outcome = self.converge().await?;
         let requeue = outcome.requeue;
-        self.report(&outcome.ready, outcome.facts).await?;
+        self.report_with(&outcome.ready, outcome.facts, outcome.event)
+            .await?;
         match outcome.ready.reason {
             Reason::Registered => self.ctx.objects.backoffs.reset(&self.uid),
             r @ (Reason::CollibraUnavailable | Reason::CollibraRejected) => {
@@ -449,14 +457,16 @@ impl<'a> Reconciler<'a> {
             .await?;
         let id = &issued.info.client_id;
         info!(object = %self.obj.name_any(), namespace = %self.ns, client_id = %id, "credentials written");
-        if let Some(kind) = kind {
-            let note = match replaced {
+        // Recorded while status is written, not before it: one request
+        // fewer on the way to Ready (BENCHMARKS.md, "Apply-to-Ready").
+        let event = kind.map(|kind| report::Note {
+            type_: EventType::Normal,
+            reason: kind.event_reason(),
+            note: match replaced {
                 Some(r) => messages::replaced(r, id, &self.secret_name),
                 None => messages::issued(kind, id, &self.secret_name),
-            };
-            self.event(EventType::Normal, kind.event_reason(), note)
-                .await;
-        }
+            },
+        });
         let last_replacement = match replaced {
             Some(r) => {
                 let record = Replacement {
@@ -492,13 +502,15 @@ impl<'a> Reconciler<'a> {
                 messages::registered_but_ignored(id, &self.secret_name, ignored),
                 facts,
                 Duration::from_secs(300).min(self.ctx.settings.resync),
-            ));
+            )
+            .with_event(event));
         }
         Ok(Outcome::new(
             Reason::Registered,
             messages::registered(id, &self.secret_name, &[]),
             facts,
             self.ctx.settings.resync,
-        ))
+        )
+        .with_event(event))
     }
 }

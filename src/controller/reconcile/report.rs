@@ -36,15 +36,39 @@ fn transition_event(previous: Option<Reason>, next: Reason) -> Option<EventType>
     }
 }
 
+/// An Event an action asks for.
+pub(super) struct Note {
+    pub type_: EventType,
+    pub reason: EventReason,
+    pub note: String,
+}
+
 impl Reconciler<'_> {
     /// Writes status if it changed, with an Event when Ready's reason moves.
     pub(super) async fn report(&self, ready: &Readiness, facts: Facts) -> Result<()> {
+        self.report_with(ready, facts, None).await
+    }
+
+    /// Like [`Self::report`], recording the action's `event` side by side
+    /// with the status write.
+    pub(super) async fn report_with(
+        &self,
+        ready: &Readiness,
+        facts: Facts,
+        event: Option<Note>,
+    ) -> Result<()> {
+        let event = async {
+            if let Some(e) = event {
+                self.event(e.type_, e.reason, e.note).await;
+            }
+        };
         let next = status::build(&self.obj, ready, facts, now());
         let last_reported = self.ctx.objects.record_reported(&self.uid, ready.reason);
         // The cached object can lag behind this process's own last status
         // write, and status changes wake no reconcile: when the reason
         // changed since the last report, write even if the cache agrees.
         if !status::differs(&self.obj, &next) && last_reported.is_none_or(|r| r == ready.reason) {
+            event.await;
             return Ok(());
         }
         let previous = self
@@ -57,13 +81,11 @@ impl Reconciler<'_> {
             "kind": OAuthClient::kind(&()),
             "status": next,
         });
-        api.patch_status(
-            &self.obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(Error::kube(KubeCall::PatchStatus))?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let name = self.obj.name_any();
+        let patch = Patch::Apply(&body);
+        let (patched, ()) = futures::join!(api.patch_status(&name, &params, &patch), event);
+        patched.map_err(Error::kube(KubeCall::PatchStatus))?;
         if let Some(kind) = transition_event(previous, ready.reason) {
             self.event(
                 kind,
