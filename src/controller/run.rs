@@ -100,6 +100,7 @@ pub fn watch(
                     states.forget(&uid);
                 }
                 if matches!(e, watcher::Event::InitDone) {
+                    debug!(watch = "OAuthClient", "listed");
                     listed.store(true, Ordering::Release);
                 }
             }
@@ -134,7 +135,12 @@ pub fn watch(
     .modify(slim_secret)
     .inspect_ok({
         let cache = secrets.clone();
-        move |e| cache.apply(e)
+        move |e| {
+            if matches!(e, watcher::Event::InitDone) {
+                debug!(watch = "Secret", "listed");
+            }
+            cache.apply(e);
+        }
     })
     .map({
         let own_writes = own_writes.clone();
