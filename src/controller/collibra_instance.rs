@@ -205,3 +205,61 @@ fn listed(c: &ClientInfo) -> Listed {
         redirect_uris: c.redirect_uris.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use collibra_client::{Auth, Config, Credential};
+    use collibra_sim::{SimConfig, Simulator};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    async fn instance(sim: &Simulator) -> Arc<CollibraInstance> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = Config::new(
+            sim.url().parse().expect("url"),
+            Auth::OAuth {
+                client_id: Credential::Value("operator".to_owned().into()),
+                client_secret: Credential::Value("operator-secret".to_owned().into()),
+            },
+        );
+        let client = CollibraClient::new(config).expect("client");
+        let metrics = Metrics::default().collibra();
+        Arc::new(CollibraInstance::new(
+            client,
+            Duration::from_secs(600),
+            metrics,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_registration_past_half_the_list_age_lists_again_in_the_background() {
+        let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+        let collibra = instance(&sim).await;
+        let handle = sim.handle();
+        let lists = || handle.stats().requests_for("list");
+        let max_age = Duration::from_millis(600);
+        handle.insert_client("a", &["client_credentials"]);
+        let found = collibra.lookup_within("a", max_age).await.expect("list");
+        assert!(found.is_some());
+        assert_eq!(lists(), 1);
+        // Young: answered from the list, nothing more fetched.
+        collibra.lookup_within("a", max_age).await.expect("cached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(lists(), 1, "a young list is not read again");
+        // Past half its age: still answered from it, and the next list is
+        // read without anyone asking again.
+        tokio::time::sleep(max_age / 2).await;
+        collibra.lookup_within("a", max_age).await.expect("cached");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lists() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lists(), 2, "the list is read again in the background");
+        // Lookups for the resync never ask for one ahead.
+        tokio::time::sleep(max_age / 2).await;
+        collibra.lookup("a").await.expect("cached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(lists(), 2, "no list ahead without a registration");
+    }
+}
