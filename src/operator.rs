@@ -179,6 +179,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Ready once every watch has listed its objects.
     {
         let role = role.clone();
+        let ctx = ctx.clone();
         let stop = stopped();
         parts.push((
             "readiness",
@@ -193,6 +194,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     () = ready => {},
                     () = &mut stop => return,
                 }
+                // Objects confirmed while their list was arriving, against
+                // the rivals seen so far, are checked again now (rule 1).
+                ctx.wake_contested();
                 if role.is_leading() {
                     role.serving();
                 }

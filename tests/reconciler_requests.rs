@@ -11,6 +11,7 @@ use collibra_oauth_operator::{
         context::{Context, Scope, Settings, Wake},
         object_state::ObjectStates,
         reconcile::reconcile,
+        relist::ListedFlag,
         secret_cache::SecretCache,
     },
     events::Recorder,
@@ -47,12 +48,33 @@ async fn context_with(client: Client, sim: &Simulator, synced: bool) -> Arc<Cont
     context_showing(client, sim, synced, None).await
 }
 
+/// As [`context_showing`] with the Secret watch listed, the OAuthClient
+/// watch `listed` or still listing.
+async fn context_listing(
+    client: Client,
+    sim: &Simulator,
+    secret: ObjectMeta,
+    listed: bool,
+) -> Arc<Context> {
+    context_built(client, sim, true, Some(secret), listed).await
+}
+
 /// As [`context_with`], the Secret watch showing `secret` (metadata only).
 async fn context_showing(
     client: Client,
     sim: &Simulator,
     synced: bool,
     secret: Option<ObjectMeta>,
+) -> Arc<Context> {
+    context_built(client, sim, synced, secret, true).await
+}
+
+async fn context_built(
+    client: Client,
+    sim: &Simulator,
+    synced: bool,
+    secret: Option<ObjectMeta>,
+    listed: bool,
 ) -> Arc<Context> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = Config::new(
@@ -100,6 +122,7 @@ async fn context_showing(
             secrets,
             wake: Wake::channel().0,
             own_writes: Default::default(),
+            listed: ListedFlag::new(listed),
         }],
         Settings {
             resync: Duration::from_secs(600),
@@ -325,10 +348,13 @@ async fn new_object_claims_registers_writes_then_reports() {
         respond(send, StatusCode::OK, stored);
         handle
     });
-    let verified = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(ready), ctx))
-        .await
-        .expect("nothing but the read")
-        .expect("reconciled");
+    let verified = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(ready.clone()), ctx),
+    )
+    .await
+    .expect("nothing but the read")
+    .expect("reconciled");
     assert_eq!(
         verified,
         kube::runtime::controller::Action::requeue(Duration::from_secs(600))
@@ -336,6 +362,102 @@ async fn new_object_claims_registers_writes_then_reports() {
     let mut handle = server.await.expect("mock server assertions");
     no_request(&mut handle, "the Secret was as it should be: no write").await;
     assert_eq!(collibra.stats().requests_for("register"), 1);
+
+    // Just started, the OAuthClients still arriving: the object is in sync
+    // on its own, so it is confirmed at once, with no request.
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context_listing(Client::new(service, "default"), &sim, meta, false).await;
+    let early = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(ready.clone()), ctx.clone()),
+    )
+    .await
+    .expect("confirmed before the list is complete")
+    .expect("reconciled");
+    assert_eq!(
+        early,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(600))
+    );
+    no_request(&mut handle, "in sync: nothing to write").await;
+
+    // An older object that claims the same name has arrived meanwhile: the
+    // name is not this object's (rule 1), which the whole list may confirm
+    // or not, so it waits for the list and then reports the conflict.
+    let mut rival = object();
+    rival.metadata.name = Some("billing-first".to_owned());
+    rival.metadata.uid = Some("uid-0".to_owned());
+    rival.metadata.creation_timestamp =
+        Some(serde_json::from_value(json!("2026-11-25T10:00:00Z")).expect("timestamp"));
+    ctx.scopes[0]
+        .names
+        .apply(&kube::runtime::watcher::Event::Apply(rival));
+    let waiting = tokio::spawn(reconcile(Arc::new(ready.clone()), ctx.clone()));
+    no_request(&mut handle, "held until the OAuthClients are listed").await;
+    assert!(!waiting.is_finished(), "waits for the list");
+    ctx.scopes[0].listed.set();
+    let (p, body, send) = next(&mut handle).await;
+    assert_eq!(
+        (p.method.as_str(), p.uri.path()),
+        (
+            "PATCH",
+            "/apis/oauth.collibra.dev/v1alpha1/namespaces/team-a/oauthclients/billing/status"
+        )
+    );
+    let ready_condition = body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("Ready")
+        .clone();
+    assert_eq!(ready_condition["reason"], "NameConflict", "{body}");
+    respond(
+        send,
+        StatusCode::OK,
+        serde_json::to_value(&ready).expect("json"),
+    );
+    // The transition's Event.
+    let (p, body, send) = next(&mut handle).await;
+    assert_eq!(p.method, "POST");
+    respond(send, StatusCode::CREATED, body);
+    let conflict = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("done once listed")
+        .expect("task")
+        .expect("reconciled");
+    assert_eq!(
+        conflict,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+
+    // A deletion after a start waits for the list too: whether the client
+    // is this object's to delete rests on every object's claim.
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context_listing(
+        Client::new(service, "default"),
+        &sim,
+        ObjectMeta::default(),
+        false,
+    )
+    .await;
+    let mut deleted = ready;
+    deleted.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-12-01T10:00:00Z")).expect("timestamp"));
+    let cleanup = tokio::spawn(reconcile(Arc::new(deleted), ctx.clone()));
+    no_request(&mut handle, "a cleanup waits for the list").await;
+    assert!(!cleanup.is_finished(), "waits for the list");
+    ctx.scopes[0].listed.set();
+    let (p, _, _send) = next(&mut handle).await;
+    assert_eq!(
+        (p.method.as_str(), p.uri.path()),
+        (
+            "PATCH",
+            "/apis/oauth.collibra.dev/v1alpha1/namespaces/team-a/oauthclients/billing/status"
+        ),
+        "the cleanup goes on once listed (reporting it deletes)"
+    );
+    cleanup.abort();
+    assert_eq!(collibra.stats().requests_for("delete"), 0);
 }
 
 /// Fails if a request reached the mock API server (`why`: why none should).

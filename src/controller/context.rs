@@ -3,7 +3,7 @@
 //! is in [`object_state`](super::object_state); which Secret writes are the
 //! operator's own, in [`own_writes`](super::own_writes).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use collibra_client::CollibraClient;
 use futures::channel::mpsc;
@@ -19,6 +19,7 @@ use super::{
     names::NameIndex,
     object_state::ObjectStates,
     own_writes::{InFlight, OwnWrites},
+    relist::ListedFlag,
     secret_cache::SecretCache,
 };
 use crate::{
@@ -68,6 +69,10 @@ pub struct Scope {
     /// The Secret versions this process wrote, whose watch events wake no
     /// reconcile (docs/design.md, "Requests per registration").
     pub own_writes: Arc<OwnWrites>,
+    /// Whether the OAuthClient watch has listed once: until then the store
+    /// and the clientName index hold only the objects seen so far
+    /// (docs/design.md, "After a start").
+    pub listed: ListedFlag,
 }
 
 impl Scope {
@@ -190,6 +195,27 @@ impl Context {
         }
     }
 
+    /// Whether every scope's OAuthClient watch has listed once: the
+    /// complete view that rule 1 (rivals in any scope) and a connection's
+    /// users need.
+    pub fn all_listed(&self) -> bool {
+        self.scopes.iter().all(|s| s.listed.is_set())
+    }
+
+    /// Waits until [`Context::all_listed`].
+    pub async fn wait_all_listed(&self) {
+        wait_listed(&self.scopes).await;
+    }
+
+    /// Wakes every object whose clientName another object also claims (in
+    /// any scope or connection). Called once every scope has listed after a
+    /// start: an object confirmed while the list was arriving was checked
+    /// against the rivals seen so far (rule 1), so one with a rival is
+    /// checked again against all of them.
+    pub fn wake_contested(&self) {
+        wake_contested(&self.scopes);
+    }
+
     /// The object that keeps `obj`'s clientName when several claim it: the
     /// oldest live one. `None` when `obj` itself does.
     pub fn name_winner(&self, obj: &OAuthClient) -> Option<NameClaim> {
@@ -231,7 +257,92 @@ impl Context {
     }
 }
 
+/// [`Context::wake_contested`] over `scopes`.
+fn wake_contested(scopes: &[Scope]) {
+    let mut claims: HashMap<String, usize> = HashMap::new();
+    for s in scopes {
+        s.names.for_each_name(|name, claimants| {
+            *claims.entry(name.to_owned()).or_default() += claimants.len();
+        });
+    }
+    for s in scopes {
+        s.names.for_each_name(|name, claimants| {
+            if claims.get(name).is_some_and(|n| *n > 1) {
+                for c in claimants {
+                    s.wake.now(&c.claim.namespace, &c.claim.name);
+                }
+            }
+        });
+    }
+}
+
+/// Waits until every one of `scopes` has listed its OAuthClients.
+pub async fn wait_listed(scopes: &[Scope]) {
+    for s in scopes {
+        s.listed.wait().await;
+    }
+}
+
 /// Now, as Kubernetes timestamps want it.
 pub fn now() -> Timestamp {
     Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    fn scope(namespace: &str) -> (Scope, mpsc::UnboundedReceiver<ObjectRef<OAuthClient>>) {
+        let (wake, woken) = Wake::channel();
+        let scope = Scope {
+            namespace: Some(namespace.to_owned()),
+            oauth_clients: reflector::store().0,
+            names: Default::default(),
+            secrets: Default::default(),
+            wake,
+            own_writes: Default::default(),
+            listed: ListedFlag::new(true),
+        };
+        (scope, woken)
+    }
+
+    fn claim(scope: &Scope, name: &str, client_name: &str) {
+        let mut o = OAuthClient::new(
+            name,
+            serde_json::from_value(serde_json::json!({ "clientName": client_name })).expect("spec"),
+        );
+        o.metadata.namespace = scope.namespace.clone();
+        o.metadata.uid = Some(format!("uid-{name}"));
+        scope.names.apply(&watcher::Event::Apply(o));
+    }
+
+    /// What `rx` was asked for so far, sorted.
+    fn woken(rx: &mut mpsc::UnboundedReceiver<ObjectRef<OAuthClient>>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            names.push(format!("{}/{}", r.namespace.unwrap_or_default(), r.name));
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn only_objects_with_a_rival_in_any_scope_are_woken() {
+        let (a, mut woken_a) = scope("team-a");
+        let (b, mut woken_b) = scope("team-b");
+        claim(&a, "alone", "etl");
+        claim(&a, "first", "billing");
+        claim(&a, "second", "billing");
+        claim(&a, "here", "shared");
+        claim(&b, "there", "shared");
+        claim(&b, "single", "reports");
+        wake_contested(&[a, b]);
+        assert_eq!(
+            woken(&mut woken_a),
+            ["team-a/first", "team-a/here", "team-a/second"]
+        );
+        assert_eq!(woken(&mut woken_b), ["team-b/there"]);
+    }
 }

@@ -115,6 +115,13 @@ impl NameIndex {
         }
     }
 
+    /// Calls `f` with each clientName of the live view and its claimants.
+    pub fn for_each_name(&self, mut f: impl FnMut(&str, &[Claimant])) {
+        for (name, claimants) in &self.lock().live().by_name {
+            f(name, claimants);
+        }
+    }
+
     /// The objects that claim `client_name` in `connection`.
     pub fn claimants(&self, connection: &ConnectionKey, client_name: &str) -> Vec<Claimant> {
         self.lock()

@@ -13,21 +13,28 @@
 //!   adapter holds the listed objects' references back until the list is
 //!   complete, then yields them from the store. It can go once kube's
 //!   `Controller` waits for the store's swap before looking objects up.
+//! - [`reflect_first_list_live`], kube's reflector but for the first
+//!   list: its objects go into the store as they arrive, so the process
+//!   that just started reconciles them while the list is still arriving
+//!   (kube holds its `Controller`'s runner until the store has swapped a
+//!   whole list in). Whatever needs every object waits for the list:
+//!   [`ListedFlag`].
 //! - [`Relisted`], the "build the new view during the list, swap it in
 //!   when the list is complete" rule, shared by the operator's own indexes
 //!   (the Secret metadata cache and the clientName index), so each of them
 //!   answers from a complete view at every moment, as kube's store does.
 
-use std::iter;
+use std::{iter, sync::Arc};
 
-use futures::{Stream, StreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use kube::{
     Resource,
     runtime::{
-        reflector::{ObjectRef, Store},
+        reflector::{ObjectRef, Store, store::Writer},
         watcher,
     },
 };
+use tokio::sync::watch;
 
 /// The objects of a reflected watch, for `Controller::for_stream`: each
 /// applied object at once; the objects of a (re)list only once the list is
@@ -78,6 +85,97 @@ where
         .flatten()
 }
 
+/// Where a watch is in its first list (see [`reflect_first_list_live`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FirstList {
+    NotStarted,
+    Arriving,
+    Done,
+}
+
+/// Feeds `writer` like kube's `reflect`, except for the watch's first
+/// list: the store is made ready (and empty) when that list starts, and
+/// each listed object is applied to it as it arrives and passed on as an
+/// `Apply`. kube's `Controller` starts its runner only once its store is
+/// ready and then looks up each object it is given, so after a start it
+/// reconciles the first objects while the rest are still listed, rather
+/// than after the whole list (BENCHMARKS.md, "Restart"). The store starts
+/// empty, so applying a first list object by object ends in the same
+/// store as kube's swap, and nothing has to be removed. Should that list
+/// be cut off and start again, the new one is passed on as kube does
+/// (the store keeps the objects seen so far until it swaps the complete
+/// new list in). Downstream sees the first list as `Apply` events and its
+/// `InitDone`, without its `Init`, so the operator's own views
+/// ([`Relisted`]) fill as the store does.
+pub fn reflect_first_list_live<K, S>(
+    events: S,
+    mut writer: Writer<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let mut first = FirstList::NotStarted;
+    events.try_filter_map(move |event| {
+        let passed = match (first, event) {
+            (FirstList::NotStarted, watcher::Event::Init) => {
+                first = FirstList::Arriving;
+                writer.apply_watcher_event(&watcher::Event::Init);
+                writer.apply_watcher_event(&watcher::Event::InitDone);
+                None
+            }
+            (FirstList::Arriving, watcher::Event::InitApply(o)) => {
+                let applied = watcher::Event::Apply(o);
+                writer.apply_watcher_event(&applied);
+                Some(applied)
+            }
+            // The store holds the list already: kube's swap would empty it.
+            (FirstList::Arriving, watcher::Event::InitDone) => {
+                first = FirstList::Done;
+                Some(watcher::Event::InitDone)
+            }
+            (state, event) => {
+                if state == FirstList::Arriving && matches!(event, watcher::Event::Init) {
+                    first = FirstList::Done;
+                }
+                writer.apply_watcher_event(&event);
+                Some(event)
+            }
+        };
+        futures::future::ready(Ok(passed))
+    })
+}
+
+/// Whether a watch has listed once, and a way to wait for it: what needs
+/// every object (rule 1's rivals, a connection's users) asks it after a
+/// start, while [`reflect_first_list_live`] fills the store.
+#[derive(Clone, Debug)]
+pub struct ListedFlag(Arc<watch::Sender<bool>>);
+
+impl ListedFlag {
+    /// A flag: `listed` or not yet.
+    pub fn new(listed: bool) -> Self {
+        ListedFlag(Arc::new(watch::Sender::new(listed)))
+    }
+
+    /// Marks the watch listed.
+    pub fn set(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether the watch has listed.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until the watch has listed.
+    pub async fn wait(&self) {
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = self.0.subscribe().wait_for(|l| *l).await;
+    }
+}
+
 /// A view of a watch's objects, rebuilt by each (re)list: events apply to
 /// the live view, except those of a list in progress, which build a new
 /// view that replaces the live one when the list is complete.
@@ -122,7 +220,10 @@ mod tests {
     use super::*;
     use crate::api::OAuthClient;
     use futures::{FutureExt, channel::mpsc};
-    use kube::runtime::{WatchStreamExt, reflector};
+    use kube::{
+        ResourceExt,
+        runtime::{WatchStreamExt, reflector},
+    };
 
     fn obj(name: &str) -> OAuthClient {
         let mut o = OAuthClient::new(
@@ -204,6 +305,135 @@ mod tests {
         let rest: Vec<_> = objects.collect().await;
         assert_eq!(names(&rest), ["c"]);
         assert!(store.get(&ObjectRef::from_obj(&obj("b"))).is_none());
+    }
+
+    fn kind(e: &watcher::Event<OAuthClient>) -> String {
+        match e {
+            watcher::Event::Apply(o) => {
+                format!("Apply {}", o.metadata.name.as_deref().unwrap_or(""))
+            }
+            watcher::Event::InitApply(o) => {
+                format!("InitApply {}", o.metadata.name.as_deref().unwrap_or(""))
+            }
+            watcher::Event::Delete(o) => {
+                format!("Delete {}", o.metadata.name.as_deref().unwrap_or(""))
+            }
+            watcher::Event::Init => "Init".to_owned(),
+            watcher::Event::InitDone => "InitDone".to_owned(),
+        }
+    }
+
+    fn in_store(store: &Store<OAuthClient>) -> Vec<String> {
+        let mut names: Vec<String> = store.state().iter().map(|o| o.name_any()).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_first_list_fills_the_store_as_it_arrives() {
+        let (store, writer) = reflector::store::<OAuthClient>();
+        let (tx, rx) = mpsc::unbounded();
+        let mut events = Box::pin(reflect_first_list_live(rx, writer));
+        let mut next = async |e: watcher::Event<OAuthClient>| {
+            tx.unbounded_send(Ok(e)).expect("send");
+            events
+                .next()
+                .now_or_never()
+                .map(|e| kind(&e.expect("item").expect("event")))
+        };
+        assert_eq!(
+            next(watcher::Event::Init).await,
+            None,
+            "the first Init is kept back"
+        );
+        assert!(
+            store.wait_until_ready().now_or_never().is_some(),
+            "kube's Controller may run at once"
+        );
+        assert!(store.is_empty());
+        assert_eq!(
+            next(watcher::Event::InitApply(obj("a"))).await.as_deref(),
+            Some("Apply a")
+        );
+        assert_eq!(in_store(&store), ["a"], "in the store before the list ends");
+        assert_eq!(
+            next(watcher::Event::InitApply(obj("b"))).await.as_deref(),
+            Some("Apply b")
+        );
+        assert_eq!(
+            next(watcher::Event::InitDone).await.as_deref(),
+            Some("InitDone")
+        );
+        assert_eq!(
+            in_store(&store),
+            ["a", "b"],
+            "not swapped for an empty buffer"
+        );
+        // Every later list is kube's: swapped in once complete.
+        assert_eq!(next(watcher::Event::Init).await.as_deref(), Some("Init"));
+        assert_eq!(
+            next(watcher::Event::InitApply(obj("b"))).await.as_deref(),
+            Some("InitApply b")
+        );
+        assert_eq!(in_store(&store), ["a", "b"]);
+        assert_eq!(
+            next(watcher::Event::InitDone).await.as_deref(),
+            Some("InitDone")
+        );
+        assert_eq!(in_store(&store), ["b"]);
+        assert_eq!(
+            next(watcher::Event::Delete(obj("b"))).await.as_deref(),
+            Some("Delete b")
+        );
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_first_list_started_again_ends_in_the_new_list() {
+        let (store, writer) = reflector::store::<OAuthClient>();
+        let (tx, rx) = mpsc::unbounded();
+        let mut events = Box::pin(reflect_first_list_live(rx, writer));
+        let mut next = async |e: watcher::Event<OAuthClient>| {
+            tx.unbounded_send(Ok(e)).expect("send");
+            events
+                .next()
+                .now_or_never()
+                .map(|e| kind(&e.expect("item").expect("event")))
+        };
+        assert_eq!(next(watcher::Event::Init).await, None);
+        assert_eq!(
+            next(watcher::Event::InitApply(obj("gone")))
+                .await
+                .as_deref(),
+            Some("Apply gone")
+        );
+        // Cut off: the watch lists again from the start.
+        assert_eq!(next(watcher::Event::Init).await.as_deref(), Some("Init"));
+        assert_eq!(
+            next(watcher::Event::InitApply(obj("kept")))
+                .await
+                .as_deref(),
+            Some("InitApply kept")
+        );
+        assert_eq!(in_store(&store), ["gone"], "until the new list is complete");
+        assert_eq!(
+            next(watcher::Event::InitDone).await.as_deref(),
+            Some("InitDone")
+        );
+        assert_eq!(in_store(&store), ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_listed_flag_releases_its_waiters() {
+        let flag = ListedFlag::new(false);
+        let waiting = flag.clone();
+        let mut wait = Box::pin(async move { waiting.wait().await });
+        assert!((&mut wait).now_or_never().is_none());
+        assert!(!flag.is_set());
+        flag.set();
+        assert!(flag.is_set());
+        assert!(wait.now_or_never().is_some());
+        assert!(ListedFlag::new(true).wait().now_or_never().is_some());
     }
 
     #[test]

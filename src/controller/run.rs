@@ -6,13 +6,7 @@
 //! wake objects through [`Wake`]. docs/design.md ("The path of one
 //! OAuthClient") follows it step by step.
 
-use std::{
-    panic::AssertUnwindSafe,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future, stream::BoxStream};
 use k8s_openapi::api::core::v1::Secret;
@@ -35,7 +29,7 @@ use super::{
     object_state::ObjectStates,
     own_writes::{self, OwnWrites},
     reconcile,
-    relist::objects_after_list,
+    relist::{ListedFlag, objects_after_list, reflect_first_list_live},
     secret,
     secret_cache::SecretCache,
 };
@@ -52,16 +46,14 @@ pub struct ScopeWatches {
     secrets: BoxStream<'static, ObjectRef<OAuthClient>>,
     /// OAuthClients asked for through the scope's [`Wake`].
     woken: BoxStream<'static, ObjectRef<OAuthClient>>,
-    /// Whether the OAuthClient watch has listed once.
-    listed: Arc<AtomicBool>,
 }
 
 impl ScopeWatches {
     /// Whether both watches of the scope have listed once.
     pub fn synced(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let listed = self.listed.clone();
+        let listed = self.scope.listed.clone();
         let secrets = self.scope.secrets.clone();
-        move || listed.load(Ordering::Acquire) && secrets.synced()
+        move || listed.is_set() && secrets.synced()
     }
 }
 
@@ -82,29 +74,29 @@ pub fn watch(
         };
     let (store, writer) = reflector::store::<OAuthClient>();
     let names = Arc::new(NameIndex::default());
-    let listed = Arc::new(AtomicBool::new(false));
+    let listed = ListedFlag::new(false);
     // The initial list is streamed from the API server's watch cache
     // (`sendInitialEvents`, served from Kubernetes 1.34): no pages and no
-    // large response (BENCHMARKS.md, "Restart").
+    // large response. Its objects are reconciled as they arrive
+    // (BENCHMARKS.md, "Restart"; docs/design.md, "After a start").
     let events = watcher(oauth_api, watcher::Config::default().streaming_lists())
         .default_backoff()
-        .modify(slim)
-        .reflect(writer)
-        .inspect_ok({
-            let names = names.clone();
-            let listed = listed.clone();
-            move |e| {
-                // The clientName index follows every event; what it no
-                // longer holds is gone, and so is the state kept for it.
-                for uid in names.apply(e) {
-                    states.forget(&uid);
-                }
-                if matches!(e, watcher::Event::InitDone) {
-                    debug!(watch = "OAuthClient", "listed");
-                    listed.store(true, Ordering::Release);
-                }
+        .modify(slim);
+    let events = reflect_first_list_live(events, writer).inspect_ok({
+        let names = names.clone();
+        let listed = listed.clone();
+        move |e| {
+            // The clientName index follows every event; what it no
+            // longer holds is gone, and so is the state kept for it.
+            for uid in names.apply(e) {
+                states.forget(&uid);
             }
-        });
+            if matches!(e, watcher::Event::InitDone) {
+                debug!(watch = "OAuthClient", "listed");
+                listed.set();
+            }
+        }
+    });
     // What wakes a reconcile: a new object (or one created again under its
     // name: the predicates key by uid), a spec change (generation, which
     // deletion also bumps), the operator's annotations (rotation, a
@@ -142,6 +134,19 @@ pub fn watch(
             cache.apply(e);
         }
     })
+    // The first list wakes nothing: after a start every OAuthClient is
+    // reconciled as its own list brings it. A later list wakes the owners
+    // of what changed while the watch was away.
+    .try_filter({
+        let mut first = true;
+        move |e| {
+            let wakes = !(first && matches!(e, watcher::Event::InitApply(_)));
+            if matches!(e, watcher::Event::InitDone) {
+                first = false;
+            }
+            future::ready(wakes)
+        }
+    })
     .map({
         let own_writes = own_writes.clone();
         move |e| {
@@ -166,6 +171,7 @@ pub fn watch(
         secrets,
         wake,
         own_writes,
+        listed,
     };
     let secrets = owners_of_secrets(secret_events, scope.clone()).boxed();
     ScopeWatches {
@@ -173,7 +179,6 @@ pub fn watch(
         objects,
         secrets,
         woken: woken.boxed(),
-        listed,
     }
 }
 

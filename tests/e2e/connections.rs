@@ -23,6 +23,7 @@ test_support::tests!(
     connection_host_not_on_the_allow_list_is_refused,
     connection_of_another_namespace_is_refused,
     connection_deleted_while_in_use_waits_for_its_users,
+    connection_deleted_while_stopped_waits_for_its_users,
     connection_audit_lists_foreign_clients_only,
     connection_ref_is_immutable,
     connection_bad_specs_are_refused_at_admission,
@@ -396,7 +397,17 @@ async fn connection_of_another_namespace_is_refused(env: Arc<Env>) -> anyhow::Re
 }
 
 async fn connection_deleted_while_in_use_waits_for_its_users(env: Arc<Env>) -> anyhow::Result<()> {
-    let f = Fixture::with(env, "conn-delete", allowing_loopback()).await?;
+    deleted_while_in_use(env, "conn-delete", false).await
+}
+
+/// The same, the connection deleted while the operator was stopped: after
+/// the start it must not take its users, still being listed, for none.
+async fn connection_deleted_while_stopped_waits_for_its_users(env: Arc<Env>) -> anyhow::Result<()> {
+    deleted_while_in_use(env, "conn-delete-stopped", true).await
+}
+
+async fn deleted_while_in_use(env: Arc<Env>, prefix: &str, stopped: bool) -> anyhow::Result<()> {
+    let mut f = Fixture::with(env, prefix, allowing_loopback()).await?;
     let other = Simulator::start(SimConfig::default()).await?;
     let result = async {
         credentials(&f, "sim-b", "operator-secret").await?;
@@ -406,9 +417,15 @@ async fn connection_deleted_while_in_use_waits_for_its_users(env: Arc<Env>) -> a
         f.wait_reason("app", Reason::Registered.as_str()).await?;
         ensure!(other.handle().clients().len() == 1);
 
+        if stopped {
+            f.op.stop(Duration::from_secs(10)).await?;
+        }
         connections(&f)
             .delete("sim-b", &DeleteParams::default())
             .await?;
+        if stopped {
+            f.op.restart().await?;
+        }
         let c = wait_connection_reason(&f, "sim-b", ConnectionReason::InUse).await?;
         let message = connection_message(&c);
         ensure!(

@@ -421,7 +421,11 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
     let f = Fixture::new(env, "tmpl-edits").await?;
     f.apply(&manifest("edits", "edits-client", "")).await?;
     let o = f.wait_reason("edits", Reason::Registered.as_str()).await?;
-    let id = o.status.and_then(|s| s.client_id).unwrap_or_default();
+    let id = o
+        .status
+        .clone()
+        .and_then(|s| s.client_id)
+        .unwrap_or_default();
     let first = f.secrets().get("edits").await?;
     let secret_value = data_of(&first)["client_secret"].clone();
     let theirs = || async {
@@ -562,10 +566,7 @@ async fn template_edits_on_a_ready_object_keep_the_credentials(
     );
     ensure!(
         f.secrets()
-            .get_opt(&format!(
-                "collibra-oauth-backup-{}",
-                o.metadata.uid.clone().unwrap_or_default()
-            ))
+            .get_opt(&collibra_oauth_operator::controller::secret::type_change::backup_name(&o))
             .await?
             .is_none(),
         "the backup Secret was left behind"

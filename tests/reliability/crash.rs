@@ -407,13 +407,17 @@ async fn replacement_step(
             Ok(true) => return Ok(true),
             Err(_) => return Ok(false),
             Ok(false) if Instant::now() >= deadline => return Ok(false),
-            Ok(false) => events = watch_secrets(f).await?,
+            Ok(false) => {
+                // Ended early: open it again, not in a tight loop should the
+                // API server keep closing it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                events = watch_secrets(f).await?;
+            }
         }
     }
 }
 
-/// Whether a Secret name is one of the backups a type change writes
-/// (`collibra-oauth-backup-<uid>`).
+/// Whether a Secret name is one of the backups a type change writes.
 fn is_backup_name(name: &str) -> bool {
-    name.starts_with("collibra-oauth-backup-")
+    name.starts_with(collibra_oauth_operator::controller::secret::type_change::BACKUP_PREFIX)
 }

@@ -23,7 +23,7 @@ use crate::{
         status::{ConnectionReason, Counts, Health},
         watches::Seen,
     },
-    controller::decide::Listed,
+    controller::{context::wait_listed, decide::Listed},
 };
 
 /// Checks a connection: its entry in the registry, with the health found
@@ -141,6 +141,8 @@ async fn probe<K: ConnectionResource>(
         .all_clients()
         .await
         .map_err(|e| health_of(&e, &ns, secret_name))?;
+    // Counted against every OAuthClient, not those listed so far.
+    wait_listed(&ctx.scopes).await;
     Ok(accounting::count(
         &listed_clients(listed),
         &claims(ctx, &key),

@@ -18,6 +18,7 @@ use super::{ConnectionContext, Error, probe::check, report::report, users::holde
 use crate::{
     api::connection::{CONNECTION_FINALIZER, ConnectionResource},
     connection::status::{ConnectionReason, Health},
+    controller::context::wait_listed,
 };
 
 pub(super) async fn reconcile<K: ConnectionResource>(
@@ -85,6 +86,8 @@ async fn cleanup<K: ConnectionResource>(
     ctx: &ConnectionContext,
 ) -> Result<Action, Error> {
     let key = obj.key();
+    // After a start, the users still arriving must not be taken for none.
+    wait_listed(&ctx.scopes).await;
     let holders = holders(ctx, &key);
     if holders.is_empty() {
         info!(connection = %key, "connection deleted; nothing uses it any more");

@@ -21,6 +21,9 @@ use crate::{
 
 impl Reconciler<'_> {
     pub(super) async fn cleanup(&self) -> Result<Action> {
+        // Whether the client is this object's to delete rests on rule 1:
+        // after a start, on every object, not the ones listed so far.
+        self.ctx.wait_all_listed().await;
         let result = self.cleanup_inner().await;
         if result.is_ok() {
             self.ctx.objects.forget(&self.uid);

@@ -132,6 +132,15 @@ impl Outcome {
     }
 }
 
+/// Which outcomes [`Reconciler::in_sync_by_metadata`] may give.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Only "in sync" with nothing to change or report.
+    Only,
+    /// Any it finds.
+    Any,
+}
+
 /// One reconcile of one object.
 struct Reconciler<'a> {
     obj: Arc<OAuthClient>,
@@ -214,40 +223,25 @@ impl<'a> Reconciler<'a> {
 
     /// Observe, decide, act: everything but the status write.
     async fn converge(&self) -> Result<Outcome> {
+        if !self.ctx.all_listed() {
+            // Just started, the OAuthClients still arriving (docs/design.md,
+            // "After a start"): an object in sync on its own is confirmed
+            // now, as far as the rivals seen so far tell (the contested are
+            // checked again once all are listed, `Context::wake_contested`);
+            // anything else waits for the complete view.
+            if self.blocked.is_none()
+                && self.ctx.name_winner(&self.obj).is_none()
+                && let Some(outcome) = self.in_sync_by_metadata(Quiet::Only).await?
+            {
+                return Ok(outcome);
+            }
+            self.ctx.wait_all_listed().await;
+        }
         if let Some(outcome) = self.before_deciding().await? {
             return Ok(outcome);
         }
-        if let Some(view) = self.observe_settled() {
-            // The watch's metadata vouches for the data: no read, and
-            // nothing to write unless the decision is more than "in sync".
-            let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
-                Ok(l) => l,
-                Err(e) => return Ok(self.collibra_failure(Operation::List, &e)),
-            };
-            if let (
-                Plan::InSync {
-                    adopt: false,
-                    drift,
-                    redirect_drift,
-                    rotation_unsupported,
-                },
-                Some(entry),
-                SecretView::Managed(m),
-            ) = (self.decide(&view, listed.as_ref()), listed, &view)
-            {
-                tracing::debug!(object = %self.obj.name_any(), plan = "InSync", "decided from the Secret's metadata");
-                return self
-                    .in_sync(
-                        None,
-                        m.rotated_for.as_deref(),
-                        &entry,
-                        false,
-                        drift,
-                        redirect_drift,
-                        rotation_unsupported,
-                    )
-                    .await;
-            }
+        if let Some(outcome) = self.in_sync_by_metadata(Quiet::Any).await? {
+            return Ok(outcome);
         }
         let (mut view, mut current) = self.observe_secret().await?;
         if let Some(outcome) = self.shape_secret(&mut view, &mut current).await? {
@@ -283,6 +277,51 @@ impl<'a> Reconciler<'a> {
         }
         tracing::debug!(object = %self.obj.name_any(), plan = plan.name(), "decided");
         self.act(plan, current.as_ref(), listed).await
+    }
+
+    /// The outcome when the watch's metadata vouches for the Secret's data
+    /// and the decision is "in sync": no read, and nothing to write unless
+    /// the client needs an update or a note. `None`: look closer. With
+    /// [`Quiet::Only`], also `None` when a failed list, an update or a note
+    /// would be the outcome.
+    async fn in_sync_by_metadata(&self, quiet: Quiet) -> Result<Option<Outcome>> {
+        let Some(view) = self.observe_settled() else {
+            return Ok(None);
+        };
+        let listed = match self.collibra.lookup(&self.obj.spec.client_name).await {
+            Ok(l) => l,
+            Err(_) if quiet == Quiet::Only => return Ok(None),
+            Err(e) => return Ok(Some(self.collibra_failure(Operation::List, &e))),
+        };
+        let (
+            Plan::InSync {
+                adopt: false,
+                drift,
+                redirect_drift,
+                rotation_unsupported,
+            },
+            Some(entry),
+            SecretView::Managed(m),
+        ) = (self.decide(&view, listed.as_ref()), listed, &view)
+        else {
+            return Ok(None);
+        };
+        let loud = drift.is_some() || redirect_drift.is_some() || rotation_unsupported;
+        if loud && quiet == Quiet::Only {
+            return Ok(None);
+        }
+        tracing::debug!(object = %self.obj.name_any(), plan = "InSync", "decided from the Secret's metadata");
+        self.in_sync(
+            None,
+            m.rotated_for.as_deref(),
+            &entry,
+            false,
+            drift,
+            redirect_drift,
+            rotation_unsupported,
+        )
+        .await
+        .map(Some)
     }
 
     /// What settles a reconcile before any decision: a name that belongs to

@@ -33,11 +33,14 @@ use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OAuthClient, REGISTERING_AN
 /// Annotation on the backup naming the Secret it keeps the credentials of.
 pub const BACKUP_OF_ANNOTATION: &str = "oauth.collibra.dev/backup-of";
 
+/// What every backup Secret's name starts with; its owner's uid follows.
+pub const BACKUP_PREFIX: &str = "collibra-oauth-backup-";
+
 /// Name of the backup Secret of `owner`: from its uid, so it is the same
 /// after a restart and cannot be a name a user chose.
 pub fn backup_name(owner: &OAuthClient) -> String {
     format!(
-        "collibra-oauth-backup-{}",
+        "{BACKUP_PREFIX}{}",
         owner.metadata.uid.as_deref().unwrap_or_default()
     )
 }
