@@ -38,13 +38,13 @@ pub(super) async fn check<K: ConnectionResource>(
         .registry
         .entry(&key, &format!("{}|{}", settings.url, settings.api_path));
     let outcome = probe(obj, ctx, &conn).await;
-    let (health, counts) = match outcome {
-        Ok(counts) => (connected(counts, &settings.url), Some(counts)),
+    let health = match &outcome {
+        Ok(listed) => connected(listed.len(), &settings.url),
         Err(h) => {
             if forbids_sending(h.reason) {
                 conn.clear_client();
             }
-            (h, None)
+            h.clone()
         }
     };
     let before = conn.set_health(health.clone());
@@ -52,6 +52,16 @@ pub(super) async fn check<K: ConnectionResource>(
         // The OAuthClients that waited for it go on at once.
         wake_users(ctx, &key);
     }
+    // Which listed clients an OAuthClient accounts for: against every
+    // OAuthClient, so after a start only once they are all listed (the
+    // health above does not wait for that).
+    let counts = match outcome {
+        Ok(listed) => {
+            wait_listed(&ctx.scopes).await;
+            Some(accounting::count(&listed, &claims(ctx, &key)))
+        }
+        Err(_) => None,
+    };
     let counts_pair = counts.map(|c| (c.managed, c.unmanaged));
     ctx.metrics
         .connections
@@ -59,14 +69,11 @@ pub(super) async fn check<K: ConnectionResource>(
     (conn, counts)
 }
 
-/// The health of a connection whose instance listed its clients.
-fn connected(counts: Counts, url: &str) -> Health {
+/// The health of a connection whose instance listed `clients` clients.
+fn connected(clients: usize, url: &str) -> Health {
     Health::new(
         ConnectionReason::Connected,
-        format!(
-            "listed {} clients at {url}",
-            counts.managed + counts.unmanaged
-        ),
+        format!("listed {clients} clients at {url}"),
     )
 }
 
@@ -82,11 +89,13 @@ fn forbids_sending(reason: ConnectionReason) -> bool {
     )
 }
 
+/// The instance's clients, or the health that says why they could not be
+/// listed.
 async fn probe<K: ConnectionResource>(
     obj: &K,
     ctx: &ConnectionContext,
     conn: &ConnectionState,
-) -> Result<Counts, Health> {
+) -> Result<Vec<accounting::ListedClient>, Health> {
     let key = obj.key();
     let settings = obj.settings();
     let ns = secret_namespace(obj, &ctx.cluster_namespace);
@@ -141,12 +150,7 @@ async fn probe<K: ConnectionResource>(
         .all_clients()
         .await
         .map_err(|e| health_of(&e, &ns, secret_name))?;
-    // Counted against every OAuthClient, not those listed so far.
-    wait_listed(&ctx.scopes).await;
-    Ok(accounting::count(
-        &listed_clients(listed),
-        &claims(ctx, &key),
-    ))
+    Ok(listed_clients(listed))
 }
 
 /// Whether the spec may be used at all: a valid URL, on the allow-list
@@ -299,13 +303,7 @@ mod tests {
 
     #[test]
     fn connected_counts_every_listed_client() {
-        let h = connected(
-            Counts {
-                managed: 2,
-                unmanaged: 5,
-            },
-            "https://c.example",
-        );
+        let h = connected(7, "https://c.example");
         assert_eq!(h.reason, ConnectionReason::Connected);
         assert_eq!(h.message, "listed 7 clients at https://c.example");
     }
