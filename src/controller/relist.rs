@@ -323,104 +323,102 @@ mod tests {
         }
     }
 
-    fn in_store(store: &Store<OAuthClient>) -> Vec<String> {
-        let mut names: Vec<String> = store.state().iter().map(|o| o.name_any()).collect();
-        names.sort();
-        names
+    type Events = std::pin::Pin<
+        Box<dyn Stream<Item = Result<watcher::Event<OAuthClient>, watcher::Error>> + Send>,
+    >;
+
+    /// A store fed through [`reflect_first_list_live`], one event at a time.
+    struct Fed {
+        store: Store<OAuthClient>,
+        tx: mpsc::UnboundedSender<Result<watcher::Event<OAuthClient>, watcher::Error>>,
+        events: Events,
     }
 
-    #[tokio::test]
-    async fn the_first_list_fills_the_store_as_it_arrives() {
-        let (store, writer) = reflector::store::<OAuthClient>();
-        let (tx, rx) = mpsc::unbounded();
-        let mut events = Box::pin(reflect_first_list_live(rx, writer));
-        let mut next = async |e: watcher::Event<OAuthClient>| {
-            tx.unbounded_send(Ok(e)).expect("send");
-            events
+    impl Fed {
+        fn new() -> Self {
+            let (store, writer) = reflector::store::<OAuthClient>();
+            let (tx, rx) = mpsc::unbounded();
+            Fed {
+                store,
+                tx,
+                events: Box::pin(reflect_first_list_live(rx, writer)),
+            }
+        }
+
+        /// Sends `e`; what is passed on at once (see [`kind`]).
+        fn send(&mut self, e: watcher::Event<OAuthClient>) -> Option<String> {
+            self.tx.unbounded_send(Ok(e)).expect("send");
+            self.events
                 .next()
                 .now_or_never()
                 .map(|e| kind(&e.expect("item").expect("event")))
-        };
+        }
+
+        fn stored(&self) -> Vec<String> {
+            let mut names: Vec<String> = self.store.state().iter().map(|o| o.name_any()).collect();
+            names.sort();
+            names
+        }
+    }
+
+    #[test]
+    fn the_first_list_fills_the_store_as_it_arrives() {
+        let mut fed = Fed::new();
         assert_eq!(
-            next(watcher::Event::Init).await,
+            fed.send(watcher::Event::Init),
             None,
             "the first Init is kept back"
         );
         assert!(
-            store.wait_until_ready().now_or_never().is_some(),
+            fed.store.wait_until_ready().now_or_never().is_some(),
             "kube's Controller may run at once"
         );
-        assert!(store.is_empty());
+        assert!(fed.store.is_empty());
+        let apply = |name: &str| watcher::Event::InitApply(obj(name));
+        assert_eq!(fed.send(apply("a")).as_deref(), Some("Apply a"));
+        assert_eq!(fed.stored(), ["a"], "in the store before the list ends");
+        assert_eq!(fed.send(apply("b")).as_deref(), Some("Apply b"));
         assert_eq!(
-            next(watcher::Event::InitApply(obj("a"))).await.as_deref(),
-            Some("Apply a")
-        );
-        assert_eq!(in_store(&store), ["a"], "in the store before the list ends");
-        assert_eq!(
-            next(watcher::Event::InitApply(obj("b"))).await.as_deref(),
-            Some("Apply b")
-        );
-        assert_eq!(
-            next(watcher::Event::InitDone).await.as_deref(),
+            fed.send(watcher::Event::InitDone).as_deref(),
             Some("InitDone")
         );
-        assert_eq!(
-            in_store(&store),
-            ["a", "b"],
-            "not swapped for an empty buffer"
-        );
+        assert_eq!(fed.stored(), ["a", "b"], "not swapped for an empty buffer");
         // Every later list is kube's: swapped in once complete.
-        assert_eq!(next(watcher::Event::Init).await.as_deref(), Some("Init"));
+        assert_eq!(fed.send(watcher::Event::Init).as_deref(), Some("Init"));
+        assert_eq!(fed.send(apply("b")).as_deref(), Some("InitApply b"));
+        assert_eq!(fed.stored(), ["a", "b"]);
         assert_eq!(
-            next(watcher::Event::InitApply(obj("b"))).await.as_deref(),
-            Some("InitApply b")
-        );
-        assert_eq!(in_store(&store), ["a", "b"]);
-        assert_eq!(
-            next(watcher::Event::InitDone).await.as_deref(),
+            fed.send(watcher::Event::InitDone).as_deref(),
             Some("InitDone")
         );
-        assert_eq!(in_store(&store), ["b"]);
+        assert_eq!(fed.stored(), ["b"]);
         assert_eq!(
-            next(watcher::Event::Delete(obj("b"))).await.as_deref(),
+            fed.send(watcher::Event::Delete(obj("b"))).as_deref(),
             Some("Delete b")
         );
-        assert!(store.is_empty());
+        assert!(fed.store.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_first_list_started_again_ends_in_the_new_list() {
-        let (store, writer) = reflector::store::<OAuthClient>();
-        let (tx, rx) = mpsc::unbounded();
-        let mut events = Box::pin(reflect_first_list_live(rx, writer));
-        let mut next = async |e: watcher::Event<OAuthClient>| {
-            tx.unbounded_send(Ok(e)).expect("send");
-            events
-                .next()
-                .now_or_never()
-                .map(|e| kind(&e.expect("item").expect("event")))
-        };
-        assert_eq!(next(watcher::Event::Init).await, None);
+    #[test]
+    fn a_first_list_started_again_ends_in_the_new_list() {
+        let mut fed = Fed::new();
+        assert_eq!(fed.send(watcher::Event::Init), None);
         assert_eq!(
-            next(watcher::Event::InitApply(obj("gone")))
-                .await
-                .as_deref(),
+            fed.send(watcher::Event::InitApply(obj("gone"))).as_deref(),
             Some("Apply gone")
         );
         // Cut off: the watch lists again from the start.
-        assert_eq!(next(watcher::Event::Init).await.as_deref(), Some("Init"));
+        assert_eq!(fed.send(watcher::Event::Init).as_deref(), Some("Init"));
         assert_eq!(
-            next(watcher::Event::InitApply(obj("kept")))
-                .await
-                .as_deref(),
+            fed.send(watcher::Event::InitApply(obj("kept"))).as_deref(),
             Some("InitApply kept")
         );
-        assert_eq!(in_store(&store), ["gone"], "until the new list is complete");
+        assert_eq!(fed.stored(), ["gone"], "until the new list is complete");
         assert_eq!(
-            next(watcher::Event::InitDone).await.as_deref(),
+            fed.send(watcher::Event::InitDone).as_deref(),
             Some("InitDone")
         );
-        assert_eq!(in_store(&store), ["kept"]);
+        assert_eq!(fed.stored(), ["kept"]);
     }
 
     #[tokio::test]
