@@ -135,10 +135,13 @@ where
                 first = FirstList::Done;
                 Some(watcher::Event::InitDone)
             }
-            (state, event) => {
-                if state == FirstList::Arriving && matches!(event, watcher::Event::Init) {
-                    first = FirstList::Done;
-                }
+            // Cut off and listed again: kube's swap from here on.
+            (FirstList::Arriving, watcher::Event::Init) => {
+                first = FirstList::Done;
+                writer.apply_watcher_event(&watcher::Event::Init);
+                Some(watcher::Event::Init)
+            }
+            (_, event) => {
                 writer.apply_watcher_event(&event);
                 Some(event)
             }
